@@ -1,0 +1,217 @@
+/**
+ * Runs compiled Programs on a GPUDevice. Everything that can be created ahead of time is:
+ * buffers (from the memory plan), pipelines (cached by WGSL text) and bind groups. A run is then
+ * "write inputs, encode the recorded dispatches into one compute pass, one submit", with no
+ * wait; reads are explicit and are the only sync points (design.md 3, 6).
+ */
+import type { Program } from "../../graph/compile.ts";
+import type { GpuContext } from "./device.ts";
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+interface Leaf {
+  buffer: GPUBuffer;
+  floats: number;
+  shape: readonly number[];
+}
+
+/** Device-side state shared by programs: named leaves (params, states, inputs) and pipelines. */
+export class WebGPURuntime {
+  readonly device: GPUDevice;
+  private readonly leaves = new Map<string, Leaf>();
+  private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+
+  constructor(readonly ctx: GpuContext) {
+    this.device = ctx.device;
+  }
+
+  /** Buffers of all leaves, keyed by name; created when first referenced by a program. */
+  leafNames(): string[] {
+    return [...this.leaves.keys()];
+  }
+
+  hasLeaf(name: string): boolean {
+    return this.leaves.has(name);
+  }
+
+  /** Uploads a leaf's value (the whole tensor). */
+  write(name: string, data: Float32Array): void {
+    const l = this.leaves.get(name);
+    if (!l) throw new Error(`no device tensor named '${name}'`);
+    if (data.length !== l.floats) {
+      throw new Error(`'${name}' holds ${l.floats} values, got ${data.length}`);
+    }
+    this.device.queue.writeBuffer(l.buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Reads a leaf back (a sync point). */
+  read(name: string): Promise<Float32Array> {
+    const l = this.leaves.get(name);
+    if (!l) throw new Error(`no device tensor named '${name}'`);
+    return this.readBuffer(l.buffer, l.floats);
+  }
+
+  async readBuffer(buffer: GPUBuffer, floats: number): Promise<Float32Array> {
+    const staging = this.device.createBuffer({
+      size: floats * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buffer, 0, staging, 0, floats * 4);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  /** Creates buffers, pipelines and bind groups for a program. */
+  async load(program: Program): Promise<Executable> {
+    const buffers: GPUBuffer[] = program.buffers.map((b) => {
+      if (b.kind === "temp") return this.device.createBuffer({ size: b.floats * 4, usage: STORAGE });
+      return this.leaf(b.name!, b.floats, program.leaves.get(b.name!)!.tensor.shape).buffer;
+    });
+    const pipes = await Promise.all(
+      program.steps.map((s) => this.pipeline(s.kernel.code, s.buffers, s.label)),
+    );
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    const steps = program.steps.map((s, i) => {
+      const bindGroup = this.device.createBindGroup({
+        label: s.label,
+        layout: this.layout(s.buffers),
+        entries: s.buffers.map((b, j) => ({ binding: j, resource: { buffer: buffers[b.buffer] } })),
+      });
+      const n = s.kernel.workgroups;
+      const x = Math.min(n, max);
+      const y = Math.ceil(n / x);
+      if (y > max) throw new Error(`${s.label}: ${n} workgroups exceed the device's dispatch limit`);
+      return { pipeline: pipes[i], bindGroup, grid: [x, y] as const, label: s.label };
+    });
+    return new Executable(this, program, buffers, steps);
+  }
+
+  private leaf(name: string, floats: number, shape: readonly number[]): Leaf {
+    let l = this.leaves.get(name);
+    if (!l) {
+      l = { buffer: this.device.createBuffer({ label: name, size: floats * 4, usage: STORAGE }), floats, shape };
+      this.leaves.set(name, l);
+    } else if (l.floats !== floats) {
+      throw new Error(`'${name}' is [${l.shape}] on the device but a program wants [${shape}]`);
+    }
+    return l;
+  }
+
+  private layout(bs: { write: boolean }[]): GPUBindGroupLayout {
+    const key = bs.map((b) => (b.write ? "w" : "r")).join("");
+    let l = this.layouts.get(key);
+    if (!l) {
+      l = this.device.createBindGroupLayout({
+        entries: bs.map((b, i) => ({
+          binding: i,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: b.write ? "storage" : "read-only-storage" },
+        })),
+      });
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
+  private pipeline(
+    code: string,
+    bs: { write: boolean }[],
+    label: string,
+  ): Promise<GPUComputePipeline> {
+    const key = `${bs.map((b) => (b.write ? "w" : "r")).join("")}\n${code}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = this.createPipeline(code, bs, label);
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  private async createPipeline(code: string, bs: { write: boolean }[], label: string) {
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ label, code });
+    const err = await this.device.popErrorScope();
+    if (err) {
+      // A generator bug: show the kernel with line numbers so it can be fixed at once.
+      const listing = code.split("\n").map((l, i) => `${String(i + 1).padStart(4)} ${l}`);
+      throw new Error(`WGSL of ${label} does not compile: ${err.message}\n${listing.join("\n")}`);
+    }
+    return this.device.createComputePipelineAsync({
+      label,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [this.layout(bs)] }),
+      compute: { module, entryPoint: "main" },
+    });
+  }
+
+  destroy(): void {
+    for (const l of this.leaves.values()) l.buffer.destroy();
+    this.leaves.clear();
+  }
+}
+
+interface ReadyStep {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  grid: readonly [number, number];
+  label: string;
+}
+
+/** A loaded program: `run()` records all dispatches into one pass and submits once. */
+export class Executable {
+  constructor(
+    readonly runtime: WebGPURuntime,
+    readonly program: Program,
+    private readonly buffers: GPUBuffer[],
+    private readonly steps: ReadyStep[],
+  ) {}
+
+  /** Writes the given inputs, then submits the whole program. Does not wait. */
+  run(inputs: Record<string, Float32Array> = {}): void {
+    for (const [k, v] of Object.entries(inputs)) this.runtime.write(k, v);
+    const enc = this.runtime.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    for (const s of this.steps) {
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.grid[0], s.grid[1]);
+    }
+    pass.end();
+    this.runtime.device.queue.submit([enc.finish()]);
+  }
+
+  /** Reads a named output (or any leaf) back; this waits for the submitted work. */
+  read(name: string): Promise<Float32Array> {
+    const o = this.program.outputs.get(name);
+    if (!o) return this.runtime.read(name);
+    return this.runtime.readBuffer(this.buffers[o.buffer], o.tensor.size);
+  }
+
+  /** Per-step timings (ms), one submit and wait per dispatch: for profiling only. */
+  async profile(): Promise<{ label: string; ms: number }[]> {
+    const res: { label: string; ms: number }[] = [];
+    const dev = this.runtime.device;
+    for (const s of this.steps) {
+      const t0 = performance.now();
+      const enc = dev.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(s.pipeline);
+      pass.setBindGroup(0, s.bindGroup);
+      pass.dispatchWorkgroups(s.grid[0], s.grid[1]);
+      pass.end();
+      dev.queue.submit([enc.finish()]);
+      await dev.queue.onSubmittedWorkDone();
+      res.push({ label: s.label, ms: performance.now() - t0 });
+    }
+    return res;
+  }
+
+  destroy(): void {
+    this.program.buffers.forEach((b, i) => b.kind === "temp" && this.buffers[i].destroy());
+  }
+}

@@ -1,0 +1,21 @@
+/** The graph API: symbolic tensors, the op table and the model-building functions. */
+import "./ops/elementwise.ts";
+import "./ops/shape_ops.ts";
+import "./ops/conv.ts";
+import "./ops/pool.ts";
+import "./ops/optim.ts";
+
+export { Graph, Tensor } from "./graph.ts";
+export type { TensorKind } from "./graph.ts";
+export { allOps, defineOp, getOp } from "./op.ts";
+export type { OpDef, WgslKernel } from "./op.ts";
+export { type Shape, ShapeError } from "./shape.ts";
+export { gradients } from "./autodiff.ts";
+export { compile, type Program, SPEC_LIMITS } from "./compile.ts";
+export type { InitSpec } from "./init.ts";
+export { initValues, torchDefault } from "./init.ts";
+export * from "./ops/elementwise.ts";
+export { concat, mean, pad, reshape, slice, sum } from "./ops/shape_ops.ts";
+export { conv2d, convTranspose } from "./ops/conv.ts";
+export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
+export { assign } from "./ops/optim.ts";

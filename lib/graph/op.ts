@@ -1,0 +1,79 @@
+/**
+ * The op table. Each op is declared once: its shape rule, its gradient rule (a composition of
+ * other table ops), its float64 reference and its WGSL kernels. Everything else (autodiff, the
+ * reference interpreter, the compiler, the tests) is derived from these entries.
+ */
+import type { Shape } from "./shape.ts";
+import type { Attrs, Tensor } from "./graph.ts";
+
+/** What one `@binding(i)` of a generated kernel refers to. */
+export type Binding =
+  | { in: number } // the node's i-th input, read-only
+  | { out: true } // the node's output, read-write
+  | { scratch: number } // a temporary of this node, read-write
+  | { scratchIn: number } // the same temporary read-only by a later dispatch
+  | { inplace: number }; // the i-th input, overwritten (effect ops)
+
+/** One compute dispatch of an op. */
+export interface WgslKernel {
+  /** Complete WGSL module with entry point `main`. */
+  code: string;
+  bindings: Binding[];
+  /**
+   * Number of workgroups. The compiler folds it into a 2D grid that respects
+   * maxComputeWorkgroupsPerDimension; shaders read their linear id through `num_workgroups`.
+   */
+  workgroups: number;
+}
+
+export interface KernelPlan {
+  kernels: WgslKernel[];
+  /** Sizes (in f32 elements) of temporaries the kernels share; they live only for this node. */
+  scratch?: number[];
+}
+
+export interface GradArgs<A> {
+  x: readonly Tensor[];
+  y: Tensor;
+  dy: Tensor;
+  attrs: A;
+}
+
+export interface OpDef<A extends Attrs = Attrs> {
+  name: string;
+  /** Number of inputs, or undefined for variadic ops. */
+  arity?: number;
+  /** Output shape, or a ShapeError naming the op and the input shapes. */
+  shape(ins: Shape[], attrs: A): Shape;
+  /** Gradients of the inputs given the output gradient; null where an input gets none. */
+  grad?(g: GradArgs<A>): (Tensor | null)[];
+  /** Float64 reference. Effect ops mutate their in-place inputs and return an empty array. */
+  ref(ins: Float64Array[], inShapes: Shape[], attrs: A, outShape: Shape): Float64Array;
+  /** WGSL kernels, specialised to the static shapes. */
+  wgsl(ins: Shape[], attrs: A, outShape: Shape): KernelPlan;
+  /** The output is a view of input 0 with another shape (no kernel, no copy). */
+  alias?: boolean;
+  /** Indices of inputs this op overwrites; such an op is an effect with an empty output. */
+  inplace?: number[];
+  /** Multiply-accumulates per call, for `inspect` and benchmarks (0 when not counted). */
+  macs?(ins: Shape[], attrs: A, outShape: Shape): number;
+}
+
+const table = new Map<string, OpDef>();
+
+/** Registers an op; a second definition under one name is a programming error. */
+export function defineOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
+  if (table.has(def.name)) throw new Error(`op '${def.name}' defined twice`);
+  table.set(def.name, def as unknown as OpDef);
+  return def;
+}
+
+export function getOp(name: string): OpDef {
+  const d = table.get(name);
+  if (!d) throw new Error(`unknown op '${name}'`);
+  return d;
+}
+
+export function allOps(): OpDef[] {
+  return [...table.values()];
+}

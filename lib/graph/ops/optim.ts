@@ -1,0 +1,107 @@
+/**
+ * Effect ops: they overwrite persistent tensors in place at the end of a step (parameters,
+ * optimiser moments, batch-norm running statistics) and have no output of their own.
+ */
+import type { Tensor } from "../graph.ts";
+import { defineOp } from "../op.ts";
+import { numel, sameShape, ShapeError } from "../shape.ts";
+import { ceilDiv, entry, f32, storageDecl, u32, WG } from "../../../kernels/common.ts";
+
+defineOp({
+  name: "assign",
+  arity: 2,
+  inplace: [0],
+  shape: (ins) => {
+    if (!sameShape(ins[0], ins[1])) throw new ShapeError("assign", ins, "shapes differ");
+    return [0];
+  },
+  ref: (ins) => {
+    ins[0].set(ins[1]);
+    return new Float64Array(0);
+  },
+  wgsl: (ins) => {
+    const n = numel(ins[0]);
+    return {
+      kernels: [{
+        code: `${storageDecl(0, "dst", true)}\n${storageDecl(1, "src", false)}\n${
+          entry(`  if (gi >= ${u32(n)}) { return; }\n  dst[gi] = src[gi];`)
+        }`,
+        bindings: [{ inplace: 0 }, { in: 1 }],
+        workgroups: ceilDiv(n, WG),
+      }],
+    };
+  },
+});
+
+/** Adam hyper-parameters fixed at graph-build time; lr and bias corrections come per step. */
+export interface AdamAttrs {
+  [k: string]: unknown;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** AdamW: decay the weights directly instead of adding wd * p to the gradient. */
+  decoupled: boolean;
+}
+
+/**
+ * torch.optim.Adam / AdamW, one step. Inputs: p, g, m, v and `hyper` = [lr, 1 - beta1^t,
+ * 1 - beta2^t], written by the host each step so the schedule never needs a recompile.
+ */
+defineOp<AdamAttrs>({
+  name: "adam",
+  arity: 5,
+  inplace: [0, 2, 3],
+  shape: (ins) => {
+    const [p, g, m, v, h] = ins;
+    if (!sameShape(p, g) || !sameShape(p, m) || !sameShape(p, v) || numel(h) !== 3) {
+      throw new ShapeError("adam", ins, "p, g, m, v must share a shape and hyper be [3]");
+    }
+    return [0];
+  },
+  ref: (ins, _s, a) => {
+    const [p, g, m, v, h] = ins;
+    const [lr, bc1, bc2] = h;
+    for (let i = 0; i < p.length; i++) {
+      let gi = g[i];
+      if (a.weightDecay && !a.decoupled) gi += a.weightDecay * p[i];
+      if (a.weightDecay && a.decoupled) p[i] *= 1 - lr * a.weightDecay;
+      m[i] = a.beta1 * m[i] + (1 - a.beta1) * gi;
+      v[i] = a.beta2 * v[i] + (1 - a.beta2) * gi * gi;
+      p[i] -= (lr / bc1) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(bc2) + a.eps);
+    }
+    return new Float64Array(0);
+  },
+  wgsl: (ins, a) => {
+    const n = numel(ins[0]);
+    const wd = a.weightDecay;
+    const code = [
+      storageDecl(0, "p", true),
+      storageDecl(1, "g", false),
+      storageDecl(2, "m", true),
+      storageDecl(3, "v", true),
+      storageDecl(4, "h", false),
+      entry(`  if (gi >= ${u32(n)}) { return; }
+  let lr = h[0];
+  var gr = g[gi];
+  var pv = p[gi];
+  ${wd && !a.decoupled ? `gr = gr + ${f32(wd)} * pv;` : ""}
+  ${wd && a.decoupled ? `pv = pv * (1.0 - lr * ${f32(wd)});` : ""}
+  let mv = ${f32(a.beta1)} * m[gi] + ${f32(1 - a.beta1)} * gr;
+  let vv = ${f32(a.beta2)} * v[gi] + ${f32(1 - a.beta2)} * gr * gr;
+  m[gi] = mv;
+  v[gi] = vv;
+  p[gi] = pv - (lr / h[1]) * mv / (sqrt(vv) / sqrt(h[2]) + ${f32(a.eps)});`),
+    ].join("\n");
+    return {
+      kernels: [{
+        code,
+        bindings: [{ inplace: 0 }, { in: 1 }, { inplace: 2 }, { inplace: 3 }, { in: 4 }],
+        workgroups: ceilDiv(n, WG),
+      }],
+    };
+  },
+});
+
+/** Overwrites persistent `dst` with `src` at the end of the step. */
+export const assign = (dst: Tensor, src: Tensor) => dst.graph.apply("assign", [dst, src]);

@@ -1,0 +1,197 @@
+/** Reshape (a view), sums over axes, and the channel-wise movement ops concat / slice / pad. */
+import type { Tensor } from "../graph.ts";
+import { defineOp } from "../op.ts";
+import { normAxes, numel, type Shape, ShapeError, stridesOf } from "../shape.ts";
+import { gatherKernel, sumKernel } from "../../../kernels/reduce.ts";
+import { ceilDiv, entry, storageDecl, u32, WG } from "../../../kernels/common.ts";
+import { affine, expand } from "./elementwise.ts";
+
+defineOp<{ shape: number[] }>({
+  name: "reshape",
+  arity: 1,
+  alias: true,
+  shape: (ins, a) => {
+    if (numel(ins[0]) !== numel(a.shape)) {
+      throw new ShapeError("reshape", ins, `cannot reshape to [${a.shape.join(", ")}]`);
+    }
+    return a.shape;
+  },
+  grad: ({ x, dy }) => [reshape(dy, x[0].shape)],
+  ref: (ins) => ins[0].slice(),
+  wgsl: () => ({ kernels: [] }),
+});
+
+defineOp<{ axes: number[] }>({
+  name: "sum",
+  arity: 1,
+  shape: (ins, a) => {
+    const axes = normAxes("sum", ins[0], a.axes);
+    return ins[0].map((d, i) => (axes.includes(i) ? 1 : d));
+  },
+  grad: ({ x, dy }) => [expand(dy, x[0].shape)],
+  ref: (ins, shapes, a, out) => {
+    const s = shapes[0];
+    const axes = normAxes("sum", s, a.axes);
+    const res = new Float64Array(numel(out));
+    const os = stridesOf(out);
+    const is = stridesOf(s);
+    for (let i = 0; i < ins[0].length; i++) {
+      let o = 0;
+      for (let d = 0; d < s.length; d++) {
+        if (!axes.includes(d)) o += (Math.floor(i / is[d]) % s[d]) * os[d];
+      }
+      res[o] += ins[0][i];
+    }
+    return res;
+  },
+  wgsl: (ins, a) => sumKernel(ins[0], normAxes("sum", ins[0], a.axes)),
+});
+
+/** Splits a shape around `axis` into (outer, axis size, inner). */
+function around(shape: Shape, axis: number) {
+  return {
+    outer: numel(shape.slice(0, axis)),
+    len: shape[axis],
+    inner: numel(shape.slice(axis + 1)),
+  };
+}
+
+defineOp<{ axis: number; start: number; size: number }>({
+  name: "slice",
+  arity: 1,
+  shape: (ins, a) => {
+    const s = ins[0];
+    if (a.axis < 0 || a.axis >= s.length || a.start < 0 || a.start + a.size > s[a.axis]) {
+      throw new ShapeError("slice", ins, `slice ${a.start}..${a.start + a.size} of axis ${a.axis}`);
+    }
+    return s.map((d, i) => (i === a.axis ? a.size : d));
+  },
+  grad: ({ x, dy, attrs }) => [
+    pad(dy, attrs.axis, attrs.start, x[0].shape[attrs.axis] - attrs.start - attrs.size),
+  ],
+  ref: (ins, shapes, a, out) => {
+    const { inner, len } = around(shapes[0], a.axis);
+    const res = new Float64Array(numel(out));
+    const blk = a.size * inner;
+    for (let i = 0; i < res.length; i++) {
+      const o = Math.floor(i / blk);
+      res[i] = ins[0][o * len * inner + a.start * inner + (i % blk)];
+    }
+    return res;
+  },
+  wgsl: (ins, a, out) => {
+    const { inner, len } = around(ins[0], a.axis);
+    const blk = a.size * inner;
+    return gatherKernel(
+      numel(out),
+      `(i / ${u32(blk)}) * ${u32(len * inner)} + ${u32(a.start * inner)} + i % ${u32(blk)}`,
+    );
+  },
+});
+
+defineOp<{ axis: number; before: number; after: number }>({
+  name: "pad",
+  arity: 1,
+  shape: (ins, a) => {
+    if (a.axis < 0 || a.axis >= ins[0].length || a.before < 0 || a.after < 0) {
+      throw new ShapeError("pad", ins, `bad padding of axis ${a.axis}`);
+    }
+    return ins[0].map((d, i) => (i === a.axis ? d + a.before + a.after : d));
+  },
+  grad: ({ x, dy, attrs }) => [slice(dy, attrs.axis, attrs.before, x[0].shape[attrs.axis])],
+  ref: (ins, shapes, a, out) => {
+    const { inner, len } = around(shapes[0], a.axis);
+    const ol = len + a.before + a.after;
+    const res = new Float64Array(numel(out));
+    for (let i = 0; i < res.length; i++) {
+      const o = Math.floor(i / (ol * inner));
+      const c = Math.floor((i % (ol * inner)) / inner) - a.before;
+      if (c >= 0 && c < len) res[i] = ins[0][(o * len + c) * inner + (i % inner)];
+    }
+    return res;
+  },
+  wgsl: (ins, a, out) => {
+    const { inner, len } = around(ins[0], a.axis);
+    const ol = len + a.before + a.after;
+    const c = `((i % ${u32(ol * inner)}) / ${u32(inner)})`;
+    const valid = `${c} >= ${u32(a.before)} && ${c} < ${u32(a.before + len)}`;
+    const cc = `select(0u, ${c} - ${u32(a.before)}, ${valid})`;
+    return gatherKernel(
+      numel(out),
+      `((i / ${u32(ol * inner)}) * ${u32(len)} + ${cc}) * ${u32(inner)} + i % ${u32(inner)}`,
+      valid,
+    );
+  },
+});
+
+defineOp<{ axis: number }>({
+  name: "concat",
+  shape: (ins, a) => {
+    const r = ins[0].length;
+    if (a.axis < 0 || a.axis >= r) throw new ShapeError("concat", ins, `bad axis ${a.axis}`);
+    for (const s of ins) {
+      if (s.length !== r || s.some((d, i) => i !== a.axis && d !== ins[0][i])) {
+        throw new ShapeError("concat", ins, `sizes differ outside axis ${a.axis}`);
+      }
+    }
+    return ins[0].map((d, i) => (i === a.axis ? ins.reduce((t, s) => t + s[a.axis], 0) : d));
+  },
+  grad: ({ x, dy, attrs }) => {
+    let start = 0;
+    return x.map((t) => {
+      const g = slice(dy, attrs.axis, start, t.shape[attrs.axis]);
+      start += t.shape[attrs.axis];
+      return g;
+    });
+  },
+  ref: (ins, shapes, a, out) => {
+    const res = new Float64Array(numel(out));
+    const ol = out[a.axis];
+    let start = 0;
+    shapes.forEach((s, k) => {
+      const { inner, len } = around(s, a.axis);
+      for (let i = 0; i < ins[k].length; i++) {
+        const o = Math.floor(i / (len * inner));
+        res[(o * ol + start) * inner + (i % (len * inner))] = ins[k][i];
+      }
+      start += len;
+    });
+    return res;
+  },
+  // One dispatch per input, each writing its own slab of the output.
+  wgsl: (ins, a, out) => {
+    const ol = out[a.axis];
+    let start = 0;
+    const kernels = ins.map((s, k) => {
+      const { inner, len } = around(s, a.axis);
+      const n = numel(s);
+      const blk = len * inner;
+      const code = `${storageDecl(0, "x", false)}\n${storageDecl(1, "out", true)}\n${
+        entry(`  let i = gi;
+  if (i >= ${u32(n)}) { return; }
+  out[(i / ${u32(blk)}) * ${u32(ol * inner)} + ${u32(start * inner)} + i % ${
+          u32(blk)
+        }] = x[i];`)
+      }`;
+      start += len;
+      return { code, bindings: [{ in: k }, { out: true as const }], workgroups: ceilDiv(n, WG) };
+    });
+    return { kernels };
+  },
+});
+
+export const reshape = (x: Tensor, shape: Shape) =>
+  x.graph.apply("reshape", [x], { shape: [...shape] });
+/** Sum over `axes`, keeping them as size-1 axes. */
+export const sum = (x: Tensor, axes: number[]) => x.graph.apply("sum", [x], { axes });
+/** Mean over `axes`, keeping them as size-1 axes. */
+export function mean(x: Tensor, axes: number[]): Tensor {
+  const ax = normAxes("mean", x.shape, axes);
+  const n = ax.reduce((t, a) => t * x.shape[a], 1);
+  return affine(sum(x, ax), 1 / n, 0);
+}
+export const slice = (x: Tensor, axis: number, start: number, size: number) =>
+  x.graph.apply("slice", [x], { axis, start, size });
+export const pad = (x: Tensor, axis: number, before: number, after: number) =>
+  x.graph.apply("pad", [x], { axis, before, after });
+export const concat = (xs: Tensor[], axis = 1) => xs[0].graph.apply("concat", xs, { axis });

@@ -1,0 +1,92 @@
+/**
+ * Layers built from graph ops. A layer is a function of (context, name, input); its parameters
+ * are graph leaves named as in the PyTorch state_dict (`down1.nConvs.0.conv.weight`), so a
+ * training graph and an evaluation graph built from the same model share them by name.
+ */
+import {
+  add,
+  affine,
+  assign,
+  conv2d,
+  convTranspose,
+  fma,
+  type Graph,
+  mean,
+  mul,
+  relu,
+  reshape,
+  rsqrt,
+  square,
+  sub,
+  type Tensor,
+  torchDefault,
+} from "../graph/mod.ts";
+
+/** What a layer needs besides its input: the graph and the train/eval switch. */
+export interface Ctx {
+  g: Graph;
+  training: boolean;
+}
+
+/** nn.Conv2d with PyTorch's default initialisation. */
+export function conv2dLayer(
+  c: Ctx,
+  name: string,
+  x: Tensor,
+  cout: number,
+  k: number,
+  opts: { padding?: number; stride?: number; dilation?: number; bias?: boolean } = {},
+): Tensor {
+  const cin = x.shape[1];
+  const init = torchDefault(cin * k * k);
+  const w = c.g.param(`${name}.weight`, [cout, cin, k, k], init);
+  const b = opts.bias === false ? undefined : c.g.param(`${name}.bias`, [cout], init);
+  return conv2d(x, w, b, { padding: opts.padding ?? 0, stride: opts.stride ?? 1, dilation: opts.dilation ?? 1 });
+}
+
+/** nn.ConvTranspose2d with kernel = stride = f; PyTorch computes its fan-in from weight dim 1. */
+export function convTransposeLayer(c: Ctx, name: string, x: Tensor, cout: number, f: number) {
+  const init = torchDefault(cout * f * f);
+  const w = c.g.param(`${name}.weight`, [x.shape[1], cout, f, f], init);
+  const b = c.g.param(`${name}.bias`, [cout], init);
+  return convTranspose(x, w, b);
+}
+
+export interface BatchNormOpts {
+  eps?: number;
+  momentum?: number;
+}
+
+/**
+ * nn.BatchNorm2d. Training: batch statistics (biased variance to normalise, unbiased variance
+ * into the running estimate, as PyTorch) and running-stat updates as effects of the step.
+ * Evaluation: running statistics folded into one per-channel scale and shift.
+ */
+export function batchNorm2d(c: Ctx, name: string, x: Tensor, o: BatchNormOpts = {}): Tensor {
+  const eps = o.eps ?? 1e-5;
+  const m = o.momentum ?? 0.1;
+  const C = x.shape[1];
+  const g = c.g;
+  const gamma = reshape(g.param(`${name}.weight`, [C], { kind: "const", value: 1 }), [1, C, 1, 1]);
+  const beta = reshape(g.param(`${name}.bias`, [C], { kind: "const", value: 0 }), [1, C, 1, 1]);
+  const rm = g.state(`${name}.running_mean`, [C], { kind: "const", value: 0 });
+  const rv = g.state(`${name}.running_var`, [C], { kind: "const", value: 1 });
+  if (!c.training) {
+    const scale = mul(gamma, rsqrt(add(reshape(rv, [1, C, 1, 1]), eps)));
+    return fma(x, scale, sub(beta, mul(reshape(rm, [1, C, 1, 1]), scale)));
+  }
+  const n = x.size / C;
+  const mu = mean(x, [0, 2, 3]);
+  const xc = sub(x, mu);
+  const v = mean(square(xc), [0, 2, 3]);
+  const y = fma(xc, mul(gamma, rsqrt(add(v, eps))), beta);
+  assign(rm, add(affine(rm, 1 - m, 0), affine(reshape(mu, [C]), m, 0)));
+  const unbiased = n > 1 ? n / (n - 1) : 1;
+  assign(rv, add(affine(rv, 1 - m, 0), affine(reshape(v, [C]), m * unbiased, 0)));
+  return y;
+}
+
+/** The reference's CBR block: 3x3 conv (padding 1, bias) -> BatchNorm2d -> ReLU. */
+export function cbr(c: Ctx, name: string, x: Tensor, cout: number): Tensor {
+  return relu(batchNorm2d(c, `${name}.norm`, conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 })));
+}

@@ -1,0 +1,98 @@
+/**
+ * A training session on the WebGPU backend: one compiled training-step program (forward, loss,
+ * backward, Adam, BN running stats, loss accumulation) and one evaluation program sharing the
+ * parameter buffers. A step writes the batch and the hyper-parameters and submits once.
+ */
+import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
+import { add, assign } from "../graph/mod.ts";
+import type { Ctx } from "../nn/layers.ts";
+import type { GpuContext } from "../backends/webgpu/device.ts";
+import { type Executable, WebGPURuntime } from "../backends/webgpu/executor.ts";
+import { segLoss } from "./loss.ts";
+import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
+
+export type Model = (c: Ctx, x: Tensor) => Tensor;
+
+export interface SessionOptions {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  seed: number;
+  adam?: AdamOptions;
+}
+
+const LOSS_SUM = "metrics.loss_sum";
+
+export class Session {
+  /** Adam steps taken so far (the bias-correction counter). */
+  t = 0;
+  private constructor(
+    readonly rt: WebGPURuntime,
+    readonly train: Executable,
+    readonly evaluate: Executable,
+    readonly paramNames: string[],
+    readonly paramCount: number,
+    private readonly o: SessionOptions,
+  ) {}
+
+  static async create(gpu: GpuContext, model: Model, o: SessionOptions): Promise<Session> {
+    const { batch: B, channels: C, height: H, width: W } = o;
+    const tg = new Graph();
+    const x = tg.input("x", [B, C, H, W]);
+    const y = tg.input("y", [B, 1, H, W]);
+    const p = model({ g: tg, training: true }, x);
+    const loss = segLoss(p, y);
+    const params = tg.params();
+    adamUpdate(tg, params, gradients(loss, params), o.adam);
+    const acc = tg.state(LOSS_SUM, [1], { kind: "const", value: 0 });
+    assign(acc, add(acc, loss));
+    const trainProg = compile({ loss }, tg.effects, gpu.limits);
+
+    const eg = new Graph();
+    const xe = eg.input("x", [B, C, H, W]);
+    const pe = model({ g: eg, training: false }, xe);
+    const evalProg = compile({ p: pe }, [], gpu.limits);
+
+    const rt = new WebGPURuntime(gpu);
+    const [train, evaluate] = await Promise.all([rt.load(trainProg), rt.load(evalProg)]);
+    // Leaves are initialised from (seed, registration index): independent of the device.
+    tg.leaves().forEach((t, i) => {
+      if (t.init) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
+    });
+    const count = params.reduce((s, t) => s + t.size, 0);
+    return new Session(rt, train, evaluate, params.map((t) => t.name!), count, o);
+  }
+
+  /** One Adam step on a batch; returns immediately (the GPU runs it asynchronously). */
+  step(x: Float32Array, y: Float32Array, lr: number): void {
+    this.t++;
+    this.train.run({ x, y, [HYPER]: adamHyper(lr, this.t, this.o.adam) });
+  }
+
+  /** Sum of the losses since the last call (a sync point), then resets the sum. */
+  async takeLossSum(): Promise<number> {
+    const v = (await this.rt.read(LOSS_SUM))[0];
+    this.rt.write(LOSS_SUM, new Float32Array(1));
+    return v;
+  }
+
+  /** Eval-mode probabilities for one batch. */
+  async predict(x: Float32Array): Promise<Float32Array> {
+    this.evaluate.run({ x });
+    return await this.evaluate.read("p");
+  }
+
+  /** Current values of every parameter, by state_dict name. */
+  async parameters(): Promise<Map<string, Float32Array>> {
+    const m = new Map<string, Float32Array>();
+    for (const n of this.paramNames) m.set(n, await this.rt.read(n));
+    return m;
+  }
+
+  destroy(): void {
+    this.train.destroy();
+    this.evaluate.destroy();
+    this.rt.destroy();
+  }
+}
