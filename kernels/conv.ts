@@ -34,10 +34,11 @@ export function conv2dForward(g: ConvGeom, hasBias: boolean): KernelPlan {
     K: C * KK,
     decls: [ro(0, "x"), ro(1, "w"), ...(hasBias ? [ro(2, "bias")] : [])],
     bindings: [{ in: 0 }, { in: 1 }, ...(hasBias ? [{ in: 2 }] : [])],
-    perN: (j) => `  let b${j} = n${j} / ${u32(OH * OW)}; let r${j} = n${j} % ${u32(OH * OW)};
+    perN: (j) =>
+      `  let b${j} = n${j} / ${u32(OH * OW)}; let r${j} = n${j} % ${u32(OH * OW)};
   let iy${j} = i32((r${j} / ${u32(OW)}) * ${u32(s)}) - ${p}; let ix${j} = i32((r${j} % ${
-      u32(OW)
-    }) * ${u32(s)}) - ${p};
+        u32(OW)
+      }) * ${u32(s)}) - ${p};
   let xb${j} = b${j} * ${u32(C * H * W)};`,
     perK: `    let ci = k / ${u32(KK)}; let kr = k % ${u32(KK)};
     let ky = i32((kr / ${u32(KW)}) * ${u32(d)}); let kx = i32((kr % ${u32(KW)}) * ${u32(d)});
@@ -68,7 +69,8 @@ export function conv2dBackwardData(g: ConvGeom): KernelPlan {
     K: O * KK,
     decls: [ro(0, "dy"), ro(1, "w")],
     bindings: [{ in: 0 }, { in: 1 }],
-    perN: (j) => `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
+    perN: (j) =>
+      `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
   let ty${j} = i32(r${j} / ${u32(W)}) + ${p}; let tx${j} = i32(r${j} % ${u32(W)}) + ${p};
   let db${j} = b${j} * ${u32(O * OH * OW)};`,
     perK: `    let o = k / ${u32(KK)}; let kr = k % ${u32(KK)};
@@ -101,10 +103,11 @@ export function conv2dBackwardWeight(g: ConvGeom): KernelPlan {
     K: g.B * OH * OW,
     decls: [ro(0, "x"), ro(1, "dy")],
     bindings: [{ in: 0 }, { in: 1 }],
-    perN: (j) => `  let xc${j} = (n${j} / ${u32(KK)}) * ${u32(H * W)};
+    perN: (j) =>
+      `  let xc${j} = (n${j} / ${u32(KK)}) * ${u32(H * W)};
   let ky${j} = i32(((n${j} % ${u32(KK)}) / ${u32(KW)}) * ${u32(d)}); let kx${j} = i32(((n${j} % ${
-      u32(KK)
-    }) % ${u32(KW)}) * ${u32(d)});`,
+        u32(KK)
+      }) % ${u32(KW)}) * ${u32(d)});`,
     perK: `    let bk = k / ${u32(OH * OW)}; let rk = k % ${u32(OH * OW)};
     let iy0 = i32((rk / ${u32(OW)}) * ${u32(s)}) - ${p}; let ix0 = i32((rk % ${u32(OW)}) * ${
       u32(s)
@@ -144,11 +147,12 @@ export function convTForward(g: ConvTGeom, hasBias: boolean): KernelPlan {
     K: C,
     decls: [ro(0, "x"), ro(1, "w"), ...(hasBias ? [ro(2, "bias")] : [])],
     bindings: [{ in: 0 }, { in: 1 }, ...(hasBias ? [{ in: 2 }] : [])],
-    perN: (j) => `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
+    perN: (j) =>
+      `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
   let xb${j} = b${j} * ${u32(C * H * W)} + r${j};
   let ob${j} = b${j} * ${u32(O * HO * WO)} + (r${j} / ${u32(W)}) * ${u32(f * WO)} + (r${j} % ${
-      u32(W)
-    }) * ${u32(f)};`,
+        u32(W)
+      }) * ${u32(f)};`,
     loadA: (i) => `w[k * ${u32(O * ff)} + m${i}]`,
     loadB: (j) => `x[xb${j} + k * ${u32(H * W)}]`,
     store: (i, j, v) => {
@@ -174,10 +178,11 @@ export function convTBackwardData(g: ConvTGeom): KernelPlan {
     K: O * ff,
     decls: [ro(0, "dy"), ro(1, "w")],
     bindings: [{ in: 0 }, { in: 1 }],
-    perN: (j) => `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
+    perN: (j) =>
+      `  let b${j} = n${j} / ${u32(H * W)}; let r${j} = n${j} % ${u32(H * W)};
   let db${j} = b${j} * ${u32(O * HO * WO)} + (r${j} / ${u32(W)}) * ${u32(f * WO)} + (r${j} % ${
-      u32(W)
-    }) * ${u32(f)};`,
+        u32(W)
+      }) * ${u32(f)};`,
     perK: `    let ko = (k / ${u32(ff)}) * ${u32(HO * WO)} + ((k % ${u32(ff)}) / ${u32(f)}) * ${
       u32(WO)
     } + k % ${u32(f)};`,
@@ -199,9 +204,10 @@ export function convTBackwardWeight(g: ConvTGeom): KernelPlan {
     K: B * H * W,
     decls: [ro(0, "x"), ro(1, "dy")],
     bindings: [{ in: 0 }, { in: 1 }],
-    perN: (j) => `  let no${j} = (n${j} / ${u32(ff)}) * ${u32(HO * WO)} + ((n${j} % ${u32(ff)}) / ${
-      u32(f)
-    }) * ${u32(WO)} + n${j} % ${u32(f)};`,
+    perN: (j) =>
+      `  let no${j} = (n${j} / ${u32(ff)}) * ${u32(HO * WO)} + ((n${j} % ${u32(ff)}) / ${
+        u32(f)
+      }) * ${u32(WO)} + n${j} % ${u32(f)};`,
     perK: `    let bk = k / ${u32(H * W)}; let rk = k % ${u32(H * W)};
     let xk = bk * ${u32(C * H * W)} + rk;
     let dk = bk * ${u32(O * HO * WO)} + (rk / ${u32(W)}) * ${u32(f * WO)} + (rk % ${u32(W)}) * ${

@@ -16,7 +16,9 @@ export function broadcastIndex(inShape: Shape, outShape: Shape, i = "i"): string
   const terms: string[] = [];
   for (let d = 0; d < outShape.length; d++) {
     if (st[d] === 0 || outShape[d] === 1) continue;
-    const coord = d === 0 ? `(${i} / ${u32(os[d])})` : `((${i} / ${u32(os[d])}) % ${u32(outShape[d])})`;
+    const coord = d === 0
+      ? `(${i} / ${u32(os[d])})`
+      : `((${i} / ${u32(os[d])}) % ${u32(outShape[d])})`;
     terms.push(st[d] === 1 ? coord : `${coord} * ${u32(st[d])}`);
   }
   return terms.length ? terms.join(" + ") : "0u";

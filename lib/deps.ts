@@ -2,5 +2,4 @@
  * Every third-party dependency, once, as full npm specifiers with pinned majors: a module
  * imported from a URL does not see this repository's import map (design.md 2).
  */
-// deno-lint-ignore no-import-prefix
 export { isMap, LineCounter, parseDocument } from "npm:yaml@^2.8.1";

@@ -35,7 +35,9 @@ export function assertClose(
   atol: number,
   rtol: number,
 ) {
-  if (got.length !== want.length) throw new Error(`${what}: length ${got.length} != ${want.length}`);
+  if (got.length !== want.length) {
+    throw new Error(`${what}: length ${got.length} != ${want.length}`);
+  }
   let worst = -1;
   let worstErr = 0;
   for (let i = 0; i < got.length; i++) {

@@ -243,6 +243,22 @@ cases("fma", EXACT, [
   },
 ]);
 
+// affine alone is one f32 multiply-add of exact f32 constants (the reference rounds a and b with
+// Math.fround like the kernel's literals): <= 2 roundings, 1.2e-7 relative. The tight tolerance
+// catches a constant printed with too few digits (1 + 2^-20 would become 1).
+cases("affine exact constants", { atol: 1e-7, rtol: 3e-7 }, [
+  {
+    name: "affine (1 + 2^-20) x + 2^-20",
+    inputs: { a: T(4, 5) },
+    build: (x) => affine(x.a, 1 + 2 ** -20, 2 ** -20),
+  },
+  {
+    name: "affine (-3 - 2^-21) x + 1e-3",
+    inputs: { a: T(9) },
+    build: (x) => affine(x.a, -3 - 2 ** -21, 1e-3),
+  },
+]);
+
 cases("affine / neg / square", EXACT, [
   { name: "affine -1.7 x + 0.3", inputs: { a: T(3, 7) }, build: (x) => affine(x.a, -1.7, 0.3) },
   {
@@ -690,6 +706,161 @@ cases("upsample_nearest / pool_sum", POOL, [
     build: (t) => t.x.graph.apply("pool_sum", [t.x], { f: 3 }),
   },
 ]);
+
+// ---------------------------------------------------------------------------------------------
+// The forward references of the structured ops against independent loops written from the
+// PyTorch definitions: the WebGPU comparison cannot catch a misreading that kernel and reference
+// share. Both sides are float64 over the same few terms: atol 1e-12.
+
+function refRun(
+  inputs: Record<string, number[]>,
+  build: (x: Record<string, Tensor>) => Tensor,
+  seed: number,
+) {
+  const g = new Graph();
+  const xs: Record<string, Tensor> = {};
+  const leaves = new Map<string, Float64Array>();
+  Object.entries(inputs).forEach(([k, shape], i) => {
+    xs[k] = g.input(k, shape);
+    leaves.set(k, randn(numelOf(shape), seed + i));
+  });
+  const y = build(xs);
+  return { y: runRef({ y }, leaves).y, v: leaves, shape: y.shape };
+}
+/** Row-major index into a 4-D array. */
+const at4 = (s: readonly number[], a: number, b: number, c: number, d: number) =>
+  ((a * s[1] + b) * s[2] + c) * s[3] + d;
+
+Deno.test("conv2d reference vs an independent zero-padded loop", () => {
+  const configs: [number[], number[], ConvOpts, boolean][] = [
+    [[2, 3, 9, 8], [4, 3, 3, 3], { stride: 2, padding: 1, dilation: 2 }, true],
+    [[1, 2, 11, 7], [3, 2, 5, 3], { stride: 3 }, false],
+    [[3, 2, 1, 1], [2, 2, 3, 3], { padding: 1 }, true],
+    [[1, 1, 6, 6], [1, 1, 2, 2], { stride: 2, padding: 2 }, false],
+  ];
+  configs.forEach(([xs, ws, o, hasBias], n) => {
+    const ins: Record<string, number[]> = { x: xs, w: ws };
+    if (hasBias) ins.b = [ws[0]];
+    const r = refRun(ins, (t) => conv2d(t.x, t.w, t.b, { ...o }), 800 + 10 * n);
+    const [B, C, H, W] = xs;
+    const [O, , KH, KW] = ws;
+    const s = o.stride ?? 1, p = o.padding ?? 0, d = o.dilation ?? 1;
+    const Hp = H + 2 * p, Wp = W + 2 * p;
+    const xp = new Float64Array(B * C * Hp * Wp);
+    const x = r.v.get("x")!, w = r.v.get("w")!, bias = r.v.get("b");
+    for (let b = 0; b < B; b++) {
+      for (let c = 0; c < C; c++) {
+        for (let i = 0; i < H; i++) {
+          for (let j = 0; j < W; j++) {
+            xp[at4([B, C, Hp, Wp], b, c, i + p, j + p)] = x[at4(xs, b, c, i, j)];
+          }
+        }
+      }
+    }
+    const OH = Math.floor((Hp - d * (KH - 1) - 1) / s) + 1;
+    const OW = Math.floor((Wp - d * (KW - 1) - 1) / s) + 1;
+    const ys = [B, O, OH, OW];
+    if (r.shape.join() !== ys.join()) throw new Error(`conv2d shape [${r.shape}] != [${ys}]`);
+    const want = new Float64Array(B * O * OH * OW);
+    for (let b = 0; b < B; b++) {
+      for (let oc = 0; oc < O; oc++) {
+        for (let i = 0; i < OH; i++) {
+          for (let j = 0; j < OW; j++) {
+            let acc = bias ? bias[oc] : 0;
+            for (let c = 0; c < C; c++) {
+              for (let ky = 0; ky < KH; ky++) {
+                for (let kx = 0; kx < KW; kx++) {
+                  acc += xp[at4([B, C, Hp, Wp], b, c, i * s + ky * d, j * s + kx * d)] *
+                    w[at4(ws, oc, c, ky, kx)];
+                }
+              }
+            }
+            want[at4(ys, b, oc, i, j)] = acc;
+          }
+        }
+      }
+    }
+    assertClose(`conv2d config ${n}`, r.y, want, 1e-12, 0);
+  });
+});
+
+Deno.test("conv_transpose reference vs an independent output-side loop", () => {
+  const configs: [number[], number[], boolean][] = [
+    [[2, 3, 2, 3], [3, 4, 2, 2], true],
+    [[1, 2, 3, 1], [2, 3, 3, 3], false],
+  ];
+  configs.forEach(([xs, ws, hasBias], n) => {
+    const ins: Record<string, number[]> = { x: xs, w: ws };
+    if (hasBias) ins.b = [ws[1]];
+    const r = refRun(ins, (t) => convTranspose(t.x, t.w, t.b), 850 + 10 * n);
+    const [B, C, H, W] = xs;
+    const [, O, f] = ws;
+    const ys = [B, O, H * f, W * f];
+    if (r.shape.join() !== ys.join()) throw new Error(`conv_transpose shape [${r.shape}]`);
+    const x = r.v.get("x")!, w = r.v.get("w")!, bias = r.v.get("b");
+    const want = new Float64Array(numelOf(ys));
+    for (let b = 0; b < B; b++) {
+      for (let o = 0; o < O; o++) {
+        for (let Y = 0; Y < H * f; Y++) {
+          for (let X = 0; X < W * f; X++) {
+            let acc = bias ? bias[o] : 0;
+            for (let c = 0; c < C; c++) {
+              acc += x[at4(xs, b, c, Math.floor(Y / f), Math.floor(X / f))] *
+                w[at4(ws, c, o, Y % f, X % f)];
+            }
+            want[at4(ys, b, o, Y, X)] = acc;
+          }
+        }
+      }
+    }
+    assertClose(`conv_transpose config ${n}`, r.y, want, 1e-12, 0);
+  });
+});
+
+Deno.test("maxpool2d / upsample_nearest / pool_sum references vs independent loops", () => {
+  for (
+    const [xs, k, s] of [[[2, 2, 9, 7], 3, 2], [[1, 3, 7, 8], 2, 2], [[1, 1, 8, 11], 2, 3]] as const
+  ) {
+    const r = refRun({ x: [...xs] }, (t) => maxpool2d(t.x, k, s), 900);
+    const x = r.v.get("x")!;
+    const [B, C, H, W] = xs;
+    const OH = Math.floor((H - k) / s) + 1, OW = Math.floor((W - k) / s) + 1;
+    const ys = [B, C, OH, OW];
+    const want = new Float64Array(numelOf(ys));
+    for (let b = 0; b < B; b++) {
+      for (let c = 0; c < C; c++) {
+        for (let i = 0; i < OH; i++) {
+          for (let j = 0; j < OW; j++) {
+            let m = -Infinity;
+            for (let a = 0; a < k; a++) {
+              for (let e = 0; e < k; e++) m = Math.max(m, x[at4(xs, b, c, i * s + a, j * s + e)]);
+            }
+            want[at4(ys, b, c, i, j)] = m;
+          }
+        }
+      }
+    }
+    assertClose(`maxpool2d k${k} s${s}`, r.y, want, 0, 0);
+  }
+  const xs = [2, 3, 2, 3];
+  const up = refRun({ x: xs }, (t) => upsampleNearest2d(t.x, 3), 910);
+  const x = up.v.get("x")!;
+  const ys = [2, 3, 6, 9];
+  const wantUp = new Float64Array(numelOf(ys));
+  for (let i = 0; i < wantUp.length; i++) {
+    const X = i % 9, Y = Math.floor(i / 9) % 6, bc = Math.floor(i / 54);
+    wantUp[i] = x[bc * 6 + Math.floor(Y / 3) * 3 + Math.floor(X / 3)];
+  }
+  assertClose("upsample_nearest", up.y, wantUp, 0, 0);
+  const ps = refRun({ x: ys }, (t) => t.x.graph.apply("pool_sum", [t.x], { f: 3 }), 920);
+  const px = ps.v.get("x")!;
+  const wantPs = new Float64Array(numelOf(xs));
+  for (let i = 0; i < px.length; i++) {
+    const X = i % 9, Y = Math.floor(i / 9) % 6, bc = Math.floor(i / 54);
+    wantPs[bc * 6 + Math.floor(Y / 3) * 3 + Math.floor(X / 3)] += px[i];
+  }
+  assertClose("pool_sum", ps.y, wantPs, 1e-12, 0);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Effects: assign and adam update params/states in place at the end of the program.

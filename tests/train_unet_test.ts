@@ -8,8 +8,9 @@ import { unet } from "../lib/models/unet.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { fit, validate } from "../lib/train/fit.ts";
 
-const model = (widths: number[]) => (c: Parameters<typeof unet>[0], x: Parameters<typeof unet>[1]) =>
-  unet(c, x, { widths });
+const model =
+  (widths: number[]) => (c: Parameters<typeof unet>[0], x: Parameters<typeof unet>[1]) =>
+    unet(c, x, { widths });
 
 Deno.test({
   name: "U-Net 16-32-64-128 reaches validation Dice >= 0.90 on generated blobs (webgpu)",
@@ -31,10 +32,13 @@ Deno.test({
       epochs: 3,
       lr: 2e-3,
       seed: 1,
-      onEpoch: (r) => console.log(`epoch ${r.epoch} loss ${r.loss.toFixed(4)} val dice ${r.valDice.toFixed(4)}`),
+      onEpoch: (r) =>
+        console.log(`epoch ${r.epoch} loss ${r.loss.toFixed(4)} val dice ${r.valDice.toFixed(4)}`),
     });
     const last = reports[reports.length - 1];
-    console.log(`val dice before training ${before.dice.toFixed(4)}, after ${last.valDice.toFixed(4)}`);
+    console.log(
+      `val dice before training ${before.dice.toFixed(4)}, after ${last.valDice.toFixed(4)}`,
+    );
     if (!(last.valDice >= 0.9)) throw new Error(`validation Dice ${last.valDice} < 0.90`);
     if (!(reports[0].loss > last.loss)) throw new Error("loss did not decrease");
     s.destroy();

@@ -21,11 +21,16 @@ export class InputError extends Error {
 }
 
 type Check = (v: unknown) => string | null;
-const posInt: Check = (v) => (Number.isInteger(v) && (v as number) > 0 ? null : "a positive integer");
-const posNum: Check = (v) => (typeof v === "number" && v > 0 && Number.isFinite(v) ? null : "a positive number");
+const posInt: Check = (
+  v,
+) => (Number.isInteger(v) && (v as number) > 0 ? null : "a positive integer");
+const posNum: Check = (
+  v,
+) => (typeof v === "number" && v > 0 && Number.isFinite(v) ? null : "a positive number");
 const int: Check = (v) => (Number.isInteger(v) ? null : "an integer");
 const str: Check = (v) => (typeof v === "string" && v.length > 0 ? null : "a non-empty string");
-const oneOf = (...xs: string[]): Check => (v) => (xs.includes(v as string) ? null : `one of ${xs.join(", ")}`);
+const oneOf =
+  (...xs: string[]): Check => (v) => (xs.includes(v as string) ? null : `one of ${xs.join(", ")}`);
 const intList: Check = (v) =>
   Array.isArray(v) && v.length >= 2 && v.every((x) => Number.isInteger(x) && x > 0)
     ? null
@@ -64,11 +69,17 @@ export function parseExperiment(file: string, text: string): Experiment {
       seen.add(key);
       const rule = Object.hasOwn(schema, key) ? schema[key] : undefined;
       if (!rule) {
-        errors.push(`${at(item.key)}: unknown key '${full}'; allowed: ${Object.keys(schema).join(", ")}`);
+        errors.push(
+          `${at(item.key)}: unknown key '${full}'; allowed: ${Object.keys(schema).join(", ")}`,
+        );
       } else if (typeof rule === "function") {
         const v = (item.value as { toJSON?: () => unknown })?.toJSON?.() ?? null;
         const want = rule(v);
-        if (want) errors.push(`${at(item.value ?? item.key)}: '${full}' must be ${want} (got ${JSON.stringify(v)})`);
+        if (want) {
+          errors.push(
+            `${at(item.value ?? item.key)}: '${full}' must be ${want} (got ${JSON.stringify(v)})`,
+          );
+        }
       } else {
         walk(item.value, rule, full);
       }

@@ -75,7 +75,9 @@ export function compile(
   const leaves = new Map<string, { buffer: number; tensor: Tensor }>();
 
   // Liveness on storage roots: a reshape shares its input's buffer.
-  const root = (t: Tensor): Tensor => (t.kind === "node" && getOp(t.op).alias ? root(t.inputs[0]) : t);
+  const root = (
+    t: Tensor,
+  ): Tensor => (t.kind === "node" && getOp(t.op).alias ? root(t.inputs[0]) : t);
   const lastUse = new Map<Tensor, number>();
   order.forEach((t, i) => t.inputs.forEach((x) => lastUse.set(root(x), i)));
   for (const t of Object.values(outputs)) lastUse.set(root(t), Infinity);
@@ -156,10 +158,20 @@ export function compile(
     }
   }
   const outs = new Map<string, { buffer: number; tensor: Tensor }>();
-  for (const [name, t] of Object.entries(outputs)) outs.set(name, { buffer: bufOf.get(t)!, tensor: t });
+  for (const [name, t] of Object.entries(outputs)) {
+    outs.set(name, { buffer: bufOf.get(t)!, tensor: t });
+  }
   const bytes = (k: BufferPlan["kind"]) =>
     buffers.filter((b) => b.kind === k).reduce((s, b) => s + 4 * b.floats, 0);
-  return { steps, buffers, leaves, outputs: outs, tempBytes: bytes("temp"), leafBytes: bytes("leaf"), order };
+  return {
+    steps,
+    buffers,
+    leaves,
+    outputs: outs,
+    tempBytes: bytes("temp"),
+    leafBytes: bytes("leaf"),
+    order,
+  };
 }
 
 function checkBindings(label: string, bs: { buffer: number; write: boolean }[], l: DeviceLimits) {

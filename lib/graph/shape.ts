@@ -50,7 +50,11 @@ export function broadcastShapes(op: string, shapes: readonly Shape[]): number[] 
       const d = s[i];
       if (out[o] === 1) out[o] = d;
       else if (d !== 1 && d !== out[o]) {
-        throw new ShapeError(op, shapes, `axis ${o} has sizes ${out[o]} and ${d}, not broadcastable`);
+        throw new ShapeError(
+          op,
+          shapes,
+          `axis ${o} has sizes ${out[o]} and ${d}, not broadcastable`,
+        );
       }
     }
   }

@@ -41,7 +41,11 @@ export function conv2dLayer(
   const init = torchDefault(cin * k * k);
   const w = c.g.param(`${name}.weight`, [cout, cin, k, k], init);
   const b = opts.bias === false ? undefined : c.g.param(`${name}.bias`, [cout], init);
-  return conv2d(x, w, b, { padding: opts.padding ?? 0, stride: opts.stride ?? 1, dilation: opts.dilation ?? 1 });
+  return conv2d(x, w, b, {
+    padding: opts.padding ?? 0,
+    stride: opts.stride ?? 1,
+    dilation: opts.dilation ?? 1,
+  });
 }
 
 /** nn.ConvTranspose2d with kernel = stride = f; PyTorch computes its fan-in from weight dim 1. */
@@ -88,5 +92,7 @@ export function batchNorm2d(c: Ctx, name: string, x: Tensor, o: BatchNormOpts = 
 
 /** The reference's CBR block: 3x3 conv (padding 1, bias) -> BatchNorm2d -> ReLU. */
 export function cbr(c: Ctx, name: string, x: Tensor, cout: number): Tensor {
-  return relu(batchNorm2d(c, `${name}.norm`, conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 })));
+  return relu(
+    batchNorm2d(c, `${name}.norm`, conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 })),
+  );
 }

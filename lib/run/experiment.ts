@@ -45,7 +45,9 @@ export async function runExperiment(
   const train = blobSet(e.seed, 0, e.data.train, size);
   const val = blobSet(e.seed, 1_000_000, e.data.val, size);
   const test = blobSet(e.seed, 2_000_000, e.data.test, size);
-  io.log(`data: generated blobs ${size}x${size}, ${e.data.train}/${e.data.val}/${e.data.test} images`);
+  io.log(
+    `data: generated blobs ${size}x${size}, ${e.data.train}/${e.data.val}/${e.data.test} images`,
+  );
   const gpu = await acquireDevice();
   const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: e.model.widths }), {
     batch: e.train.batch,
@@ -69,11 +71,17 @@ export async function runExperiment(
       io.log(
         `epoch ${r.epoch}/${e.train.epochs}  loss ${r.loss.toFixed(4)}  val dice ${
           r.valDice.toFixed(4)
-        }  iou ${r.valIou.toFixed(4)}  ${r.stepsPerSecond.toFixed(2)} it/s  ${r.seconds.toFixed(1)} s`,
+        }  iou ${r.valIou.toFixed(4)}  ${r.stepsPerSecond.toFixed(2)} it/s  ${
+          r.seconds.toFixed(1)
+        } s`,
       ),
   });
   const t = await testMetrics(s, test, e.train.batch);
-  io.log(`test: dice ${t.dice.toFixed(4)}  iou ${t.iou.toFixed(4)} (${e.data.test} images, last epoch's weights)`);
+  io.log(
+    `test: dice ${t.dice.toFixed(4)}  iou ${
+      t.iou.toFixed(4)
+    } (${e.data.test} images, last epoch's weights)`,
+  );
   s.destroy();
   return { params: s.paramCount, epochs, test: t };
 }

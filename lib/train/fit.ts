@@ -72,7 +72,14 @@ export async function fit(s: Session, train: Split, val: Split, batch: number, o
     const loss = (await s.takeLossSum()) / steps;
     const v = await validate(s, val, batch);
     const seconds = (performance.now() - t0) / 1000;
-    const r = { epoch: e, loss, valDice: v.dice, valIou: v.iou, seconds, stepsPerSecond: steps / seconds };
+    const r = {
+      epoch: e,
+      loss,
+      valDice: v.dice,
+      valIou: v.iou,
+      seconds,
+      stepsPerSecond: steps / seconds,
+    };
     reports.push(r);
     o.onEpoch?.(r);
   }

@@ -20,12 +20,17 @@ export function runRef(
     if (t.kind !== "node") {
       const v = leaves.get(t.name!);
       if (!v) throw new Error(`runRef: no value for '${t.name}'`);
-      if (v.length !== t.size) throw new Error(`runRef: '${t.name}' has ${v.length} values, needs ${t.size}`);
+      if (v.length !== t.size) {
+        throw new Error(`runRef: '${t.name}' has ${v.length} values, needs ${t.size}`);
+      }
       vals.set(t, v);
       continue;
     }
     const def = getOp(t.op);
-    vals.set(t, def.ref(t.inputs.map((x) => vals.get(x)!), t.inputs.map((x) => x.shape), t.attrs, t.shape));
+    vals.set(
+      t,
+      def.ref(t.inputs.map((x) => vals.get(x)!), t.inputs.map((x) => x.shape), t.attrs, t.shape),
+    );
   }
   const res: Record<string, Float64Array> = {};
   for (const [k, t] of Object.entries(outputs)) res[k] = vals.get(t)!;

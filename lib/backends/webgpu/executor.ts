@@ -42,7 +42,13 @@ export class WebGPURuntime {
     if (data.length !== l.floats) {
       throw new Error(`'${name}' holds ${l.floats} values, got ${data.length}`);
     }
-    this.device.queue.writeBuffer(l.buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(
+      l.buffer,
+      0,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
   }
 
   /** Reads a leaf back (a sync point). */
@@ -70,7 +76,9 @@ export class WebGPURuntime {
   /** Creates buffers, pipelines and bind groups for a program. */
   async load(program: Program): Promise<Executable> {
     const buffers: GPUBuffer[] = program.buffers.map((b) => {
-      if (b.kind === "temp") return this.device.createBuffer({ size: b.floats * 4, usage: STORAGE });
+      if (b.kind === "temp") {
+        return this.device.createBuffer({ size: b.floats * 4, usage: STORAGE });
+      }
       return this.leaf(b.name!, b.floats, program.leaves.get(b.name!)!.tensor.shape).buffer;
     });
     const pipes = await Promise.all(
@@ -86,7 +94,9 @@ export class WebGPURuntime {
       const n = s.kernel.workgroups;
       const x = Math.min(n, max);
       const y = Math.ceil(n / x);
-      if (y > max) throw new Error(`${s.label}: ${n} workgroups exceed the device's dispatch limit`);
+      if (y > max) {
+        throw new Error(`${s.label}: ${n} workgroups exceed the device's dispatch limit`);
+      }
       return { pipeline: pipes[i], bindGroup, grid: [x, y] as const, label: s.label };
     });
     return new Executable(this, program, buffers, steps);
@@ -95,7 +105,11 @@ export class WebGPURuntime {
   private leaf(name: string, floats: number, shape: readonly number[]): Leaf {
     let l = this.leaves.get(name);
     if (!l) {
-      l = { buffer: this.device.createBuffer({ label: name, size: floats * 4, usage: STORAGE }), floats, shape };
+      l = {
+        buffer: this.device.createBuffer({ label: name, size: floats * 4, usage: STORAGE }),
+        floats,
+        shape,
+      };
       this.leaves.set(name, l);
     } else if (l.floats !== floats) {
       throw new Error(`'${name}' is [${l.shape}] on the device but a program wants [${shape}]`);

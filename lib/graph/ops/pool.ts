@@ -5,8 +5,8 @@ import { numel, type Shape, ShapeError } from "../shape.ts";
 import {
   maxpoolBackward,
   maxpoolForward,
-  poolSum,
   type PoolGeom,
+  poolSum,
   upsampleNearest,
 } from "../../../kernels/pool.ts";
 
@@ -98,8 +98,10 @@ defineOp<Factor>({
     for (let i = 0; i < y.length; i++) {
       const p = Math.floor(i / (HO * WO));
       const r = i % (HO * WO);
-      y[i] = ins[0][p * H * W + Math.floor(Math.floor(r / WO) / a.f) * W +
-        Math.floor((r % WO) / a.f)];
+      y[i] = ins[0][
+        p * H * W + Math.floor(Math.floor(r / WO) / a.f) * W +
+        Math.floor((r % WO) / a.f)
+      ];
     }
     return y;
   },

@@ -169,9 +169,7 @@ defineOp<{ axis: number }>({
       const code = `${storageDecl(0, "x", false)}\n${storageDecl(1, "out", true)}\n${
         entry(`  let i = gi;
   if (i >= ${u32(n)}) { return; }
-  out[(i / ${u32(blk)}) * ${u32(ol * inner)} + ${u32(start * inner)} + i % ${
-          u32(blk)
-        }] = x[i];`)
+  out[(i / ${u32(blk)}) * ${u32(ol * inner)} + ${u32(start * inner)} + i % ${u32(blk)}] = x[i];`)
       }`;
       start += len;
       return { code, bindings: [{ in: k }, { out: true as const }], workgroups: ceilDiv(n, WG) };

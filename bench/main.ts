@@ -1,0 +1,154 @@
+/**
+ * `deno task bench [--json FILE] [--quick] [--no-peers] [--runs N]`: the U-Net train step on our WebGPU
+ * backend and, in the same run, the peers (PyTorch CPU, TF.js webgpu and wasm) on the same
+ * network, printed as one table with ratios to our figure. Timings are medians of per-step
+ * wall times after warm-up; each step waits for the device so peers and we are timed alike.
+ */
+import { acquireDevice } from "../lib/backends/webgpu/device.ts";
+import { Session } from "../lib/train/session.ts";
+import { unet } from "../lib/models/unet.ts";
+import { blobSet } from "../lib/data/blobs.ts";
+import { benchTorchUnet } from "./peers/torch_unet.ts";
+import type { PeerResult } from "./peers/types.ts";
+
+interface Row {
+  name: string;
+  backend: string;
+  shape: string;
+  median_ms: number;
+  min_ms: number;
+  max_ms: number;
+  runs: number;
+  note?: string;
+}
+
+const args = Deno.args;
+const flag = (n: string) => {
+  const i = args.indexOf(`--${n}`);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const RUNS = Number(flag("runs") ?? 7);
+const WARMUP = 2;
+const quick = args.includes("--quick");
+const peers = !args.includes("--no-peers");
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+async function ours(size: number, batch: number): Promise<Row> {
+  const gpu = await acquireDevice();
+  const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
+    batch,
+    channels: 3,
+    height: size,
+    width: size,
+    seed: 1,
+  });
+  const d = blobSet(1, 0, batch, size);
+  const times: number[] = [];
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    const t0 = performance.now();
+    s.step(d.images, d.masks, 1e-3);
+    await gpu.device.queue.onSubmittedWorkDone();
+    if (i >= WARMUP) times.push(performance.now() - t0);
+  }
+  s.destroy();
+  return {
+    name: `unet-small-train-step-${size}x${size}-b${batch}`,
+    backend: `webgpu`,
+    shape: `${batch}x3x${size}x${size}`,
+    median_ms: median(times),
+    min_ms: Math.min(...times),
+    max_ms: Math.max(...times),
+    runs: RUNS,
+    note: gpu.adapter,
+  };
+}
+
+/** TF.js runs in its own process: it installs globals and owns its own WebGPU device. */
+async function tfjs(backend: "webgpu" | "wasm", size: number, batch: number): Promise<PeerResult> {
+  const script = new URL("./peers/tfjs_unet.ts", import.meta.url).pathname;
+  const runs = backend === "webgpu" ? Math.min(RUNS, 5) : RUNS;
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      // --no-lock: TF.js is a bench-only peer and stays out of the project's lock file.
+      args: [
+        "run",
+        "-A",
+        "--no-lock",
+        script,
+        "--backend",
+        backend,
+        "--size",
+        `${size}`,
+        "--batch",
+        `${batch}`,
+        "--warmup",
+        `${WARMUP}`,
+        "--runs",
+        `${runs}`,
+      ],
+      stderr: "null",
+    }).output();
+    const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+    return JSON.parse(line) as PeerResult;
+  } catch (e) {
+    return { ok: false, reason: `TF.js ${backend} did not run: ${(e as Error).message}` };
+  }
+}
+
+function peerRow(name: string, backend: string, shape: string, r: PeerResult): Row {
+  return r.ok
+    ? {
+      name,
+      backend,
+      shape,
+      median_ms: r.median_ms,
+      min_ms: r.min_ms,
+      max_ms: r.max_ms,
+      runs: r.runs,
+    }
+    : { name, backend, shape, median_ms: NaN, min_ms: NaN, max_ms: NaN, runs: 0, note: r.reason };
+}
+
+const sizes: [number, number][] = quick ? [[64, 2]] : [[64, 2], [224, 1]];
+const rows: Row[] = [];
+for (const [size, batch] of sizes) {
+  const name = `unet-small-train-step-${size}x${size}-b${batch}`;
+  const shape = `${batch}x3x${size}x${size}`;
+  console.error(`bench: ${name} ...`);
+  const mine = await ours(size, batch);
+  rows.push(mine);
+  if (!peers) continue;
+  rows.push(
+    peerRow(name, "torch-cpu", shape, await benchTorchUnet({ size, batch, warmup: 3, runs: 10 })),
+  );
+  rows.push(peerRow(name, "tfjs-webgpu", shape, await tfjs("webgpu", size, batch)));
+  if (size === 64) rows.push(peerRow(name, "tfjs-wasm", shape, await tfjs("wasm", size, batch)));
+}
+
+const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : "-");
+console.log(
+  "| name | backend | shape | median ms | min ms | max ms | runs | x ours (peer/ours) | note |",
+);
+console.log("|---|---|---|---:|---:|---:|---:|---:|---|");
+for (const r of rows) {
+  const base = rows.find((o) => o.name === r.name && o.backend === "webgpu")!;
+  const ratio = r === base
+    ? "1.00"
+    : Number.isFinite(r.median_ms)
+    ? (r.median_ms / base.median_ms).toFixed(2)
+    : "-";
+  console.log(
+    `| ${r.name} | ${r.backend} | ${r.shape} | ${fmt(r.median_ms)} | ${fmt(r.min_ms)} | ${
+      fmt(r.max_ms)
+    } | ${r.runs} | ${ratio} | ${r.note ?? ""} |`,
+  );
+}
+const jsonFile = flag("json");
+if (jsonFile) {
+  const clean = rows.filter((r) => Number.isFinite(r.median_ms)).map(({ note: _n, ...r }) => r);
+  await Deno.writeTextFile(jsonFile, JSON.stringify(clean, null, 2) + "\n");
+  console.error(`bench: wrote ${jsonFile}`);
+}

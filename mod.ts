@@ -1,0 +1,30 @@
+/**
+ * LViT experiments on Deno + WebGPU: the public API. Re-exports only; see README.md.
+ *
+ * @example Train the engine's U-Net on generated data
+ * ```ts
+ * import { acquireDevice, blobSet, fit, Session, unet } from "./mod.ts";
+ * const gpu = await acquireDevice();
+ * const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
+ *   batch: 2, channels: 3, height: 64, width: 64, seed: 1,
+ * });
+ * await fit(s, blobSet(1, 0, 48, 64), blobSet(1, 1e6, 16, 64), 2, { epochs: 3, lr: 2e-3, seed: 1 });
+ * ```
+ * @module
+ */
+export * from "./lib/graph/mod.ts";
+export { runRef } from "./lib/backends/ref/interpreter.ts";
+export { acquireDevice, type GpuContext, NoAdapterError } from "./lib/backends/webgpu/device.ts";
+export { Executable, WebGPURuntime } from "./lib/backends/webgpu/executor.ts";
+export { batchNorm2d, cbr, conv2dLayer, convTransposeLayer, type Ctx } from "./lib/nn/layers.ts";
+export { unet, type UNetOptions } from "./lib/models/unet.ts";
+export { balancedBce, segLoss, squaredDice } from "./lib/train/loss.ts";
+export { adamHyper, type AdamOptions, adamUpdate } from "./lib/train/optim.ts";
+export { type Model, Session, type SessionOptions } from "./lib/train/session.ts";
+export { type EpochReport, fit, type FitOptions, type Split, validate } from "./lib/train/fit.ts";
+export { meanScores, testScores, valScores } from "./lib/eval/metrics.ts";
+export { blobSet } from "./lib/data/blobs.ts";
+export { type Experiment, InputError, parseExperiment } from "./lib/config/demo_schema.ts";
+export { runExperiment } from "./lib/run/experiment.ts";
+export * from "./lib/rng/philox.ts";
+export { permutation } from "./lib/rng/shuffle.ts";
