@@ -6,6 +6,8 @@ import { acquireDevice, type GpuContext } from "../lib/backends/webgpu/device.ts
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { compile, gradients, Graph, mul, sum, type Tensor } from "../lib/graph/mod.ts";
+import type { Target } from "../lib/graph/compile.ts";
+import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { fillNormal } from "../lib/rng/philox.ts";
 
 /** The device, or null (test ignored) when there is none and WebGPU is not required. */
@@ -99,43 +101,51 @@ export function buildCase(c: OpCase, seed = 1): CaseGraph {
   return { g, y, loss, grads, leaves };
 }
 
-let runtime: WebGPURuntime | undefined;
-
-/** Runs `outputs` on the WebGPU backend with the given leaf values (rounded to f32). */
-export async function runGpu(
+/**
+ * Runs `outputs` on one backend with the given leaf values (rounded to f32); effects update
+ * `leaves` in place, as the reference interpreter does.
+ */
+export async function runOn(
+  target: Target,
   outputs: Record<string, Tensor>,
   leaves: Map<string, Float64Array>,
   effects: Tensor[] = [],
 ): Promise<Record<string, Float32Array>> {
-  if (!gpu) throw new Error("no GPU");
-  runtime ??= new WebGPURuntime(gpu);
-  const prog = compile(outputs, effects, gpu.limits);
-  // Leaves are shared by name across programs; give each program's leaves fresh names.
-  const rt = new WebGPURuntime(gpu);
+  if (target === "webgpu" && !gpu) throw new Error("no GPU");
+  const prog = compile(outputs, effects, gpu?.limits, target);
+  // A fresh runtime per call: leaves are shared by name within a runtime.
+  const rt = target === "webgpu" ? new WebGPURuntime(gpu!) : new CpuRuntime();
   const exe = await rt.load(prog);
   for (const name of prog.leaves.keys()) rt.write(name, Float32Array.from(leaves.get(name)!));
   exe.run();
   const res: Record<string, Float32Array> = {};
   for (const k of Object.keys(outputs)) res[k] = await exe.read(k);
-  for (const name of prog.leaves.keys()) {
-    if (effects.length) leaves.set(name, Float64Array.from(await rt.read(name)));
+  if (effects.length) {
+    for (const name of prog.leaves.keys()) {
+      leaves.set(name, Float64Array.from(await rt.read(name)));
+    }
   }
   exe.destroy();
   rt.destroy();
   return res;
 }
 
-/** Forward and backward of one case on both backends, compared within the case's tolerance. */
-export async function checkOp(c: OpCase) {
+export const runGpu = (o: Record<string, Tensor>, l: Map<string, Float64Array>, e: Tensor[] = []) =>
+  runOn("webgpu", o, l, e);
+export const runCpu = (o: Record<string, Tensor>, l: Map<string, Float64Array>, e: Tensor[] = []) =>
+  runOn("cpu", o, l, e);
+
+/** Forward and backward of one case on a backend against float64, within the case's tolerance. */
+export async function checkOp(c: OpCase, target: Target = "webgpu") {
   const cg = buildCase(c);
   const outs = { y: cg.y, ...cg.grads };
   const f32Leaves = new Map(
     [...cg.leaves].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]),
   );
   const want = runRef(outs, f32Leaves);
-  const got = await runGpu(outs, f32Leaves);
+  const got = await runOn(target, outs, f32Leaves);
   for (const k of Object.keys(outs)) {
-    assertClose(`${c.name} ${k}`, got[k], want[k], c.atol ?? 1e-5, c.rtol ?? 1e-4);
+    assertClose(`${c.name} ${k} [${target}]`, got[k], want[k], c.atol ?? 1e-5, c.rtol ?? 1e-4);
   }
 }
 

@@ -58,7 +58,7 @@ import {
   noGpu,
   type OpCase,
   randn,
-  runGpu,
+  runOn,
 } from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +106,7 @@ function cases(group: string, tol: { atol: number; rtol: number }, list: Case[])
         await checkOp(c);
       },
     });
+    Deno.test(`${c.name} [cpu]`, () => checkOp(c, "cpu"));
     if (!c.forwardOnly && c.fd !== false) {
       const fd = c.fd ?? {};
       Deno.test(`${c.name} [fd]`, () => {
@@ -304,7 +305,6 @@ cases("relu / sigmoid", TRANSC, [
     name: "sigmoid saturating",
     inputs: { a: given([8], [-90, -30, -17, -1e-3, 0, 1e-3, 17, 90]) },
     build: (x) => sigmoid(x.a),
-    fd: { eps: 1e-6, tol: 1e-6 },
   },
   {
     name: "relu_grad forward [3,5,7]",
@@ -868,39 +868,41 @@ Deno.test("maxpool2d / upsample_nearest / pool_sum references vs independent loo
 const copyLeaves = (m: Map<string, Float64Array>) =>
   new Map([...m].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]));
 
-Deno.test({
-  name: "assign: in-place updates after every reader [webgpu]",
-  ignore: noGpu,
-  fn: async () => {
-    const g = new Graph();
-    const s = g.state("s", [3, 5], { kind: "const", value: 0 });
-    const u = g.param("u", [15], { kind: "const", value: 0 });
-    const x = g.input("x", [3, 5]);
-    // y reads the old s; s becomes 0.5 (s + x) + 1; u becomes the flat x (an aliased source).
-    const y = mul(s, x);
-    const e1 = g.apply("assign", [s, affine(add(s, x), 0.5, 1)]);
-    const e2 = g.apply("assign", [u, reshape(x, [15])]);
-    const leaves = new Map([["s", randn(15, 501)], ["u", randn(15, 502)], ["x", randn(15, 503)]]);
-    const refLeaves = copyLeaves(leaves);
-    const gpuLeaves = copyLeaves(leaves);
-    const want = runRef({ y }, refLeaves, [e1, e2]);
-    const got = await runGpu({ y }, gpuLeaves, [e1, e2]);
-    for (const t of [e1, e2]) effectsRun.add(t.op);
-    assertClose("assign y (old s)", got.y, want.y, 1e-6, 1e-6);
-    assertClose("assign s", gpuLeaves.get("s")!, refLeaves.get("s")!, 1e-6, 1e-6);
-    assertClose("assign u", gpuLeaves.get("u")!, refLeaves.get("u")!, 0, 0);
-    // The reference itself: s = 0.5 (s0 + x) + 1, u = x.
-    const s0 = copyLeaves(leaves).get("s")!, x0 = copyLeaves(leaves).get("x")!;
-    assertClose(
-      "assign ref s",
-      refLeaves.get("s")!,
-      s0.map((v, i) => 0.5 * (v + x0[i]) + 1),
-      1e-12,
-      0,
-    );
-    assertClose("assign ref u", refLeaves.get("u")!, x0, 0, 0);
-  },
-});
+for (const target of ["webgpu", "cpu"] as const) {
+  Deno.test({
+    name: `assign: in-place updates after every reader [${target}]`,
+    ignore: target === "webgpu" && noGpu,
+    fn: async () => {
+      const g = new Graph();
+      const s = g.state("s", [3, 5], { kind: "const", value: 0 });
+      const u = g.param("u", [15], { kind: "const", value: 0 });
+      const x = g.input("x", [3, 5]);
+      // y reads the old s; s becomes 0.5 (s + x) + 1; u becomes the flat x (an aliased source).
+      const y = mul(s, x);
+      const e1 = g.apply("assign", [s, affine(add(s, x), 0.5, 1)]);
+      const e2 = g.apply("assign", [u, reshape(x, [15])]);
+      const leaves = new Map([["s", randn(15, 501)], ["u", randn(15, 502)], ["x", randn(15, 503)]]);
+      const refLeaves = copyLeaves(leaves);
+      const gpuLeaves = copyLeaves(leaves);
+      const want = runRef({ y }, refLeaves, [e1, e2]);
+      const got = await runOn(target, { y }, gpuLeaves, [e1, e2]);
+      for (const t of [e1, e2]) effectsRun.add(t.op);
+      assertClose("assign y (old s)", got.y, want.y, 1e-6, 1e-6);
+      assertClose("assign s", gpuLeaves.get("s")!, refLeaves.get("s")!, 1e-6, 1e-6);
+      assertClose("assign u", gpuLeaves.get("u")!, refLeaves.get("u")!, 0, 0);
+      // The reference itself: s = 0.5 (s0 + x) + 1, u = x.
+      const s0 = copyLeaves(leaves).get("s")!, x0 = copyLeaves(leaves).get("x")!;
+      assertClose(
+        "assign ref s",
+        refLeaves.get("s")!,
+        s0.map((v, i) => 0.5 * (v + x0[i]) + 1),
+        1e-12,
+        0,
+      );
+      assertClose("assign ref u", refLeaves.get("u")!, x0, 0, 0);
+    },
+  });
+}
 
 Deno.test("assign: targets must be params or states (compile error)", async () => {
   const g = new Graph();
@@ -1019,23 +1021,25 @@ for (const cfg of ADAM) {
     }
   });
 
-  Deno.test({
-    name: `adam: ${cfg.name}, ${STEPS} steps, WebGPU vs torch semantics [webgpu]`,
-    ignore: noGpu,
-    fn: async () => {
-      const { e } = adamGraph(cfg, shape);
-      effectsRun.add(e.op);
-      const leaves = copyLeaves(start());
-      const want = torchAdam(cfg, leaves.get("p")!, leaves.get("tgt")!, leaves.get("c")!);
-      for (let t = 1; t <= STEPS; t++) {
-        setHyper(leaves, t);
-        await runGpu({}, leaves, [e]);
-      }
-      assertClose(`${cfg.name} webgpu p`, leaves.get("p")!, want.p, 1e-6, 1e-5);
-      assertClose(`${cfg.name} webgpu m`, leaves.get("m")!, want.m, 1e-6, 1e-5);
-      assertClose(`${cfg.name} webgpu v`, leaves.get("v")!, want.v, 1e-7, 1e-5);
-    },
-  });
+  for (const target of ["webgpu", "cpu"] as const) {
+    Deno.test({
+      name: `adam: ${cfg.name}, ${STEPS} steps, ${target} vs torch semantics [${target}]`,
+      ignore: target === "webgpu" && noGpu,
+      fn: async () => {
+        const { e } = adamGraph(cfg, shape);
+        effectsRun.add(e.op);
+        const leaves = copyLeaves(start());
+        const want = torchAdam(cfg, leaves.get("p")!, leaves.get("tgt")!, leaves.get("c")!);
+        for (let t = 1; t <= STEPS; t++) {
+          setHyper(leaves, t);
+          await runOn(target, {}, leaves, [e]);
+        }
+        assertClose(`${cfg.name} ${target} p`, leaves.get("p")!, want.p, 1e-6, 1e-5);
+        assertClose(`${cfg.name} ${target} m`, leaves.get("m")!, want.m, 1e-6, 1e-5);
+        assertClose(`${cfg.name} ${target} v`, leaves.get("v")!, want.v, 1e-7, 1e-5);
+      },
+    });
+  }
 }
 
 Deno.test("adam: the three variants differ (the comparisons above can tell them apart)", () => {
@@ -1110,11 +1114,17 @@ async function libSegLoss(): Promise<SegLoss | null> {
   return mod.segLoss as SegLoss;
 }
 
-const SEG_SHAPES: number[][] = [[3, 1, 5, 7], [1, 1, 4, 4], [2, 1, 1, 1]];
-/** Masks: random, all ones in one image, all zeros in another (n_pos or n_neg may be 0). */
-function segMask(shape: number[], seed: number): Float64Array {
+/** Shapes, and whether the mask is empty (no positive pixel in the whole batch). */
+const SEG_SHAPES: [number[], boolean][] = [
+  [[3, 1, 5, 7], false],
+  [[1, 1, 4, 4], false],
+  [[2, 1, 1, 1], false],
+  [[2, 1, 2, 3], true],
+];
+/** Masks: random, with image 0 all ones and image 1 all zeros when B >= 3; or all zeros. */
+function segMask(shape: number[], seed: number, empty = false): Float64Array {
   const n = numelOf(shape);
-  const y = Float64Array.from(randn(n, seed), (v) => (v > 0.4 ? 1 : 0));
+  const y = Float64Array.from(randn(n, seed), (v) => (v > 0.4 && !empty ? 1 : 0));
   if (shape[0] >= 3) {
     const per = n / shape[0];
     y.fill(1, 0, per);
@@ -1135,11 +1145,12 @@ for (
       console.log("  lib/train/loss.ts not present: only the ops composition is tested");
       return;
     }
-    for (const shape of SEG_SHAPES) {
-      await t.step(`[${shape}]`, () => {
+    for (const [shape, empty] of SEG_SHAPES) {
+      await t.step(`[${shape}]${empty ? " empty mask" : ""}`, () => {
+        const y = segMask(shape, 702, empty);
         const c: OpCase = {
           name: `segLoss ${which} [${shape}]`,
-          inputs: { p: probs(shape, 701), y: { ...mask(shape, 0), values: segMask(shape, 702) } },
+          inputs: { p: probs(shape, 701), y: { ...mask(shape, 0), values: y } },
           build: (x) => f(x.p, x.y),
         };
         const cg = buildCase(c);
@@ -1156,9 +1167,8 @@ for (
         fdCheck(c);
       });
     }
-    if (noGpu) return;
     const c: OpCase = {
-      name: `segLoss ${which} webgpu`,
+      name: `segLoss ${which}`,
       inputs: {
         p: probs([3, 1, 5, 7], 703),
         y: { ...mask([3, 1, 5, 7], 0), values: segMask([3, 1, 5, 7], 704) },
@@ -1167,6 +1177,8 @@ for (
       // A loss of O(1) from sums of <= 105 terms; gradients O(1/n_pos): TRANSC tolerances.
       ...TRANSC,
     };
+    await checkOp(c, "cpu");
+    if (noGpu) return;
     record(c, true);
     await checkOp(c);
   });
@@ -1218,6 +1230,11 @@ Deno.test("shape errors are raised at graph-build time and name the op and shape
 
 // ---------------------------------------------------------------------------------------------
 // Coverage: every op of the table was exercised above. Deno runs tests in file order.
+
+Deno.test("coverage: every op has a cpu kernel (each case above also runs on cpu)", () => {
+  const missing = allOps().filter((o) => !o.alias && !o.cpu).map((o) => o.name);
+  if (missing.length) throw new Error(`ops without a cpu kernel: ${missing.join(", ")}`);
+});
 
 Deno.test("coverage: every op in allOps() is tested in this file", () => {
   const ops = allOps();

@@ -4,7 +4,7 @@
  * device limit is checked here, at compile time, with a message naming the offending node.
  */
 import type { Tensor } from "./graph.ts";
-import { type Binding, getOp, type WgslKernel } from "./op.ts";
+import { type Binding, type CpuKernel, getOp, type WgslKernel } from "./op.ts";
 import { numel } from "./shape.ts";
 
 export interface BufferPlan {
@@ -23,8 +23,25 @@ export interface Step {
   buffers: { buffer: number; write: boolean }[];
 }
 
+/** One node on the CPU backend: its kernel and the buffers it reads and writes. */
+export interface CpuStep {
+  label: string;
+  kernel: CpuKernel;
+  /** Buffer and element count per input (in-place targets included). */
+  ins: { buffer: number; size: number }[];
+  /** Output buffer and element count; size 0 for effects. */
+  out: { buffer: number; size: number };
+  scratch: { buffer: number; size: number }[];
+}
+
+export type Target = "webgpu" | "cpu";
+
 export interface Program {
+  target: Target;
+  /** WebGPU dispatches, in order (empty for the cpu target). */
   steps: Step[];
+  /** CPU node steps, in order (empty for the webgpu target). */
+  cpuSteps: CpuStep[];
   buffers: BufferPlan[];
   /** Inputs, params and states used by the program, by name. */
   leaves: Map<string, { buffer: number; tensor: Tensor }>;
@@ -64,10 +81,15 @@ export function schedule(outputs: readonly Tensor[], effects: readonly Tensor[])
   return [...sorted.filter((t) => !isEffect(t)), ...sorted.filter(isEffect)];
 }
 
+/**
+ * Compiles for one backend. The plan of every graph tensor is the same for both targets; only
+ * the per-node scratch (WGSL split-K partials vs CPU im2col panels) differs.
+ */
 export function compile(
   outputs: Record<string, Tensor>,
   effects: readonly Tensor[] = [],
   limits: DeviceLimits = SPEC_LIMITS,
+  target: Target = "webgpu",
 ): Program {
   const order = schedule(Object.values(outputs), effects);
   const buffers: BufferPlan[] = [];
@@ -113,6 +135,7 @@ export function compile(
   };
 
   const steps: Step[] = [];
+  const cpuSteps: CpuStep[] = [];
   order.forEach((t, i) => {
     if (t.kind !== "node") return;
     const def = getOp(t.op);
@@ -122,8 +145,22 @@ export function compile(
     }
     const label = `${t.op}#${t.id}`;
     const inShapes = t.inputs.map((x) => x.shape);
-    const plan = def.wgsl(inShapes, t.attrs, t.shape);
     if (!def.inplace) bufOf.set(t, take(Math.max(1, numel(t.shape))));
+    if (target === "cpu") {
+      if (!def.cpu) throw new Error(`op '${t.op}' has no cpu kernel`);
+      const kernel = def.cpu(inShapes, t.attrs, t.shape);
+      const sizes = kernel.scratch ?? [];
+      const scratch = sizes.map((n) => take(Math.max(1, n)));
+      cpuSteps.push({
+        label,
+        kernel,
+        ins: t.inputs.map((x) => ({ buffer: bufOf.get(x)!, size: x.size })),
+        out: def.inplace ? { buffer: -1, size: 0 } : { buffer: bufOf.get(t)!, size: t.size },
+        scratch: scratch.map((b, k) => ({ buffer: b, size: sizes[k] })),
+      });
+      for (const s of scratch) free.push(s);
+    }
+    const plan = target === "webgpu" ? def.wgsl(inShapes, t.attrs, t.shape) : { kernels: [] };
     const scratch = (plan.scratch ?? []).map((n) => take(Math.max(1, n)));
     for (const k of plan.kernels) {
       const bs = k.bindings.map((b: Binding) => {
@@ -164,7 +201,9 @@ export function compile(
   const bytes = (k: BufferPlan["kind"]) =>
     buffers.filter((b) => b.kind === k).reduce((s, b) => s + 4 * b.floats, 0);
   return {
+    target,
     steps,
+    cpuSteps,
     buffers,
     leaves,
     outputs: outs,

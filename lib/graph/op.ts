@@ -32,6 +32,17 @@ export interface KernelPlan {
   scratch?: number[];
 }
 
+/**
+ * A CPU implementation of one node, specialised to its static shapes when the program is
+ * loaded. `run` must not allocate: inputs, output and scratch are planned buffers.
+ */
+export interface CpuKernel {
+  /** Sizes (f32 elements) of temporaries, planned like the WGSL scratch. */
+  scratch?: number[];
+  /** Computes `out` from `ins`; effect ops update their in-place inputs instead. */
+  run(ins: Float32Array[], out: Float32Array, scratch: Float32Array[]): void;
+}
+
 export interface GradArgs<A> {
   x: readonly Tensor[];
   y: Tensor;
@@ -51,6 +62,8 @@ export interface OpDef<A extends Attrs = Attrs> {
   ref(ins: Float64Array[], inShapes: Shape[], attrs: A, outShape: Shape): Float64Array;
   /** WGSL kernels, specialised to the static shapes. */
   wgsl(ins: Shape[], attrs: A, outShape: Shape): KernelPlan;
+  /** CPU kernel, specialised to the static shapes (lib/backends/cpu). */
+  cpu?(ins: Shape[], attrs: A, outShape: Shape): CpuKernel;
   /** The output is a view of input 0 with another shape (no kernel, no copy). */
   alias?: boolean;
   /** Indices of inputs this op overwrites; such an op is an effect with an empty output. */

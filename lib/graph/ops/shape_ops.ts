@@ -17,7 +17,8 @@ defineOp<{ shape: number[] }>({
     return a.shape;
   },
   grad: ({ x, dy }) => [reshape(dy, x[0].shape)],
-  ref: (ins) => ins[0].slice(),
+  // A view, as on the devices: an output reshaped from a leaf sees that leaf's effect updates.
+  ref: (ins) => ins[0],
   wgsl: () => ({ kernels: [] }),
 });
 
