@@ -3,9 +3,9 @@
  *
  * @example Train the engine's U-Net on generated data
  * ```ts
- * import { acquireDevice, blobSet, fit, Session, unet } from "./mod.ts";
- * const gpu = await acquireDevice();
- * const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
+ * import { blobSet, fit, selectBackend, Session, unet } from "./mod.ts";
+ * const backend = await selectBackend("auto");
+ * const s = await Session.create(backend, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
  *   batch: 2, channels: 3, height: 64, width: 64, seed: 1,
  * });
  * await fit(s, blobSet(1, 0, 48, 64), blobSet(1, 1e6, 16, 64), 2, { epochs: 3, lr: 2e-3, seed: 1 });
@@ -16,6 +16,15 @@ export * from "./lib/graph/mod.ts";
 export { runRef } from "./lib/backends/ref/interpreter.ts";
 export { acquireDevice, type GpuContext, NoAdapterError } from "./lib/backends/webgpu/device.ts";
 export { Executable, WebGPURuntime } from "./lib/backends/webgpu/executor.ts";
+export { CpuExecutable, CpuRuntime } from "./lib/backends/cpu/executor.ts";
+export {
+  type Backend,
+  type BackendRequest,
+  BACKENDS,
+  type Exe,
+  type Runtime,
+  selectBackend,
+} from "./lib/backends/select.ts";
 export { batchNorm2d, cbr, conv2dLayer, convTransposeLayer, type Ctx } from "./lib/nn/layers.ts";
 export { unet, type UNetOptions } from "./lib/models/unet.ts";
 export { balancedBce, segLoss, squaredDice } from "./lib/train/loss.ts";

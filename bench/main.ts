@@ -1,10 +1,11 @@
 /**
- * `deno task bench [--json FILE] [--quick] [--no-peers] [--runs N]`: the U-Net train step on our WebGPU
+ * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]`: the U-Net train step on our WebGPU
  * backend and, in the same run, the peers (PyTorch CPU, TF.js webgpu and wasm) on the same
  * network, printed as one table with ratios to our figure. Timings are medians of per-step
  * wall times after warm-up; each step waits for the device so peers and we are timed alike.
  */
-import { acquireDevice } from "../lib/backends/webgpu/device.ts";
+import { selectBackend } from "../lib/backends/select.ts";
+import type { Target } from "../lib/graph/compile.ts";
 import { Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
 import { blobSet } from "../lib/data/blobs.ts";
@@ -31,14 +32,16 @@ const RUNS = Number(flag("runs") ?? 7);
 const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
+const only = flag("backend");
+const targets: Target[] = only === "cpu" || only === "webgpu" ? [only] : ["webgpu", "cpu"];
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-async function ours(size: number, batch: number): Promise<Row> {
-  const gpu = await acquireDevice();
-  const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
+async function ours(target: Target, size: number, batch: number): Promise<Row> {
+  const backend = await selectBackend(target);
+  const s = await Session.create(backend, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
     batch,
     channels: 3,
     height: size,
@@ -50,19 +53,19 @@ async function ours(size: number, batch: number): Promise<Row> {
   for (let i = 0; i < WARMUP + RUNS; i++) {
     const t0 = performance.now();
     s.step(d.images, d.masks, 1e-3);
-    await gpu.device.queue.onSubmittedWorkDone();
+    await s.rt.sync();
     if (i >= WARMUP) times.push(performance.now() - t0);
   }
   s.destroy();
   return {
     name: `unet-small-train-step-${size}x${size}-b${batch}`,
-    backend: `webgpu`,
+    backend: target,
     shape: `${batch}x3x${size}x${size}`,
     median_ms: median(times),
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
     runs: RUNS,
-    note: gpu.adapter,
+    note: backend.device,
   };
 }
 
@@ -118,8 +121,7 @@ for (const [size, batch] of sizes) {
   const name = `unet-small-train-step-${size}x${size}-b${batch}`;
   const shape = `${batch}x3x${size}x${size}`;
   console.error(`bench: ${name} ...`);
-  const mine = await ours(size, batch);
-  rows.push(mine);
+  for (const t of targets) rows.push(await ours(t, size, batch));
   if (!peers) continue;
   rows.push(
     peerRow(name, "torch-cpu", shape, await benchTorchUnet({ size, batch, warmup: 3, runs: 10 })),
@@ -134,7 +136,10 @@ console.log(
 );
 console.log("|---|---|---|---:|---:|---:|---:|---:|---|");
 for (const r of rows) {
-  const base = rows.find((o) => o.name === r.name && o.backend === "webgpu")!;
+  // Ratios are relative to our fastest backend on that shape.
+  const base = rows
+    .filter((o) => o.name === r.name && (o.backend === "webgpu" || o.backend === "cpu"))
+    .reduce((a, b) => (b.median_ms < a.median_ms ? b : a));
   const ratio = r === base
     ? "1.00"
     : Number.isFinite(r.median_ms)

@@ -7,6 +7,8 @@ import { isMap, LineCounter, parseDocument } from "../deps.ts";
 export interface Experiment {
   name: string;
   seed: number;
+  /** auto (default): webgpu on a hardware adapter, cpu on a software adapter or none. */
+  backend: "auto" | "webgpu" | "cpu";
   data: { kind: "blobs"; size: number; train: number; val: number; test: number };
   model: { name: "unet"; widths: number[] };
   train: { epochs: number; batch: number; lr: number };
@@ -37,9 +39,12 @@ const intList: Check = (v) =>
     : "a list of at least 2 positive integers";
 
 type Schema = { [k: string]: Check | Schema };
+/** Top-level keys that may be left out, with their defaults. */
+const DEFAULTS: Partial<Experiment> = { backend: "auto" };
 const SCHEMA: Schema = {
   name: str,
   seed: int,
+  backend: oneOf("auto", "webgpu", "cpu"),
   data: { kind: oneOf("blobs"), size: posInt, train: posInt, val: posInt, test: posInt },
   model: { name: oneOf("unet"), widths: intList },
   train: { epochs: posInt, batch: posInt, lr: posNum },
@@ -85,10 +90,12 @@ export function parseExperiment(file: string, text: string): Experiment {
       }
     }
     for (const k of Object.keys(schema)) {
-      if (!seen.has(k)) errors.push(`${at(node)}: missing key '${path ? `${path}.` : ""}${k}'`);
+      if (!seen.has(k) && !(path === "" && k in DEFAULTS)) {
+        errors.push(`${at(node)}: missing key '${path ? `${path}.` : ""}${k}'`);
+      }
     }
   };
   walk(doc.contents, SCHEMA, "");
   if (errors.length) throw new InputError(errors.join("\n"));
-  return doc.toJS() as Experiment;
+  return { ...DEFAULTS, ...doc.toJS() } as Experiment;
 }

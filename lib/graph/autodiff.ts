@@ -28,7 +28,10 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
     const def = getOp(t.op);
     if (!t.inputs.some((x) => needs[x.id])) continue;
     if (!def.grad) throw new Error(`op '${t.op}' (${t}) has no gradient rule`);
-    const gs = def.grad({ x: t.inputs, y: t, dy, attrs: t.attrs });
+    const gs = g.withScope(
+      `grad:${t.scope}`,
+      () => def.grad!({ x: t.inputs, y: t, dy, attrs: t.attrs }),
+    );
     t.inputs.forEach((x, k) => {
       const gx = gs[k];
       if (!gx || !needs[x.id]) return;
@@ -36,7 +39,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[]): Tensor[] {
         throw new Error(`gradient rule of '${t.op}' gave ${gx} for input ${x}`);
       }
       const prev = grads.get(x.id);
-      grads.set(x.id, prev ? add(prev, gx) : gx);
+      grads.set(x.id, prev ? g.withScope(`grad:${x.scope}`, () => add(prev, gx)) : gx);
     });
   }
   return wrt.map((t) => {

@@ -35,6 +35,9 @@ export class Tensor {
     for (const d of this.shape) n *= d;
     return n;
   }
+  /** The layer that created this node (`down1.nConvs.0.conv`; `grad:<layer>` in backward). */
+  scope = "";
+
   toString(): string {
     return `${this.name ?? this.op}#${this.id}[${this.shape.join("x")}]`;
   }
@@ -46,6 +49,19 @@ export class Graph {
   /** Side-effect nodes (state assignments, optimiser updates) that must run even without users. */
   readonly effects: Tensor[] = [];
   private readonly named = new Map<string, Tensor>();
+  /** Scope recorded on new nodes; layers set it so tools can report results by layer. */
+  scope = "";
+
+  /** Runs `f` with `scope` as the current layer name, restoring the previous one after. */
+  withScope<T>(scope: string, f: () => T): T {
+    const prev = this.scope;
+    this.scope = scope;
+    try {
+      return f();
+    } finally {
+      this.scope = prev;
+    }
+  }
 
   /** A value written by the host before each run (images, masks, learning rate...). */
   input(name: string, shape: Shape): Tensor {
@@ -89,6 +105,7 @@ export class Graph {
     }
     const shape = def.shape(inputs.map((t) => t.shape), attrs);
     const t = new Tensor(this, this.nodes.length, "node", op, inputs, attrs, shape);
+    t.scope = this.scope;
     this.nodes.push(t);
     if (def.inplace) this.effects.push(t);
     return t;

@@ -4,6 +4,7 @@ import "./ops/shape_ops.ts";
 import "./ops/conv.ts";
 import "./ops/pool.ts";
 import "./ops/optim.ts";
+import "./ops/norm.ts";
 
 export { Graph, Tensor } from "./graph.ts";
 export type { TensorKind } from "./graph.ts";
@@ -19,3 +20,4 @@ export { concat, mean, pad, reshape, slice, sum } from "./ops/shape_ops.ts";
 export { conv2d, convTranspose } from "./ops/conv.ts";
 export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
 export { assign } from "./ops/optim.ts";
+export { bnApplyOp, bnStatsOf } from "./ops/norm.ts";

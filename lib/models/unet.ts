@@ -23,12 +23,15 @@ export function unet(c: Ctx, x: Tensor, o: UNetOptions): Tensor {
   let h = double(c, "inc", x, w[0]);
   for (let l = 1; l < w.length; l++) {
     skips.push(h);
-    h = double(c, `down${l}`, maxpool2d(h, 2), w[l]);
+    const pooled = c.g.withScope(`down${l}.maxpool`, () => maxpool2d(h, 2));
+    h = double(c, `down${l}`, pooled, w[l]);
   }
   for (let l = w.length - 1; l >= 1; l--) {
     const name = `up${w.length - l}`;
     const u = convTransposeLayer(c, `${name}.up`, h, w[l - 1], 2);
-    h = double(c, name, concat([u, skips[l - 1]], 1), w[l - 1]);
+    const cat = c.g.withScope(`${name}.concat`, () => concat([u, skips[l - 1]], 1));
+    h = double(c, name, cat, w[l - 1]);
   }
-  return sigmoid(conv2dLayer(c, "outc", h, o.outChannels ?? 1, 1));
+  const logits = conv2dLayer(c, "outc", h, o.outChannels ?? 1, 1);
+  return c.g.withScope("outc.sigmoid", () => sigmoid(logits));
 }

@@ -7,6 +7,8 @@ import {
   add,
   affine,
   assign,
+  bnApplyOp,
+  bnStatsOf,
   conv2d,
   convTranspose,
   fma,
@@ -16,6 +18,7 @@ import {
   relu,
   reshape,
   rsqrt,
+  slice,
   square,
   sub,
   type Tensor,
@@ -41,11 +44,12 @@ export function conv2dLayer(
   const init = torchDefault(cin * k * k);
   const w = c.g.param(`${name}.weight`, [cout, cin, k, k], init);
   const b = opts.bias === false ? undefined : c.g.param(`${name}.bias`, [cout], init);
-  return conv2d(x, w, b, {
+  const attrs = {
     padding: opts.padding ?? 0,
     stride: opts.stride ?? 1,
     dilation: opts.dilation ?? 1,
-  });
+  };
+  return c.g.withScope(name, () => conv2d(x, w, b, attrs));
 }
 
 /** nn.ConvTranspose2d with kernel = stride = f; PyTorch computes its fan-in from weight dim 1. */
@@ -53,12 +57,14 @@ export function convTransposeLayer(c: Ctx, name: string, x: Tensor, cout: number
   const init = torchDefault(cout * f * f);
   const w = c.g.param(`${name}.weight`, [x.shape[1], cout, f, f], init);
   const b = c.g.param(`${name}.bias`, [cout], init);
-  return convTranspose(x, w, b);
+  return c.g.withScope(name, () => convTranspose(x, w, b));
 }
 
 export interface BatchNormOpts {
   eps?: number;
   momentum?: number;
+  /** Fused kernels (default) or the composition of elementwise ops and sums (a fallback). */
+  fused?: boolean;
 }
 
 /**
@@ -67,6 +73,10 @@ export interface BatchNormOpts {
  * Evaluation: running statistics folded into one per-channel scale and shift.
  */
 export function batchNorm2d(c: Ctx, name: string, x: Tensor, o: BatchNormOpts = {}): Tensor {
+  return c.g.withScope(name, () => batchNormBody(c, name, x, o));
+}
+
+function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tensor {
   const eps = o.eps ?? 1e-5;
   const m = o.momentum ?? 0.1;
   const C = x.shape[1];
@@ -80,13 +90,23 @@ export function batchNorm2d(c: Ctx, name: string, x: Tensor, o: BatchNormOpts = 
     return fma(x, scale, sub(beta, mul(reshape(rm, [1, C, 1, 1]), scale)));
   }
   const n = x.size / C;
-  const mu = mean(x, [0, 2, 3]);
-  const xc = sub(x, mu);
-  const v = mean(square(xc), [0, 2, 3]);
-  const y = fma(xc, mul(gamma, rsqrt(add(v, eps))), beta);
-  assign(rm, add(affine(rm, 1 - m, 0), affine(reshape(mu, [C]), m, 0)));
+  let y: Tensor, mu: Tensor, v: Tensor;
+  if (o.fused ?? true) {
+    const stats = bnStatsOf(x);
+    y = bnApplyOp(x, stats, reshape(gamma, [C]), reshape(beta, [C]), eps);
+    mu = reshape(slice(stats, 0, 0, 1), [C]);
+    v = reshape(slice(stats, 0, 1, 1), [C]);
+  } else {
+    const m4 = mean(x, [0, 2, 3]);
+    const xc = sub(x, m4);
+    const v4 = mean(square(xc), [0, 2, 3]);
+    y = fma(xc, mul(gamma, rsqrt(add(v4, eps))), beta);
+    mu = reshape(m4, [C]);
+    v = reshape(v4, [C]);
+  }
+  assign(rm, add(affine(rm, 1 - m, 0), affine(mu, m, 0)));
   const unbiased = n > 1 ? n / (n - 1) : 1;
-  assign(rv, add(affine(rv, 1 - m, 0), affine(reshape(v, [C]), m * unbiased, 0)));
+  assign(rv, add(affine(rv, 1 - m, 0), affine(v, m * unbiased, 0)));
   return y;
 }
 

@@ -1,6 +1,6 @@
 /** Runs a parsed experiment end to end: data, model, training, validation and test metrics. */
 import type { Experiment } from "../config/demo_schema.ts";
-import { acquireDevice } from "../backends/webgpu/device.ts";
+import { selectBackend } from "../backends/select.ts";
 import { blobSet } from "../data/blobs.ts";
 import { unet } from "../models/unet.ts";
 import { Session } from "../train/session.ts";
@@ -8,6 +8,8 @@ import { type EpochReport, fit, type Split } from "../train/fit.ts";
 import { meanScores, testScores } from "../eval/metrics.ts";
 
 export interface RunResult {
+  backend: string;
+  device: string;
   params: number;
   epochs: EpochReport[];
   test: { dice: number; iou: number };
@@ -48,8 +50,8 @@ export async function runExperiment(
   io.log(
     `data: generated blobs ${size}x${size}, ${e.data.train}/${e.data.val}/${e.data.test} images`,
   );
-  const gpu = await acquireDevice();
-  const s = await Session.create(gpu, (c, x) => unet(c, x, { widths: e.model.widths }), {
+  const backend = await selectBackend(e.backend);
+  const s = await Session.create(backend, (c, x) => unet(c, x, { widths: e.model.widths }), {
     batch: e.train.batch,
     channels: 3,
     height: size,
@@ -58,7 +60,9 @@ export async function runExperiment(
   });
   const prog = s.train.program;
   io.log(
-    `model: unet ${e.model.widths.join("-")}, ${s.paramCount.toLocaleString("en-US")} params; ` +
+    `model (${backend.name}): unet ${e.model.widths.join("-")}, ${
+      s.paramCount.toLocaleString("en-US")
+    } params; ` +
       `train step ${prog.steps.length} dispatches, ${(prog.tempBytes / 2 ** 20).toFixed(1)} MiB ` +
       `temporaries + ${(prog.leafBytes / 2 ** 20).toFixed(1)} MiB params/state ` +
       `(setup ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
@@ -83,5 +87,5 @@ export async function runExperiment(
     } (${e.data.test} images, last epoch's weights)`,
   );
   s.destroy();
-  return { params: s.paramCount, epochs, test: t };
+  return { backend: backend.name, device: backend.device, params: s.paramCount, epochs, test: t };
 }

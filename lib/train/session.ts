@@ -1,13 +1,12 @@
 /**
- * A training session on the WebGPU backend: one compiled training-step program (forward, loss,
+ * A training session on one backend: one compiled training-step program (forward, loss,
  * backward, Adam, BN running stats, loss accumulation) and one evaluation program sharing the
  * parameter buffers. A step writes the batch and the hyper-parameters and submits once.
  */
 import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
 import { add, assign } from "../graph/mod.ts";
 import type { Ctx } from "../nn/layers.ts";
-import type { GpuContext } from "../backends/webgpu/device.ts";
-import { type Executable, WebGPURuntime } from "../backends/webgpu/executor.ts";
+import type { Backend, Exe, Runtime } from "../backends/select.ts";
 import { segLoss } from "./loss.ts";
 import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
 
@@ -28,15 +27,16 @@ export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
   private constructor(
-    readonly rt: WebGPURuntime,
-    readonly train: Executable,
-    readonly evaluate: Executable,
+    readonly backend: Backend,
+    readonly rt: Runtime,
+    readonly train: Exe,
+    readonly evaluate: Exe,
     readonly paramNames: string[],
     readonly paramCount: number,
     private readonly o: SessionOptions,
   ) {}
 
-  static async create(gpu: GpuContext, model: Model, o: SessionOptions): Promise<Session> {
+  static async create(backend: Backend, model: Model, o: SessionOptions): Promise<Session> {
     const { batch: B, channels: C, height: H, width: W } = o;
     const tg = new Graph();
     const x = tg.input("x", [B, C, H, W]);
@@ -47,21 +47,21 @@ export class Session {
     adamUpdate(tg, params, gradients(loss, params), o.adam);
     const acc = tg.state(LOSS_SUM, [1], { kind: "const", value: 0 });
     assign(acc, add(acc, loss));
-    const trainProg = compile({ loss }, tg.effects, gpu.limits);
+    const trainProg = compile({ loss }, tg.effects, backend.limits, backend.name);
 
     const eg = new Graph();
     const xe = eg.input("x", [B, C, H, W]);
     const pe = model({ g: eg, training: false }, xe);
-    const evalProg = compile({ p: pe }, [], gpu.limits);
+    const evalProg = compile({ p: pe }, [], backend.limits, backend.name);
 
-    const rt = new WebGPURuntime(gpu);
+    const rt = backend.runtime();
     const [train, evaluate] = await Promise.all([rt.load(trainProg), rt.load(evalProg)]);
     // Leaves are initialised from (seed, registration index): independent of the device.
     tg.leaves().forEach((t, i) => {
       if (t.init) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
     });
     const count = params.reduce((s, t) => s + t.size, 0);
-    return new Session(rt, train, evaluate, params.map((t) => t.name!), count, o);
+    return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o);
   }
 
   /** One Adam step on a batch; returns immediately (the GPU runs it asynchronously). */

@@ -17,6 +17,14 @@ import {
   type ConvTGeom,
 } from "../../../kernels/conv.ts";
 import { reshape, sum } from "./shape_ops.ts";
+import {
+  conv2dBwdDataCpu,
+  conv2dBwdWeightCpu,
+  conv2dCpu,
+  convTransposeBwdDataCpu,
+  convTransposeBwdWeightCpu,
+  convTransposeCpu,
+} from "../../backends/cpu/kernels/conv.ts";
 
 export interface ConvAttrs {
   [k: string]: unknown;
@@ -117,6 +125,7 @@ defineOp<ConvAttrs>({
     return y;
   },
   wgsl: (ins, a) => conv2dForward(geom(ins[0], ins[1], a), ins.length === 3),
+  cpu: (ins, a) => conv2dCpu(geom(ins[0], ins[1], a), ins.length === 3),
   macs: (ins, _a, out) => out[0] * out[1] * out[2] * out[3] * ins[1][1] * ins[1][2] * ins[1][3],
 });
 
@@ -137,6 +146,7 @@ defineOp<BwdData>({
     return dx;
   },
   wgsl: (ins, a) => conv2dBackwardData(geom(a.inShape, ins[1], a)),
+  cpu: (ins, a) => conv2dBwdDataCpu(geom(a.inShape, ins[1], a)),
 });
 
 type BwdWeight = ConvAttrs & { wShape: number[] };
@@ -156,6 +166,7 @@ defineOp<BwdWeight>({
     return dw;
   },
   wgsl: (ins, a) => conv2dBackwardWeight(geom(ins[0], a.wShape, a)),
+  cpu: (ins, a) => conv2dBwdWeightCpu(geom(ins[0], a.wShape, a)),
 });
 
 // Transposed convolution, weight layout [C_in, C_out, f, f] as in PyTorch.
@@ -218,6 +229,7 @@ defineOp<Record<string, never>>({
     return y;
   },
   wgsl: (ins) => convTForward(tgeom(ins[0], ins[1]), ins.length === 3),
+  cpu: (ins) => convTransposeCpu(tgeom(ins[0], ins[1]), ins.length === 3),
   macs: (ins, _a, out) => out[0] * out[1] * out[2] * out[3] * ins[1][0],
 });
 
@@ -238,6 +250,7 @@ defineOp<Record<string, never>>({
     return dx;
   },
   wgsl: (ins, _a, out) => convTBackwardData(tgeom(out, ins[1])),
+  cpu: (ins, _a, out) => convTransposeBwdDataCpu(tgeom(out, ins[1])),
 });
 
 defineOp<{ wShape: number[] }>({
@@ -257,6 +270,7 @@ defineOp<{ wShape: number[] }>({
     return dw;
   },
   wgsl: (ins, a) => convTBackwardWeight(tgeom(ins[0], a.wShape)),
+  cpu: (ins, a) => convTransposeBwdWeightCpu(tgeom(ins[0], a.wShape)),
 });
 
 /** 2-D convolution (cross-correlation, PyTorch semantics) of x [B,C,H,W] with w [O,C,KH,KW]. */

@@ -14,6 +14,7 @@ import {
 } from "../shape.ts";
 import { elementwiseKernel } from "../../../kernels/elementwise.ts";
 import { f32 } from "../../../kernels/common.ts";
+import { elementwiseCpu, jsNum } from "../../backends/cpu/kernels/elementwise.ts";
 // A cycle by design: reduction gradients use elementwise ops and broadcast gradients use sums;
 // both are only called while building graphs, long after module evaluation.
 import { reshape, sum } from "./shape_ops.ts";
@@ -24,6 +25,12 @@ interface ElementwiseSpec<A extends Attrs> {
   name: string;
   arity: number;
   wgsl(v: string[], a: A): string;
+  /**
+   * The same operation as a JS expression of the operand variables, evaluated in float64 and
+   * rounded to f32 on the store (lib/backends/cpu/kernels/elementwise.ts generates the loops).
+   * Prefer branchless forms: a data-dependent branch costs ~4x on random signs.
+   */
+  js(v: string[], a: A): string;
   ref(a: A): Num;
   grad?(g: GradArgs<A>): (Tensor | null)[];
   /** Output shape when it is not the broadcast of the inputs (expand). */
@@ -61,6 +68,7 @@ function elementwise<A extends Attrs>(spec: ElementwiseSpec<A>) {
     grad: spec.grad,
     ref: (ins, shapes, a, out) => refBroadcast(ins, shapes, out, spec.ref(a)),
     wgsl: (ins, a, out) => elementwiseKernel(ins, out, (v) => spec.wgsl(v, a)),
+    cpu: (ins, a, out) => elementwiseCpu(ins, out, (v) => spec.js(v, a)),
   });
 }
 
@@ -79,6 +87,7 @@ elementwise({
   name: "add",
   arity: 2,
   wgsl: ([a, b]) => `${a} + ${b}`,
+  js: ([a, b]) => `${a} + ${b}`,
   ref: () => (a, b) => a + b,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape), sumTo(dy, x[1].shape)],
 });
@@ -86,6 +95,7 @@ elementwise({
   name: "sub",
   arity: 2,
   wgsl: ([a, b]) => `${a} - ${b}`,
+  js: ([a, b]) => `${a} - ${b}`,
   ref: () => (a, b) => a - b,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape), sumTo(neg(dy), x[1].shape)],
 });
@@ -93,6 +103,7 @@ elementwise({
   name: "mul",
   arity: 2,
   wgsl: ([a, b]) => `${a} * ${b}`,
+  js: ([a, b]) => `${a} * ${b}`,
   ref: () => (a, b) => a * b,
   grad: ({ x, dy }) => [sumTo(mul(dy, x[1]), x[0].shape), sumTo(mul(dy, x[0]), x[1].shape)],
 });
@@ -100,6 +111,7 @@ elementwise({
   name: "div",
   arity: 2,
   wgsl: ([a, b]) => `${a} / ${b}`,
+  js: ([a, b]) => `${a} / ${b}`,
   ref: () => (a, b) => a / b,
   grad: ({ x, y, dy }) => [
     sumTo(div(dy, x[1]), x[0].shape),
@@ -110,6 +122,7 @@ elementwise({
   name: "fma",
   arity: 3,
   wgsl: ([a, b, c]) => `fma(${a}, ${b}, ${c})`,
+  js: ([a, b, c]) => `${a} * ${b} + ${c}`,
   ref: () => (a, b, c) => a * b + c,
   grad: ({ x, dy }) => [
     sumTo(mul(dy, x[1]), x[0].shape),
@@ -121,6 +134,7 @@ elementwise<{ a: number; b: number }>({
   name: "affine",
   arity: 1,
   wgsl: ([v], { a, b }) => `${f32(a)} * ${v} + ${f32(b)}`,
+  js: ([v], { a, b }) => `${jsNum(Math.fround(a))} * ${v} + ${jsNum(Math.fround(b))}`,
   ref: ({ a, b }) => (v) => Math.fround(a) * v + Math.fround(b),
   grad: ({ dy, attrs }) => [affine(dy, attrs.a, 0)],
 });
@@ -128,6 +142,7 @@ elementwise({
   name: "neg",
   arity: 1,
   wgsl: ([v]) => `-${v}`,
+  js: ([v]) => `-${v}`,
   ref: () => (v) => -v,
   grad: ({ dy }) => [neg(dy)],
 });
@@ -135,6 +150,7 @@ elementwise({
   name: "square",
   arity: 1,
   wgsl: ([v]) => `${v} * ${v}`,
+  js: ([v]) => `${v} * ${v}`,
   ref: () => (v) => v * v,
   grad: ({ x, dy }) => [mul(dy, affine(x[0], 2, 0))],
 });
@@ -142,6 +158,7 @@ elementwise({
   name: "exp",
   arity: 1,
   wgsl: ([v]) => `exp(${v})`,
+  js: ([v]) => `Math.exp(${v})`,
   ref: () => Math.exp,
   grad: ({ y, dy }) => [mul(dy, y)],
 });
@@ -149,6 +166,7 @@ elementwise({
   name: "log",
   arity: 1,
   wgsl: ([v]) => `log(${v})`,
+  js: ([v]) => `Math.log(${v})`,
   ref: () => Math.log,
   grad: ({ x, dy }) => [div(dy, x[0])],
 });
@@ -156,6 +174,7 @@ elementwise({
   name: "sqrt",
   arity: 1,
   wgsl: ([v]) => `sqrt(${v})`,
+  js: ([v]) => `Math.sqrt(${v})`,
   ref: () => Math.sqrt,
   grad: ({ y, dy }) => [div(affine(dy, 0.5, 0), y)],
 });
@@ -163,6 +182,7 @@ elementwise({
   name: "rsqrt",
   arity: 1,
   wgsl: ([v]) => `1.0 / sqrt(${v})`,
+  js: ([v]) => `1 / Math.sqrt(${v})`,
   ref: () => (v) => 1 / Math.sqrt(v),
   grad: ({ y, dy }) => [mul(dy, affine(mul(y, square(y)), -0.5, 0))],
 });
@@ -170,6 +190,9 @@ elementwise({
   name: "relu",
   arity: 1,
   wgsl: ([v]) => `max(${v}, 0.0)`,
+  // Branchless (Math.max and ternaries compile to branches): v * (v > 0), with + 0 turning
+  // the -0 of negative inputs into 0. Only -Infinity differs from the reference (NaN, not 0).
+  js: ([v]) => `${v} * (${v} > 0) + 0`,
   ref: () => (v) => Math.max(v, 0),
   grad: ({ x, dy }) => [reluGrad(x[0], dy)],
 });
@@ -177,12 +200,16 @@ elementwise({
   name: "relu_grad",
   arity: 2,
   wgsl: ([v, d]) => `select(0.0, ${d}, ${v} > 0.0)`,
+  // Branchless, as relu. Differs from the reference only where d is infinite or NaN at an
+  // inactive unit (NaN, not 0), when training has diverged already.
+  js: ([v, d]) => `${d} * (${v} > 0)`,
   ref: () => (v, d) => (v > 0 ? d : 0),
 });
 elementwise({
   name: "sigmoid",
   arity: 1,
   wgsl: ([v]) => `1.0 / (1.0 + exp(-${v}))`,
+  js: ([v]) => `1 / (1 + Math.exp(-${v}))`,
   ref: () => (v) => 1 / (1 + Math.exp(-v)),
   grad: ({ y, dy }) => [sigmoidGrad(y, dy)],
 });
@@ -190,12 +217,14 @@ elementwise({
   name: "sigmoid_grad",
   arity: 2,
   wgsl: ([s, d]) => `${d} * ${s} * (1.0 - ${s})`,
+  js: ([s, d]) => `${d} * ${s} * (1 - ${s})`,
   ref: () => (s, d) => d * s * (1 - s),
 });
 elementwise<{ t: number }>({
   name: "step_gt",
   arity: 1,
   wgsl: ([v], { t }) => `select(0.0, 1.0, ${v} > ${f32(t)})`,
+  js: ([v], { t }) => `+(${v} > ${jsNum(Math.fround(t))})`,
   ref: ({ t }) => (v) => (v > Math.fround(t) ? 1 : 0),
   grad: () => [null],
 });
@@ -203,6 +232,7 @@ elementwise<{ t: number }>({
   name: "step_lt",
   arity: 1,
   wgsl: ([v], { t }) => `select(0.0, 1.0, ${v} < ${f32(t)})`,
+  js: ([v], { t }) => `+(${v} < ${jsNum(Math.fround(t))})`,
   ref: ({ t }) => (v) => (v < Math.fround(t) ? 1 : 0),
   grad: () => [null],
 });
@@ -217,6 +247,7 @@ elementwise<{ shape: number[] }>({
     return b;
   },
   wgsl: ([v]) => v,
+  js: ([v]) => v,
   ref: () => (v) => v,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape)],
 });
@@ -229,6 +260,8 @@ elementwise({
   arity: 2,
   wgsl: ([p, y]) =>
     `-(${y} * max(select(-100.0, log(${p}), ${p} > 0.0), -100.0) + (1.0 - ${y}) * max(select(-100.0, log(1.0 - ${p}), ${p} < 1.0), -100.0))`,
+  js: ([p, y]) =>
+    `-(${y} * Math.max(Math.log(${p}), -100) + (1 - ${y}) * Math.max(Math.log(1 - ${p}), -100))`,
   ref: () => (p, y) =>
     -(y * Math.max(Math.log(p), -100) + (1 - y) * Math.max(Math.log(1 - p), -100)),
   grad: ({ x, dy }) => [bceGrad(x[0], x[1], dy), null],
@@ -237,6 +270,7 @@ elementwise({
   name: "bce_grad",
   arity: 3,
   wgsl: ([p, y, d]) => `${d} * (${p} - ${y}) / max(${p} * (1.0 - ${p}), 1e-12f)`,
+  js: ([p, y, d]) => `${d} * (${p} - ${y}) / Math.max(${p} * (1 - ${p}), 1e-12)`,
   ref: () => (p, y, d) => (d * (p - y)) / Math.max(p * (1 - p), 1e-12),
 });
 

@@ -1,0 +1,142 @@
+/**
+ * One training step on two backends, compared node by node and reported per layer: the
+ * largest relative difference of activations (forward), gradients (backward) and updated
+ * parameters. A wrong kernel shows up as the first layer whose difference jumps.
+ */
+import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
+import { getOp } from "../graph/op.ts";
+import type { Backend } from "../backends/select.ts";
+import type { Model } from "../train/session.ts";
+import { segLoss } from "../train/loss.ts";
+import { adamHyper, adamUpdate, HYPER } from "../train/optim.ts";
+
+export interface DiffRow {
+  layer: string;
+  phase: "forward" | "backward" | "update";
+  /** Nodes (or parameters) compared in this row. */
+  count: number;
+  /**
+   * max |a - b| / max(|a|, |b|) over the row's tensors; for `update` rows the absolute
+   * max |a - b|, since Adam's first step moves each weight by about lr whatever its size.
+   */
+  maxRel: number;
+  /** The op (or parameter) where the maximum occurred. */
+  worst: string;
+}
+
+export interface DiffOptions {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  seed: number;
+  lr: number;
+}
+
+/** Largest relative difference of two arrays, scaled by the larger magnitude of either. */
+export function relDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i] - b[i]);
+    if (!(e <= d)) d = e; // NaN propagates as a difference
+    m = Math.max(m, Math.abs(a[i]), Math.abs(b[i]));
+  }
+  return m === 0 ? d : d / m;
+}
+
+export function absDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) {
+    const e = Math.abs(a[i] - b[i]);
+    if (!(e <= d)) d = e;
+  }
+  return d;
+}
+
+export async function diffTrainStep(
+  model: Model,
+  o: DiffOptions,
+  data: { x: Float32Array; y: Float32Array },
+  a: Backend,
+  b: Backend,
+): Promise<DiffRow[]> {
+  const g = new Graph();
+  const x = g.input("x", [o.batch, o.channels, o.height, o.width]);
+  const y = g.input("y", [o.batch, 1, o.height, o.width]);
+  const p = model({ g, training: true }, x);
+  const loss = g.withScope("loss", () => segLoss(p, y));
+  const params = g.params();
+  const grads = gradients(loss, params);
+  const watched = g.nodes.filter((t) =>
+    t.kind === "node" && t.size > 0 && !getOp(t.op).alias && !getOp(t.op).inplace
+  );
+  adamUpdate(g, params, grads);
+  const outputs: Record<string, Tensor> = {};
+  for (const t of watched) outputs[`n${t.id}`] = t;
+
+  const run = async (be: Backend) => {
+    const rt = be.runtime();
+    const exe = await rt.load(compile(outputs, g.effects, be.limits, be.name));
+    g.leaves().forEach((t, i) =>
+      t.init && rt.write(t.name!, initValues(t.init, t.shape, o.seed, i))
+    );
+    exe.run({ x: data.x, y: data.y, [HYPER]: adamHyper(o.lr, 1) });
+    const vals = new Map<string, Float32Array>();
+    for (const k of Object.keys(outputs)) vals.set(k, await exe.read(k));
+    for (const t of params) vals.set(t.name!, await rt.read(t.name!));
+    exe.destroy();
+    rt.destroy();
+    return vals;
+  };
+  const va = await run(a);
+  const vb = await run(b);
+
+  const rows: DiffRow[] = [];
+  const byKey = new Map<string, DiffRow>();
+  const note = (layer: string, phase: DiffRow["phase"], rel: number, what: string) => {
+    const key = `${phase}|${layer}`;
+    let r = byKey.get(key);
+    if (!r) {
+      r = { layer, phase, count: 0, maxRel: 0, worst: what };
+      byKey.set(key, r);
+      rows.push(r);
+    }
+    r.count++;
+    if (!(rel <= r.maxRel)) {
+      r.maxRel = rel;
+      r.worst = what;
+    }
+  };
+  for (const t of watched) {
+    const k = `n${t.id}`;
+    const back = t.scope.startsWith("grad:");
+    const layer = (back ? t.scope.slice(5) : t.scope) || "(unscoped)";
+    note(layer, back ? "backward" : "forward", relDiff(va.get(k)!, vb.get(k)!), `${t.op}#${t.id}`);
+  }
+  for (const t of params) {
+    const layer = t.name!.replace(/\.[^.]+$/, "");
+    note(layer, "update", absDiff(va.get(t.name!)!, vb.get(t.name!)!), t.name!);
+  }
+  return rows;
+}
+
+/** The table `deno task diff` prints; rows over `tol` are marked. */
+export function formatDiff(rows: DiffRow[], names: [string, string], tol: number): string {
+  const out = [
+    `largest relative difference per layer, ${names[0]} vs ${names[1]} (marked: > ${tol}; ` +
+    `update rows: absolute difference of the updated parameters)`,
+    `${"phase".padEnd(9)} ${"layer".padEnd(28)} ${"tensors".padStart(7)} ${
+      "max rel diff".padStart(12)
+    }  worst`,
+  ];
+  for (const r of rows) {
+    const mark = !(r.maxRel <= tol) ? "  <<" : "";
+    out.push(
+      `${r.phase.padEnd(9)} ${r.layer.padEnd(28)} ${String(r.count).padStart(7)} ${
+        r.maxRel.toExponential(2).padStart(12)
+      }  ${r.worst}${mark}`,
+    );
+  }
+  return out.join("\n");
+}

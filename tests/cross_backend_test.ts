@@ -1,0 +1,80 @@
+/**
+ * The two backends against each other on a whole U-Net training step (forward, loss,
+ * backward, Adam, BN running statistics), and the diff tool finding a planted kernel bug at the
+ * layer that holds it.
+ */
+import { noGpu } from "./harness.ts";
+import { type Backend, selectBackend } from "../lib/backends/select.ts";
+import { getOp } from "../lib/graph/op.ts";
+import type { CpuKernel } from "../lib/graph/op.ts";
+import { unet } from "../lib/models/unet.ts";
+import { blobSet } from "../lib/data/blobs.ts";
+import { type DiffRow, diffTrainStep, formatDiff } from "../lib/run/diff.ts";
+
+const OPTS = { batch: 2, channels: 3, height: 32, width: 32, seed: 5, lr: 1e-3 };
+const model = (c: Parameters<typeof unet>[0], x: Parameters<typeof unet>[1]) =>
+  unet(c, x, { widths: [8, 16, 32] });
+
+async function diff(): Promise<DiffRow[]> {
+  const d = blobSet(5, 0, OPTS.batch, OPTS.height);
+  const [a, b]: Backend[] = [await selectBackend("webgpu", true), await selectBackend("cpu", true)];
+  return await diffTrainStep(model, OPTS, { x: d.images, y: d.masks }, a, b);
+}
+
+// Two f32 implementations that sum in different orders: activations agree to ~1e-6 relative,
+// gradients after ~20 layers of backward to ~1e-4. Adam's first step moves each weight by
+// about lr * sign(g), so an element whose gradient is ~0 may move by +-lr on one backend and
+// -+lr on the other: updates are compared with an absolute bound of 2 lr relative to |p| <= 1.
+const TOL = { forward: 1e-4, backward: 2e-3, update: 2 * OPTS.lr };
+
+Deno.test({
+  name: "webgpu and cpu agree on a whole U-Net training step (loss, gradients, updates)",
+  ignore: noGpu,
+  sanitizeResources: false,
+  fn: async () => {
+    const rows = await diff();
+    console.log(formatDiff(rows, ["webgpu", "cpu"], 1e-4));
+    const bad = rows.filter((r) => !(r.maxRel <= TOL[r.phase]));
+    if (bad.length) {
+      throw new Error(
+        `layers over tolerance: ${bad.map((r) => `${r.phase} ${r.layer} ${r.maxRel}`).join("; ")}`,
+      );
+    }
+    for (const phase of ["forward", "backward", "update"] as const) {
+      if (!rows.some((r) => r.phase === phase)) throw new Error(`no ${phase} rows compared`);
+    }
+    if (!rows.some((r) => r.layer === "loss")) throw new Error("the loss was not compared");
+  },
+});
+
+Deno.test({
+  name: "diff reports a planted conv bug at the layer that holds it",
+  ignore: noGpu,
+  sanitizeResources: false,
+  fn: async () => {
+    const def = getOp("conv2d");
+    const real = def.cpu!;
+    // The bug: wrong output for the 8 -> 16 channel conv only (down1.nConvs.0.conv).
+    def.cpu = (ins, attrs, out): CpuKernel => {
+      const k = real(ins, attrs, out);
+      if (ins[0][1] !== 8 || ins[1][0] !== 16) return k;
+      return {
+        scratch: k.scratch,
+        run: (xs, y, s) => {
+          k.run(xs, y, s);
+          y[5] += 0.5;
+        },
+      };
+    };
+    let rows: DiffRow[];
+    try {
+      rows = await diff();
+    } finally {
+      def.cpu = real;
+    }
+    const first = rows.find((r) => !(r.maxRel <= 1e-3));
+    if (!first || first.layer !== "down1.nConvs.0.conv" || first.phase !== "forward") {
+      throw new Error(`expected forward down1.nConvs.0.conv first, got ${JSON.stringify(first)}`);
+    }
+  },
+});
