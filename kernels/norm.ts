@@ -146,3 +146,21 @@ export function bnBackwardData(g: BnGeom, eps: number): KernelPlan {
     }],
   };
 }
+
+/** rm, rv (read_write) from stats [2, C]: the running-statistics update of one layer. */
+export function runningUpdate(C: number, momentum: number, unbiased: number): KernelPlan {
+  const m = Math.fround(momentum);
+  return {
+    kernels: [{
+      code: `${storageDecl(0, "rm", true)}\n${storageDecl(1, "rv", true)}\n${
+        storageDecl(2, "st", false)
+      }\n${
+        entry(`  if (gi >= ${u32(C)}) { return; }
+  rm[gi] = ${f32(1 - m)} * rm[gi] + ${f32(m)} * st[gi];
+  rv[gi] = ${f32(1 - m)} * rv[gi] + ${f32(m)} * ${f32(unbiased)} * st[${u32(C)} + gi];`)
+      }`,
+      bindings: [{ inplace: 0 }, { inplace: 1 }, { in: 2 }],
+      workgroups: ceilDiv(C, WG),
+    }],
+  };
+}

@@ -18,6 +18,7 @@ import {
   bce,
   bceGrad,
   bnApplyOp,
+  bnRunningUpdate,
   bnStatsOf,
   concat,
   conv2d,
@@ -729,6 +730,44 @@ cases("batch norm (fused)", BN, [
     forwardOnly: true,
   },
 ]);
+
+for (const target of ["webgpu", "cpu"] as const) {
+  Deno.test({
+    name: `bn_running_update: running statistics effect [${target}]`,
+    ignore: target === "webgpu" && noGpu,
+    fn: async () => {
+      const g = new Graph();
+      const rm = g.state("rm", [5], { kind: "const", value: 0 });
+      const rv = g.state("rv", [5], { kind: "const", value: 1 });
+      const x = g.input("x", [3, 5, 4, 7]);
+      const e = bnRunningUpdate(rm, rv, bnStatsOf(x), 0.1, 84 / 83);
+      effectsRun.add(e.op);
+      const leaves = new Map([
+        ["rm", randn(5, 821)],
+        ["rv", Float64Array.from(randn(5, 822), (v) => 1 + v * v)],
+        ["x", randn(420, 823)],
+      ]);
+      const refLeaves = copyLeaves(leaves);
+      const devLeaves = copyLeaves(leaves);
+      runRef({}, refLeaves, [e]);
+      await runOn(target, {}, devLeaves, [e]);
+      // Statistics over 84 terms then one multiply-add: f32 rounding of a few ulp.
+      for (const k of ["rm", "rv"]) {
+        assertClose(`bn_running_update ${k}`, devLeaves.get(k)!, refLeaves.get(k)!, 1e-6, 1e-6);
+      }
+      // And the reference against torch's formula, written out.
+      const x0 = copyLeaves(leaves).get("x")!;
+      const rm0 = copyLeaves(leaves).get("rm")!;
+      const mean2 = [0, 1, 2].reduce((t, b) => {
+        let s2 = 0;
+        for (let j = 0; j < 28; j++) s2 += x0[(b * 5 + 2) * 28 + j];
+        return t + s2;
+      }, 0) / 84;
+      const want = 0.9 * rm0[2] + Math.fround(0.1) * mean2;
+      assertClose("bn_running_update torch formula", [refLeaves.get("rm")![2]], [want], 1e-6, 1e-6);
+    },
+  });
+}
 
 Deno.test("batch norm: fused equals the composed fallback (float64, values and gradients)", () => {
   const outs = [true, false].map((fused) => {

@@ -20,4 +20,4 @@ export { concat, mean, pad, reshape, slice, sum } from "./ops/shape_ops.ts";
 export { conv2d, convTranspose } from "./ops/conv.ts";
 export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
 export { assign } from "./ops/optim.ts";
-export { bnApplyOp, bnStatsOf } from "./ops/norm.ts";
+export { bnApplyOp, bnRunningUpdate, bnStatsOf } from "./ops/norm.ts";

@@ -8,6 +8,7 @@ import {
   affine,
   assign,
   bnApplyOp,
+  bnRunningUpdate,
   bnStatsOf,
   conv2d,
   convTranspose,
@@ -18,7 +19,6 @@ import {
   relu,
   reshape,
   rsqrt,
-  slice,
   square,
   sub,
   type Tensor,
@@ -90,23 +90,18 @@ function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tenso
     return fma(x, scale, sub(beta, mul(reshape(rm, [1, C, 1, 1]), scale)));
   }
   const n = x.size / C;
-  let y: Tensor, mu: Tensor, v: Tensor;
+  const unbiased = n > 1 ? n / (n - 1) : 1;
   if (o.fused ?? true) {
     const stats = bnStatsOf(x);
-    y = bnApplyOp(x, stats, reshape(gamma, [C]), reshape(beta, [C]), eps);
-    mu = reshape(slice(stats, 0, 0, 1), [C]);
-    v = reshape(slice(stats, 0, 1, 1), [C]);
-  } else {
-    const m4 = mean(x, [0, 2, 3]);
-    const xc = sub(x, m4);
-    const v4 = mean(square(xc), [0, 2, 3]);
-    y = fma(xc, mul(gamma, rsqrt(add(v4, eps))), beta);
-    mu = reshape(m4, [C]);
-    v = reshape(v4, [C]);
+    bnRunningUpdate(rm, rv, stats, m, unbiased);
+    return bnApplyOp(x, stats, reshape(gamma, [C]), reshape(beta, [C]), eps);
   }
-  assign(rm, add(affine(rm, 1 - m, 0), affine(mu, m, 0)));
-  const unbiased = n > 1 ? n / (n - 1) : 1;
-  assign(rv, add(affine(rv, 1 - m, 0), affine(v, m * unbiased, 0)));
+  const m4 = mean(x, [0, 2, 3]);
+  const xc = sub(x, m4);
+  const v4 = mean(square(xc), [0, 2, 3]);
+  const y = fma(xc, mul(gamma, rsqrt(add(v4, eps))), beta);
+  assign(rm, add(affine(rm, 1 - m, 0), affine(reshape(m4, [C]), m, 0)));
+  assign(rv, add(affine(rv, 1 - m, 0), affine(reshape(v4, [C]), m * unbiased, 0)));
   return y;
 }
 

@@ -17,6 +17,7 @@ import {
   bnBackwardSums,
   type BnGeom,
   bnStats,
+  runningUpdate,
 } from "../../../kernels/norm.ts";
 import { reshape, slice } from "./shape_ops.ts";
 
@@ -239,3 +240,56 @@ export const bnStatsOf = (x: Tensor) => x.graph.apply("bn_stats", [x]);
 /** Training-mode batch norm from `bnStatsOf(x)`, differentiable through the statistics. */
 export const bnApplyOp = (x: Tensor, stats: Tensor, gamma: Tensor, beta: Tensor, eps: number) =>
   x.graph.apply("bn_apply", [x, stats, gamma, beta], { eps });
+
+type RunningAttrs = { momentum: number; unbiased: number };
+
+/**
+ * Running statistics update of nn.BatchNorm2d as one effect: rm = (1-m) rm + m mean,
+ * rv = (1-m) rv + m var * N/(N-1). One node instead of eight tiny ones per layer.
+ */
+defineOp<RunningAttrs>({
+  name: "bn_running_update",
+  arity: 3,
+  inplace: [0, 1],
+  shape: (ins) => {
+    const C = ins[0][0];
+    if (ins[0].length !== 1 || ins[1].join() !== `${C}`) {
+      throw new ShapeError("bn_running_update", ins, "running mean and var must be [C]");
+    }
+    expectStats("bn_running_update", ins, 2, C);
+    return [0];
+  },
+  ref: (ins, _s, a) => {
+    const [rm, rv, st] = ins;
+    const C = rm.length;
+    const m = Math.fround(a.momentum);
+    for (let c = 0; c < C; c++) {
+      rm[c] = (1 - m) * rm[c] + m * st[c];
+      rv[c] = (1 - m) * rv[c] + m * Math.fround(a.unbiased) * st[C + c];
+    }
+    return new Float64Array(0);
+  },
+  cpu: (ins, a) => {
+    const C = ins[0][0];
+    const m = Math.fround(a.momentum);
+    const k = m * Math.fround(a.unbiased);
+    return {
+      run: ([rm, rv, st]) => {
+        for (let c = 0; c < C; c++) {
+          rm[c] = (1 - m) * rm[c] + m * st[c];
+          rv[c] = (1 - m) * rv[c] + k * st[C + c];
+        }
+      },
+    };
+  },
+  wgsl: (ins, a) => runningUpdate(ins[0][0], a.momentum, a.unbiased),
+});
+
+/** Updates persistent running mean/var [C] from batch statistics [2, C] (an effect). */
+export const bnRunningUpdate = (
+  rm: Tensor,
+  rv: Tensor,
+  stats: Tensor,
+  momentum: number,
+  unbiased: number,
+) => rm.graph.apply("bn_running_update", [rm, rv, stats], { momentum, unbiased });

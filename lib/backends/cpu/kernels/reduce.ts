@@ -1,0 +1,106 @@
+/**
+ * `sum` over axes on the CPU, generated per node like the elementwise kernels (the source is
+ * built from shapes only).
+ *
+ * Each output is a gather over its reduced elements in row-major order, accumulated in float64
+ * locals (JS numbers) and rounded to f32 once. The summation order depends only on the shapes,
+ * so results are bitwise reproducible, and float64 accumulation makes them as accurate as the
+ * reference to within the final rounding (the f32 kernels on the GPU err by ~sqrt(R) ulp).
+ *
+ * Axes are coalesced first (size-1 axes dropped, neighbours of the same kind merged), so the
+ * common cases become short nests without special code:
+ * - over [0, 2, 3] of NCHW (batch-norm statistics, bias gradients): per channel, a loop over n
+ *   around a contiguous run over h * w;
+ * - over all axes: one contiguous run;
+ * - over trailing axes: one contiguous run per output;
+ * - any other pattern: the same nest with a strided innermost run.
+ * Contiguous runs use four interleaved accumulators, combined as (s0 + s1) + (s2 + s3): it breaks
+ * the add latency chain while the order stays a function of the shapes alone.
+ */
+import type { CpuKernel } from "../../../graph/op.ts";
+import type { Shape } from "../../../graph/shape.ts";
+import { jit } from "./elementwise.ts";
+
+/** A run of merged axes: total size, row-major stride, and whether it is reduced. */
+interface Group {
+  size: number;
+  stride: number;
+  reduced: boolean;
+}
+
+/** Input axes with size-1 axes dropped and neighbours of the same kind merged. */
+export function reduceGroups(shape: Shape, axes: readonly number[]): Group[] {
+  const gs: Group[] = [];
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const reduced = axes.includes(d);
+    const last = gs[gs.length - 1];
+    if (last && last.reduced === reduced) last.size *= shape[d];
+    else gs.push({ size: shape[d], stride: 0, reduced });
+  }
+  let s = 1;
+  for (let i = gs.length - 1; i >= 0; i--) {
+    gs[i].stride = s;
+    s *= gs[i].size;
+  }
+  return gs;
+}
+
+/** Runs at least this long are unrolled over four accumulators. */
+const UNROLL_MIN = 8;
+
+/** Source of the sum kernel: kept axes outside, reduced axes inside, in row-major order. */
+export function sumSource(shape: Shape, axes: readonly number[]): string {
+  const gs = reduceGroups(shape, axes);
+  const kept = gs.filter((g) => !g.reduced);
+  const red = gs.filter((g) => g.reduced);
+  const lines = ["const x = ins[0];", "let o = 0;"];
+  let ind = "";
+  const open = (g: Group, name: string, base: string) => {
+    lines.push(`${ind}for (let ${name} = 0; ${name} < ${g.size}; ${name}++) {`);
+    ind += "  ";
+    const term = g.stride === 1 ? name : `${name} * ${g.stride}`;
+    lines.push(`${ind}const b_${name} = ${base === "0" ? term : `${base} + ${term}`};`);
+    return `b_${name}`;
+  };
+  let base = "0";
+  kept.forEach((g, i) => (base = open(g, `k${i}`, base)));
+  const depth = ind.length;
+  lines.push(`${ind}let s0 = 0, s1 = 0, s2 = 0, s3 = 0;`);
+  red.slice(0, -1).forEach((g, i) => (base = open(g, `r${i}`, base)));
+  const inner = red[red.length - 1];
+  const at = (j: string) => (base === "0" ? j : `${base} + ${j}`);
+  if (inner.stride === 1 && inner.size >= UNROLL_MIN) {
+    const L4 = inner.size - (inner.size % 4);
+    lines.push(`${ind}let j = 0;`);
+    lines.push(`${ind}for (; j < ${L4}; j += 4) {`);
+    lines.push(`${ind}  const p = ${at("j")};`);
+    lines.push(`${ind}  s0 += x[p]; s1 += x[p + 1]; s2 += x[p + 2]; s3 += x[p + 3];`);
+    lines.push(`${ind}}`);
+    if (L4 < inner.size) lines.push(`${ind}for (; j < ${inner.size}; j++) s0 += x[${at("j")}];`);
+  } else {
+    const j = inner.stride === 1 ? "j" : `j * ${inner.stride}`;
+    lines.push(`${ind}for (let j = 0; j < ${inner.size}; j++) s0 += x[${at(j)}];`);
+  }
+  while (ind.length > depth) {
+    ind = ind.slice(2);
+    lines.push(`${ind}}`);
+  }
+  lines.push(`${ind}out[o++] = (s0 + s1) + (s2 + s3);`);
+  while (ind.length > 0) {
+    ind = ind.slice(2);
+    lines.push(`${ind}}`);
+  }
+  return lines.join("\n");
+}
+
+/**
+ * The CPU kernel of `sum(x, axes)` (axes normalised and sorted). A sum over no axis of size > 1
+ * is a copy.
+ */
+export function sumCpu(shape: Shape, axes: readonly number[]): CpuKernel {
+  if (!reduceGroups(shape, axes).some((g) => g.reduced)) {
+    return { run: (ins, out) => out.set(ins[0]) };
+  }
+  return { run: jit(sumSource(shape, axes)) };
+}
