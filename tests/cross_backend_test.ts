@@ -21,11 +21,14 @@ async function diff(): Promise<DiffRow[]> {
   return await diffTrainStep(model, OPTS, { x: d.images, y: d.masks }, a, b);
 }
 
-// Two f32 implementations that sum in different orders: activations agree to ~1e-6 relative,
-// gradients after ~20 layers of backward to ~1e-4. Adam's first step moves each weight by
-// about lr * sign(g), so an element whose gradient is ~0 may move by +-lr on one backend and
-// -+lr on the other: updates are compared with an absolute bound of 2 lr relative to |p| <= 1.
-const TOL = { forward: 1e-4, backward: 2e-3, update: 2 * OPTS.lr };
+// Two f32 implementations that sum in different orders. Measured on lavapipe vs OpenBLAS:
+// activations within 1e-6 and gradients within 2e-6 of their layer's largest value after the
+// whole backward pass; the bounds leave 10-100x headroom for other adapters and BLAS builds.
+// Adam's first step moves each weight by about lr * sign(g): a conv bias followed by batch
+// norm has an exactly-zero true gradient, so its rounding noise has a random sign and that
+// weight moves by +lr on one backend and -lr on the other. Updates are therefore bounded by
+// 2 lr absolute (observed 1.1e-3 with lr 1e-3; every other parameter agrees within 1e-7).
+const TOL = { forward: 2e-5, backward: 2e-4, update: 2 * OPTS.lr };
 
 Deno.test({
   name: "webgpu and cpu agree on a whole U-Net training step (loss, gradients, updates)",

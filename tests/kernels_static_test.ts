@@ -174,6 +174,16 @@ function specsOf(op: OpDef): [Shape[], Attrs][] {
         { ...a, weightDecay: 0.01, decoupled },
       ]);
     }
+    case "bn_stats":
+      return [[[[2, 3, 5, 7]], {}], [[[2, 5, 9, 31]], {}]];
+    case "bn_apply":
+      return [[[[2, 3, 5, 7], [2, 3], [3], [3]], { eps: 1e-5 }]];
+    case "bn_bwd_sums":
+      return [[[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], { eps: 1e-5 }]];
+    case "bn_bwd_data":
+      return [[[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3]], { eps: 1e-5 }]];
+    case "bn_running_update":
+      return [[[[3], [3], [2, 3]], { momentum: 0.1, unbiased: 70 / 69 }]];
     default:
       if (op.arity === undefined) return [];
       return ew(op.arity);

@@ -107,7 +107,7 @@ function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tenso
 
 /** The reference's CBR block: 3x3 conv (padding 1, bias) -> BatchNorm2d -> ReLU. */
 export function cbr(c: Ctx, name: string, x: Tensor, cout: number): Tensor {
-  return relu(
-    batchNorm2d(c, `${name}.norm`, conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 })),
-  );
+  const conv = conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 });
+  const y = batchNorm2d(c, `${name}.norm`, conv);
+  return c.g.withScope(`${name}.activation`, () => relu(y));
 }

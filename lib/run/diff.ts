@@ -16,12 +16,20 @@ export interface DiffRow {
   /** Nodes (or parameters) compared in this row. */
   count: number;
   /**
-   * max |a - b| / max(|a|, |b|) over the row's tensors; for `update` rows the absolute
+   * max |a - b| over the row's tensors divided by the largest |a| or |b| among them: relative
+   * to the layer's scale, so a tensor that is zero up to rounding (the bias gradient of a conv
+   * followed by batch norm) does not read as a 100% difference. For `update` rows the absolute
    * max |a - b|, since Adam's first step moves each weight by about lr whatever its size.
    */
   maxRel: number;
   /** The op (or parameter) where the maximum occurred. */
   worst: string;
+}
+
+interface Acc {
+  row: DiffRow;
+  maxDiff: number;
+  maxMag: number;
 }
 
 export interface DiffOptions {
@@ -33,16 +41,10 @@ export interface DiffOptions {
   lr: number;
 }
 
-/** Largest relative difference of two arrays, scaled by the larger magnitude of either. */
-export function relDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
+function maxAbs(a: Float32Array): number {
   let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const e = Math.abs(a[i] - b[i]);
-    if (!(e <= d)) d = e; // NaN propagates as a difference
-    m = Math.max(m, Math.abs(a[i]), Math.abs(b[i]));
-  }
-  return m === 0 ? d : d / m;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
+  return m;
 }
 
 export function absDiff(a: Float32Array, b: Float32Array): number {
@@ -93,30 +95,39 @@ export async function diffTrainStep(
   const vb = await run(b);
 
   const rows: DiffRow[] = [];
-  const byKey = new Map<string, DiffRow>();
-  const note = (layer: string, phase: DiffRow["phase"], rel: number, what: string) => {
+  const byKey = new Map<string, Acc>();
+  const note = (
+    layer: string,
+    phase: DiffRow["phase"],
+    x: Float32Array,
+    y: Float32Array,
+    what: string,
+  ) => {
     const key = `${phase}|${layer}`;
     let r = byKey.get(key);
     if (!r) {
-      r = { layer, phase, count: 0, maxRel: 0, worst: what };
+      r = { row: { layer, phase, count: 0, maxRel: 0, worst: what }, maxDiff: 0, maxMag: 0 };
       byKey.set(key, r);
-      rows.push(r);
+      rows.push(r.row);
     }
-    r.count++;
-    if (!(rel <= r.maxRel)) {
-      r.maxRel = rel;
-      r.worst = what;
+    r.row.count++;
+    const d = absDiff(x, y);
+    if (!(d <= r.maxDiff)) {
+      r.maxDiff = d;
+      r.row.worst = what;
     }
+    if (phase !== "update") r.maxMag = Math.max(r.maxMag, maxAbs(x), maxAbs(y));
+    r.row.maxRel = phase === "update" || r.maxMag === 0 ? r.maxDiff : r.maxDiff / r.maxMag;
   };
   for (const t of watched) {
     const k = `n${t.id}`;
     const back = t.scope.startsWith("grad:");
     const layer = (back ? t.scope.slice(5) : t.scope) || "(unscoped)";
-    note(layer, back ? "backward" : "forward", relDiff(va.get(k)!, vb.get(k)!), `${t.op}#${t.id}`);
+    note(layer, back ? "backward" : "forward", va.get(k)!, vb.get(k)!, `${t.op}#${t.id}`);
   }
   for (const t of params) {
     const layer = t.name!.replace(/\.[^.]+$/, "");
-    note(layer, "update", absDiff(va.get(t.name!)!, vb.get(t.name!)!), t.name!);
+    note(layer, "update", va.get(t.name!)!, vb.get(t.name!)!, t.name!);
   }
   return rows;
 }

@@ -98,12 +98,13 @@ function open(path: string): Loaded {
 function load(): Loaded {
   const override = envVar("LVIT_BLAS");
   if (override === "none") return { lib: null, path: null };
+  const noFfi = "--allow-ffi is not granted (run with --allow-ffi to use BLAS)";
   let note = "";
   if (override) {
     try {
       return open(override);
     } catch (e) {
-      if (isPermissionError(e)) return fallback("--allow-ffi is not granted");
+      if (isPermissionError(e)) return fallback(noFfi);
       note = `LVIT_BLAS=${override} did not load (${(e as Error).message.split("\n")[0]}); `;
     }
   }
@@ -113,19 +114,18 @@ function load(): Loaded {
       if (note) console.error(`lvit: ${note}using ${path}`);
       return l;
     } catch (e) {
-      if (isPermissionError(e)) return fallback(`${note}--allow-ffi is not granted`);
+      if (isPermissionError(e)) return fallback(note + noFfi);
     }
   }
-  return fallback(`${note}no BLAS library found`);
+  return fallback(
+    `${note}no BLAS library found. Install OpenBLAS (apt-get install libopenblas0-pthread; ` +
+      `macOS: brew install openblas) or set LVIT_BLAS=/path/to/libopenblas.so`,
+  );
 }
 
 function fallback(why: string): Loaded {
-  // One line, once per process: the fallback is correct but several times slower.
-  console.error(
-    `lvit: ${why}; CPU GEMMs use the slow TypeScript fallback. Install OpenBLAS ` +
-      `(apt-get install libopenblas0-pthread, brew install openblas) or set ` +
-      `LVIT_BLAS=/path/to/libopenblas.so (and run with --allow-ffi).`,
-  );
+  // One line, once per process: the fallback is correct but an order of magnitude slower.
+  console.error(`lvit: CPU GEMMs use the slow TypeScript fallback: ${why}.`);
   return { lib: null, path: null };
 }
 

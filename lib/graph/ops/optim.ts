@@ -6,6 +6,7 @@ import type { Tensor } from "../graph.ts";
 import { defineOp } from "../op.ts";
 import { numel, sameShape, ShapeError } from "../shape.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "../../../kernels/common.ts";
+import { adamCpu, assignCpu } from "../../backends/cpu/kernels/optim.ts";
 
 defineOp({
   name: "assign",
@@ -19,6 +20,7 @@ defineOp({
     ins[0].set(ins[1]);
     return new Float64Array(0);
   },
+  cpu: () => assignCpu(),
   wgsl: (ins) => {
     const n = numel(ins[0]);
     return {
@@ -72,6 +74,7 @@ defineOp<AdamAttrs>({
     }
     return new Float64Array(0);
   },
+  cpu: (ins, a) => adamCpu(numel(ins[0]), a),
   wgsl: (ins, a) => {
     const n = numel(ins[0]);
     const wd = a.weightDecay;

@@ -9,6 +9,12 @@ import {
   poolSum,
   upsampleNearest,
 } from "../../../kernels/pool.ts";
+import {
+  maxpoolBwdCpu,
+  maxpoolCpu,
+  poolSumCpu,
+  upsampleNearestCpu,
+} from "../../backends/cpu/kernels/pool.ts";
 
 type PoolAttrs = { k: number; s: number };
 
@@ -57,6 +63,7 @@ defineOp<PoolAttrs>({
     return Float64Array.from(idx, (j) => ins[0][j]);
   },
   wgsl: (ins, a) => maxpoolForward(pgeom("maxpool2d", ins, a)),
+  cpu: (ins, a) => maxpoolCpu(pgeom("maxpool2d", ins, a)),
 });
 
 defineOp<PoolAttrs>({
@@ -76,6 +83,7 @@ defineOp<PoolAttrs>({
     return dx;
   },
   wgsl: (ins, a) => maxpoolBackward(pgeom("maxpool2d_bwd", ins, a)),
+  cpu: (ins, a) => maxpoolBwdCpu(pgeom("maxpool2d_bwd", ins, a)),
 });
 
 type Factor = { f: number };
@@ -109,6 +117,10 @@ defineOp<Factor>({
     const [B, C, H, W] = ins[0];
     return upsampleNearest(B, C, H, W, a.f);
   },
+  cpu: (ins, a) => {
+    const [B, C, H, W] = ins[0];
+    return upsampleNearestCpu(B, C, H, W, a.f);
+  },
 });
 
 defineOp<Factor>({
@@ -137,6 +149,10 @@ defineOp<Factor>({
   wgsl: (ins, a) => {
     const [B, C, H, W] = ins[0];
     return poolSum(B, C, H, W, a.f);
+  },
+  cpu: (ins, a) => {
+    const [B, C, H, W] = ins[0];
+    return poolSumCpu(B, C, H, W, a.f);
   },
 });
 

@@ -5,6 +5,8 @@ import { normAxes, numel, type Shape, ShapeError, stridesOf } from "../shape.ts"
 import { gatherKernel, sumKernel } from "../../../kernels/reduce.ts";
 import { ceilDiv, entry, storageDecl, u32, WG } from "../../../kernels/common.ts";
 import { affine, expand } from "./elementwise.ts";
+import { sumCpu } from "../../backends/cpu/kernels/reduce.ts";
+import { concatCpu, padCpu, sliceCpu } from "../../backends/cpu/kernels/movement.ts";
 
 defineOp<{ shape: number[] }>({
   name: "reshape",
@@ -46,6 +48,7 @@ defineOp<{ axes: number[] }>({
     return res;
   },
   wgsl: (ins, a) => sumKernel(ins[0], normAxes("sum", ins[0], a.axes)),
+  cpu: (ins, a) => sumCpu(ins[0], normAxes("sum", ins[0], a.axes)),
 });
 
 /** Splits a shape around `axis` into (outer, axis size, inner). */
@@ -80,6 +83,7 @@ defineOp<{ axis: number; start: number; size: number }>({
     }
     return res;
   },
+  cpu: (ins, a) => sliceCpu(ins[0], a.axis, a.start, a.size),
   wgsl: (ins, a, out) => {
     const { inner, len } = around(ins[0], a.axis);
     const blk = a.size * inner;
@@ -111,6 +115,7 @@ defineOp<{ axis: number; before: number; after: number }>({
     }
     return res;
   },
+  cpu: (ins, a) => padCpu(ins[0], a.axis, a.before, a.after),
   wgsl: (ins, a, out) => {
     const { inner, len } = around(ins[0], a.axis);
     const ol = len + a.before + a.after;
@@ -159,6 +164,7 @@ defineOp<{ axis: number }>({
     });
     return res;
   },
+  cpu: (ins, a) => concatCpu(ins, a.axis),
   // One dispatch per input, each writing its own slab of the output.
   wgsl: (ins, a, out) => {
     const ol = out[a.axis];

@@ -1,38 +1,48 @@
 /**
- * CPU kernels of the convolution family as GEMMs (blas.ts), one image at a time, NCHW:
+ * CPU kernels of the convolution family as GEMMs (blas.ts), NCHW:
  *
- * - conv2d: y_b[O, OH*OW] = W[O, C*KH*KW] x col_b, where col_b = im2col(x_b) (1x1 stride-1
- *   unpadded convs use x_b itself);
- * - conv2d_bwd_weight: dW = sum_b dy_b[O, OH*OW] x col_b^T, accumulated with beta = 1;
- * - conv2d_bwd_data: col_b = W^T x dy_b, then col2im adds every tap back into dx_b;
+ * - stride-1 conv2d and its two gradients (the U-Net's 3x3 convs): shifted GEMMs over a
+ *   zero-padded copy of the input, one GEMM per tap (or per kernel row) for the whole batch; no
+ *   im2col (see `Shifted`). The data gradient is the forward conv of dy with the flipped,
+ *   channel-transposed weights.
+ * - other convs, and small images where padding makes the shifted GEMMs wasteful: per image,
+ *   y_b = W[O, C*KH*KW] x im2col(x_b); dW = sum_b dy_b x im2col(x_b)^T (beta = 1 after the
+ *   first image); dx_b = col2im(W^T x dy_b). 1x1 stride-1 unpadded convs use x_b as is.
  * - conv_transpose (kernel = stride = f, W [C, O*f*f]): col_b = W^T x x_b[C, H*W] and a scatter
  *   that writes each output pixel exactly once (no overlaps since kernel = stride); its
  *   gradients gather dy_b into the same [O*f*f, H*W] layout and multiply by W or x_b.
  *
- * The patch panels live in planned scratch, so a run allocates nothing; per-image subarray views
- * are made on the first run and reused, since the executor passes the same buffers every run.
+ * Panels live in planned scratch, so a run allocates nothing; subarray views for the GEMM
+ * operands are made on the first run and reused, since the executor passes the same buffers
+ * every run. Accumulation is sequential and deterministic.
  */
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { ConvGeom, ConvTGeom } from "../../../../kernels/conv.ts";
 import { sgemm } from "../blas.ts";
 
-/** Per-image views [i*stride, (i+1)*stride) of a buffer, rebuilt only when the buffer changes. */
-class Slices {
+/** Subarray views at fixed offsets of a buffer, rebuilt only when the buffer changes. */
+class Views {
   private base: Float32Array | null = null;
   private views: Float32Array[] = [];
 
-  constructor(private readonly count: number, private readonly stride: number) {}
+  /** length: of each view; by default to the end of the buffer. */
+  constructor(private readonly offsets: number[], private readonly length?: number) {}
 
   of(a: Float32Array): Float32Array[] {
     if (a !== this.base) {
       this.base = a;
-      this.views = [];
-      for (let i = 0; i < this.count; i++) {
-        this.views.push(a.subarray(i * this.stride, (i + 1) * this.stride));
-      }
+      const n = this.length;
+      this.views = this.offsets.map((
+        o,
+      ) => (n === undefined ? a.subarray(o) : a.subarray(o, o + n)));
     }
     return this.views;
   }
+}
+
+/** Views of the B consecutive images of `size` values each. */
+function perImage(B: number, size: number): Views {
+  return new Views(Array.from({ length: B }, (_, b) => b * size), size);
 }
 
 /**
@@ -126,23 +136,265 @@ function col2im(P: Patches, col: Float32Array, dx: Float32Array, dxOff: number):
   }
 }
 
-/** A unit-stride, unpadded 1x1 conv is a plain GEMM on x_b: no patch panel needed. */
-function isPointwise(g: ConvGeom): boolean {
-  return g.KH === 1 && g.KW === 1 && g.stride === 1 && g.padding === 0;
-}
-
 /** Writes bias[o] over the O planes of hw values at off (y is then accumulated onto). */
 function fillBias(y: Float32Array, off: number, bias: Float32Array, O: number, hw: number) {
   for (let o = 0; o < O; o++) y.fill(bias[o], off + o * hw, off + (o + 1) * hw);
 }
 
+/**
+ * A stride-1 conv as shifted GEMMs, which avoids im2col's KH*KW-fold copy of the input. With
+ * the input zero-padded to [cin, hp, wp] and the output computed on the padded row pitch wp
+ * (columns ox >= ow are junk, cropped afterwards), output column n = oy*wp + ox reads the padded
+ * input at n + ky*d*wp + kx*d: for each tap the input matrix is the same, shifted by a constant.
+ * So y'[cout, N] = sum over taps t of Wt[cout, cin] x panel[cin, N] read from t's shift. The
+ * images of the batch sit side by side in the panel rows (image b at column b*L), so one GEMM
+ * per tap covers the whole batch. G = KW folds the kx taps into the GEMM depth (the panel then
+ * holds KW copies of the padded input, each shifted by kx*d) for fewer, deeper GEMMs.
+ */
+interface Shifted {
+  B: number;
+  cin: number;
+  hin: number;
+  win: number;
+  cout: number;
+  KH: number;
+  KW: number;
+  ph: number;
+  pw: number;
+  d: number;
+  /** kx taps per GEMM: 1 or KW. */
+  G: number;
+  wp: number;
+  oh: number;
+  ow: number;
+  /** hp * wp: columns per image in the panel and the output buffer. */
+  L: number;
+  /** Panel row length and output pitch, B * L. */
+  pitch: number;
+  /** GEMM width: the last valid output column of the last image + 1. */
+  N: number;
+  /** GEMMs per run. */
+  T: number;
+  /** GEMM depth cin * G. */
+  depth: number;
+  /** Panel column offset of GEMM t. */
+  offs: number[];
+}
+
+function shifted(
+  B: number,
+  cin: number,
+  hin: number,
+  win: number,
+  cout: number,
+  K: [number, number],
+  ph: number,
+  pw: number,
+  d: number,
+  G: number,
+): Shifted {
+  const [KH, KW] = K;
+  const hp = hin + 2 * ph, wp = win + 2 * pw;
+  const oh = hp - d * (KH - 1), ow = wp - d * (KW - 1);
+  const q = KW / G;
+  const offs: number[] = [];
+  for (let t = 0; t < KH * q; t++) offs.push(Math.floor(t / q) * d * wp + (t % q) * G * d);
+  const L = hp * wp;
+  return {
+    B,
+    cin,
+    hin,
+    win,
+    cout,
+    KH,
+    KW,
+    ph,
+    pw,
+    d,
+    G,
+    wp,
+    oh,
+    ow,
+    L,
+    pitch: B * L,
+    N: (B - 1) * L + (oh - 1) * wp + ow,
+    T: KH * q,
+    depth: cin * G,
+    offs,
+  };
+}
+
+/**
+ * panel[(c*G + g)*pitch + b*L + m] = padded plane (b, c) at m + g*d: the padded planes in row
+ * (c, 0), and in row (c, g) the same row shifted left by g*d (a native copyWithin; its last g*d
+ * values are stale but never read: the widest GEMM stops (KW - 1)*d short of the row's end).
+ */
+function buildPanel(S: Shifted, src: Float32Array, panel: Float32Array): void {
+  const { B, cin, hin, win, G, L, pitch, wp, ph, pw, d } = S;
+  for (let c = 0; c < cin; c++) {
+    const row = c * G * pitch;
+    panel.fill(0, row, row + pitch);
+    for (let b = 0; b < B; b++) {
+      const s0 = (b * cin + c) * hin * win;
+      for (let iy = 0; iy < hin; iy++) {
+        const dst = row + b * L + (iy + ph) * wp + pw, from = s0 + iy * win;
+        for (let ix = 0; ix < win; ix++) panel[dst + ix] = src[from + ix];
+      }
+    }
+    for (let g = 1; g < G; g++) panel.copyWithin(row + g * pitch, row + g * d, row + pitch);
+  }
+}
+
+/**
+ * Packs conv weights per GEMM: wpk[(t*cout + m)*depth + c*G + g] = weight of output m, input c
+ * at (ky, kx0 + g). flip: the weights are a forward conv's [cin, cout, KH, KW] used for its data
+ * gradient, i.e. transposed in the channels and rotated by 180 degrees.
+ */
+function packWeights(S: Shifted, w: Float32Array, wpk: Float32Array, flip: boolean): void {
+  const { cin, cout, KH, KW, G, T, depth } = S;
+  const q = KW / G, kk = KH * KW;
+  // Walk the source contiguously (m, c, then its KH*KW taps) and scatter into the T panels.
+  for (let m = 0; m < cout; m++) {
+    for (let c = 0; c < cin; c++) {
+      const from = flip ? (c * cout + m) * kk : (m * cin + c) * kk;
+      for (let t = 0; t < T; t++) {
+        const ky = Math.floor(t / q), kx0 = (t % q) * G;
+        const dst = (t * cout + m) * depth + c * G;
+        if (flip) {
+          const base = from + (KH - 1 - ky) * KW + KW - 1 - kx0;
+          for (let g = 0; g < G; g++) wpk[dst + g] = w[base - g];
+        } else {
+          const base = from + ky * KW + kx0;
+          for (let g = 0; g < G; g++) wpk[dst + g] = w[base + g];
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A stride-1 conv (or a stride-1 conv's data gradient, flip) of a whole batch by shifted GEMMs.
+ * Scratch: [panel, output on the padded pitch, packed weights].
+ */
+function shiftedConv(S: Shifted, flip: boolean, hasBias: boolean): CpuKernel {
+  const { B, cout, oh, ow, wp, L, pitch, N, T, depth } = S;
+  const panelViews = new Views(S.offs);
+  const wViews = new Views(S.offs.map((_, t) => t * cout * depth));
+  const zeros = new Float32Array(cout);
+  return {
+    scratch: [S.depth * pitch, cout * pitch, T * cout * depth],
+    run(ins, out, scratch) {
+      const panel = scratch[0], ybuf = scratch[1], wpk = scratch[2];
+      const bias = hasBias ? ins[2] : zeros;
+      packWeights(S, ins[1], wpk, flip);
+      buildPanel(S, ins[0], panel);
+      const wv = wViews.of(wpk), pv = panelViews.of(panel);
+      for (let t = 0; t < T; t++) {
+        sgemm(false, false, cout, N, depth, 1, wv[t], depth, pv[t], pitch, t ? 1 : 0, ybuf, pitch);
+      }
+      // Crop the junk columns (and add the bias, zeros without one).
+      for (let b = 0; b < B; b++) {
+        for (let m = 0; m < cout; m++) {
+          const bv = bias[m];
+          for (let oy = 0; oy < oh; oy++) {
+            const from = m * pitch + b * L + oy * wp, dst = ((b * cout + m) * oh + oy) * ow;
+            for (let ox = 0; ox < ow; ox++) out[dst + ox] = ybuf[from + ox] + bv;
+          }
+        }
+      }
+    },
+  };
+}
+
+/**
+ * dW_t^T[depth, cout] = panel_t[depth, N] x dy'^T over the whole batch, with dy' = dy on the
+ * panel's padded layout and zeros in the junk columns (which would otherwise pair with real
+ * inputs). The transposed product is the faster one for OpenBLAS: its long side is the depth.
+ * Scratch: [panel, dy', packed dW^T].
+ */
+function shiftedBwdWeight(S: Shifted): CpuKernel {
+  const { B, cin, cout, KH, KW, G, T, N, L, pitch, depth, oh, ow, wp } = S;
+  const panelViews = new Views(S.offs);
+  const dwViews = new Views(S.offs.map((_, t) => t * depth * cout));
+  return {
+    scratch: [depth * pitch, cout * pitch, T * depth * cout],
+    run(ins, out, scratch) {
+      const panel = scratch[0], dyp = scratch[1], dwpk = scratch[2];
+      const dy = ins[1];
+      buildPanel(S, ins[0], panel);
+      dyp.fill(0);
+      for (let b = 0; b < B; b++) {
+        for (let m = 0; m < cout; m++) {
+          for (let oy = 0; oy < oh; oy++) {
+            const dst = m * pitch + b * L + oy * wp, from = ((b * cout + m) * oh + oy) * ow;
+            for (let ox = 0; ox < ow; ox++) dyp[dst + ox] = dy[from + ox];
+          }
+        }
+      }
+      const pv = panelViews.of(panel), dwv = dwViews.of(dwpk);
+      for (let t = 0; t < T; t++) {
+        sgemm(false, true, depth, cout, N, 1, pv[t], pitch, dyp, pitch, 0, dwv[t], cout);
+      }
+      // Unpack [t][c*G + g][m] into [m][c][ky][kx].
+      const q = KW / G;
+      for (let t = 0; t < T; t++) {
+        const ky = Math.floor(t / q), kx0 = (t % q) * G;
+        for (let c = 0; c < cin; c++) {
+          for (let g = 0; g < G; g++) {
+            const from = (t * depth + c * G + g) * cout;
+            const dst = (c * KH + ky) * KW + kx0 + g;
+            for (let m = 0; m < cout; m++) out[dst + m * cin * KH * KW] = dwpk[from + m];
+          }
+        }
+      }
+    },
+  };
+}
+
+/** How a conv's GEMMs are formed: the input itself, im2col panels, or shifted GEMMs. */
+type Method = "pointwise" | "im2col" | { G: number };
+
+/**
+ * A method to use instead of the automatic choice (tests cover every path with it): "im2col",
+ * "shifted" (one GEMM per tap) or "shifted-rows" (one per kernel row, kx folded into the depth).
+ * Where shifted GEMMs do not apply (stride > 1, or the data gradient of padding > d*(k-1)),
+ * im2col is used.
+ */
+export type ConvMethod = "im2col" | "shifted" | "shifted-rows";
+
+/**
+ * Picks the method of one of the three conv2d ops (thresholds from OpenBLAS timings of the
+ * U-Net's shapes on 2 cores). Shifted GEMMs need stride 1 (and, for the data gradient, padding
+ * <= d*(k-1)); they also compute hp*wp columns per image for oh*ow outputs, so on small padded
+ * images (8x8 with padding 1: 100 for 64) im2col's exact GEMM wins. Folding kx into the depth
+ * (G = KW) makes deeper GEMMs, better for everything but a handful of channels on either side.
+ */
+function method(g: ConvGeom, op: "fwd" | "data" | "weight", force?: ConvMethod): Method {
+  const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
+  if (force === "im2col") return "im2col";
+  if (KH === 1 && KW === 1 && s === 1 && p === 0 && !force) return "pointwise";
+  if (s !== 1) return "im2col";
+  if (op === "data" && (p > d * (KH - 1) || p > d * (KW - 1))) return "im2col";
+  if (force) return { G: force === "shifted" ? 1 : KW };
+  const [hp, wp, outs] = op === "data"
+    ? [OH + 2 * (d * (KH - 1) - p), OW + 2 * (d * (KW - 1) - p), H * W]
+    : [H + 2 * p, W + 2 * p, OH * OW];
+  if (hp * wp > 1.4 * outs) return "im2col";
+  return { G: Math.min(C, O) < 8 ? 1 : KW };
+}
+
 /** conv2d forward: ins x [B,C,H,W], w [O,C,KH,KW], optional bias [O]. */
-export function conv2dCpu(g: ConvGeom, hasBias: boolean): CpuKernel {
+export function conv2dCpu(g: ConvGeom, hasBias: boolean, force?: ConvMethod): CpuKernel {
   const { B, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW, ohw = OH * OW;
-  const pointwise = isPointwise(g);
+  const m = method(g, "fwd", force);
+  if (typeof m === "object") {
+    const p = g.padding;
+    return shiftedConv(shifted(B, C, H, W, O, [KH, KW], p, p, g.dilation, m.G), false, hasBias);
+  }
+  const pointwise = m === "pointwise";
   const P = patches(g);
-  const xs = new Slices(B, C * H * W), ys = new Slices(B, O * ohw);
+  const xs = perImage(B, C * H * W), ys = perImage(B, O * ohw);
   return {
     scratch: pointwise ? [] : [K * ohw],
     run(ins, out, scratch) {
@@ -163,12 +415,19 @@ export function conv2dCpu(g: ConvGeom, hasBias: boolean): CpuKernel {
 }
 
 /** conv2d_bwd_data: ins dy [B,O,OH,OW], w [O,C,KH,KW]; out dx [B,C,H,W]. */
-export function conv2dBwdDataCpu(g: ConvGeom): CpuKernel {
-  const { B, C, H, W, O, KH, KW, OH, OW } = g;
+export function conv2dBwdDataCpu(g: ConvGeom, force?: ConvMethod): CpuKernel {
+  const { B, C, H, W, O, KH, KW, OH, OW, padding: p, dilation: d } = g;
   const K = C * KH * KW, ohw = OH * OW;
-  const pointwise = isPointwise(g);
+  const m = method(g, "data", force);
+  if (typeof m === "object") {
+    // dx is the full correlation of dy with the flipped, channel-transposed weights: a stride-1
+    // conv of dy with padding d*(k-1) - p.
+    const S = shifted(B, O, OH, OW, C, [KH, KW], d * (KH - 1) - p, d * (KW - 1) - p, d, m.G);
+    return shiftedConv(S, true, false);
+  }
+  const pointwise = m === "pointwise";
   const P = patches(g);
-  const dys = new Slices(B, O * ohw), dxs = new Slices(B, C * H * W);
+  const dys = perImage(B, O * ohw), dxs = perImage(B, C * H * W);
   return {
     scratch: pointwise ? [] : [K * ohw],
     run(ins, out, scratch) {
@@ -188,12 +447,17 @@ export function conv2dBwdDataCpu(g: ConvGeom): CpuKernel {
 }
 
 /** conv2d_bwd_weight: ins x [B,C,H,W], dy [B,O,OH,OW]; out dw [O,C,KH,KW]. */
-export function conv2dBwdWeightCpu(g: ConvGeom): CpuKernel {
+export function conv2dBwdWeightCpu(g: ConvGeom, force?: ConvMethod): CpuKernel {
   const { B, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW, ohw = OH * OW;
-  const pointwise = isPointwise(g);
+  const m = method(g, "weight", force);
+  if (typeof m === "object") {
+    const p = g.padding;
+    return shiftedBwdWeight(shifted(B, C, H, W, O, [KH, KW], p, p, g.dilation, m.G));
+  }
+  const pointwise = m === "pointwise";
   const P = patches(g);
-  const xs = new Slices(B, C * H * W), dys = new Slices(B, O * ohw);
+  const xs = perImage(B, C * H * W), dys = perImage(B, O * ohw);
   return {
     scratch: pointwise ? [] : [K * ohw],
     run(ins, out, scratch) {
@@ -259,7 +523,7 @@ function gatherT(g: ConvTGeom, dy: Float32Array, dyOff: number, col: Float32Arra
 export function convTransposeCpu(g: ConvTGeom, hasBias: boolean): CpuKernel {
   const { B, C, H, W, O, f } = g;
   const hw = H * W, off = O * f * f;
-  const xs = new Slices(B, C * hw), ys = new Slices(B, O * hw * f * f);
+  const xs = perImage(B, C * hw), ys = perImage(B, O * hw * f * f);
   // Without a bias the scatter adds these zeros, which keeps its inner loop uniform.
   const zeros = new Float32Array(O);
   return {
@@ -285,7 +549,7 @@ export function convTransposeCpu(g: ConvTGeom, hasBias: boolean): CpuKernel {
 export function convTransposeBwdDataCpu(g: ConvTGeom): CpuKernel {
   const { B, C, H, W, O, f } = g;
   const hw = H * W, off = O * f * f;
-  const dys = new Slices(B, off * hw), dxs = new Slices(B, C * hw);
+  const dys = perImage(B, off * hw), dxs = perImage(B, C * hw);
   return {
     scratch: f === 1 ? [] : [off * hw],
     run(ins, out, scratch) {
@@ -307,7 +571,7 @@ export function convTransposeBwdDataCpu(g: ConvTGeom): CpuKernel {
 export function convTransposeBwdWeightCpu(g: ConvTGeom): CpuKernel {
   const { B, C, H, W, O, f } = g;
   const hw = H * W, off = O * f * f;
-  const xs = new Slices(B, C * hw), dys = new Slices(B, off * hw);
+  const xs = perImage(B, C * hw), dys = perImage(B, off * hw);
   return {
     scratch: f === 1 ? [] : [off * hw],
     run(ins, out, scratch) {
