@@ -63,7 +63,9 @@ export async function runExperiment(
     `model (${backend.name}): unet ${e.model.widths.join("-")}, ${
       s.paramCount.toLocaleString("en-US")
     } params; ` +
-      `train step ${prog.steps.length} dispatches, ${(prog.tempBytes / 2 ** 20).toFixed(1)} MiB ` +
+      `train step ${
+        prog.target === "cpu" ? `${prog.cpuSteps.length} nodes` : `${prog.steps.length} dispatches`
+      }, ${(prog.tempBytes / 2 ** 20).toFixed(1)} MiB ` +
       `temporaries + ${(prog.leafBytes / 2 ** 20).toFixed(1)} MiB params/state ` +
       `(setup ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
   );
