@@ -91,8 +91,8 @@ export function bnStats(g: BnGeom): KernelPlan {
 const xhat = (g: BnGeom, eps: number) =>
   `(x[i] - stats[c]) * inverseSqrt(stats[${u32(g.C)} + c] + ${f32(eps)})`;
 
-/** y = xhat * gamma + beta. Inputs: x, stats, gamma, beta. */
-export function bnApply(g: BnGeom, eps: number): KernelPlan {
+/** y = xhat * gamma + beta, clamped at 0 when a ReLU is fused. Inputs: x, stats, gamma, beta. */
+export function bnApply(g: BnGeom, eps: number, relu: boolean): KernelPlan {
   const n = g.B * g.C * g.HW;
   const decls = ["x", "stats", "gamma", "beta"].map((v, i) => storageDecl(i, v, false));
   return {
@@ -101,7 +101,7 @@ export function bnApply(g: BnGeom, eps: number): KernelPlan {
         entry(`  let i = gi;
   if (i >= ${u32(n)}) { return; }
   let c = (i / ${u32(g.HW)}) % ${u32(g.C)};
-  out[i] = fma(${xhat(g, eps)}, gamma[c], beta[c]);`)
+  out[i] = ${relu ? "max(" : ""}fma(${xhat(g, eps)}, gamma[c], beta[c])${relu ? ", 0.0)" : ""};`)
       }`,
       bindings: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { out: true }],
       workgroups: ceilDiv(n, WG),
@@ -109,14 +109,22 @@ export function bnApply(g: BnGeom, eps: number): KernelPlan {
   };
 }
 
-/** psums [2, C] = (sum of dy * xhat, sum of dy) per channel. Inputs: x, stats, dy. */
-export function bnBackwardSums(g: BnGeom, eps: number): KernelPlan {
-  const p1 = partialPass(g, ["x", "stats", "dy"], `dy[i] * ${xhat(g, eps)}`);
-  p1.bindings = [{ in: 0 }, { in: 1 }, { in: 2 }, { scratch: 0 }];
+/** dy at offset i, masked by the fused ReLU's output y when there is one. */
+const dyAt = (relu: boolean) => (relu ? "select(0.0, dy[i], y[i] > 0.0)" : "dy[i]");
+
+/**
+ * psums [2, C] = (sum of dy * xhat, sum of dy) per channel. Inputs: x, stats, dy (and y, the
+ * output of a fused ReLU, whose sign masks dy).
+ */
+export function bnBackwardSums(g: BnGeom, eps: number, relu: boolean): KernelPlan {
+  const ys = relu ? ["y"] : [];
+  const yb = relu ? [{ in: 3 }] : [];
+  const p1 = partialPass(g, ["x", "stats", "dy", ...ys], `${dyAt(relu)} * ${xhat(g, eps)}`);
+  p1.bindings = [{ in: 0 }, { in: 1 }, { in: 2 }, ...yb, { scratch: 0 }];
   const c1 = combinePass(g, 0, 1);
   c1.bindings = [{ scratchIn: 0 }, { out: true }];
-  const p2 = partialPass(g, ["dy"], "dy[i]");
-  p2.bindings = [{ in: 2 }, { scratch: 0 }];
+  const p2 = partialPass(g, ["dy", ...ys], dyAt(relu));
+  p2.bindings = [{ in: 2 }, ...yb, { scratch: 0 }];
   const c2 = combinePass(g, 1, 1);
   c2.bindings = [{ scratchIn: 0 }, { out: true }];
   return { scratch: [g.C * chunks(g)], kernels: [p1, c1, p2, c2] };
@@ -126,22 +134,23 @@ export function bnBackwardSums(g: BnGeom, eps: number): KernelPlan {
  * dx = gamma * invstd * (dy - (sum dy + xhat * sum dy*xhat) / N): the whole batch-norm
  * derivative including the batch statistics. Inputs: x, stats, gamma, dy, psums.
  */
-export function bnBackwardData(g: BnGeom, eps: number): KernelPlan {
+export function bnBackwardData(g: BnGeom, eps: number, relu: boolean): KernelPlan {
   const n = g.B * g.C * g.HW;
   const N = g.B * g.HW;
-  const decls = ["x", "stats", "gamma", "dy", "psums"].map((v, i) => storageDecl(i, v, false));
+  const names = ["x", "stats", "gamma", "dy", "psums", ...(relu ? ["y"] : [])];
+  const decls = names.map((v, i) => storageDecl(i, v, false));
   return {
     kernels: [{
-      code: `${decls.join("\n")}\n${storageDecl(5, "out", true)}\n${
+      code: `${decls.join("\n")}\n${storageDecl(names.length, "out", true)}\n${
         entry(`  let i = gi;
   if (i >= ${u32(n)}) { return; }
   let c = (i / ${u32(g.HW)}) % ${u32(g.C)};
   let inv = inverseSqrt(stats[${u32(g.C)} + c] + ${f32(eps)});
   let xh = (x[i] - stats[c]) * inv;
   let corr = (psums[${u32(g.C)} + c] + xh * psums[c]) * ${f32(1 / N)};
-  out[i] = gamma[c] * inv * (dy[i] - corr);`)
+  out[i] = gamma[c] * inv * (${dyAt(relu)} - corr);`)
       }`,
-      bindings: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { in: 4 }, { out: true }],
+      bindings: [...names.map((_, k) => ({ in: k })), { out: true }],
       workgroups: ceilDiv(n, WG),
     }],
   };

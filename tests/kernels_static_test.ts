@@ -177,11 +177,20 @@ function specsOf(op: OpDef): [Shape[], Attrs][] {
     case "bn_stats":
       return [[[[2, 3, 5, 7]], {}], [[[2, 5, 9, 31]], {}]];
     case "bn_apply":
-      return [[[[2, 3, 5, 7], [2, 3], [3], [3]], { eps: 1e-5 }]];
+      return [false, true].map((relu) => [[[2, 3, 5, 7], [2, 3], [3], [3]], { eps: 1e-5, relu }]);
     case "bn_bwd_sums":
-      return [[[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], { eps: 1e-5 }]];
+      return [
+        [[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], { eps: 1e-5 }],
+        [[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7], [2, 3, 5, 7]], { eps: 1e-5, relu: true }],
+      ];
     case "bn_bwd_data":
-      return [[[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3]], { eps: 1e-5 }]];
+      return [
+        [[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3]], { eps: 1e-5 }],
+        [[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], {
+          eps: 1e-5,
+          relu: true,
+        }],
+      ];
     case "bn_running_update":
       return [[[[3], [3], [2, 3]], { momentum: 0.1, unbiased: 70 / 69 }]];
     default:

@@ -686,14 +686,14 @@ cases("maxpool2d", POOL, [
 // Fused batch norm: statistics over (n, h, w) of up to 105 terms, then a division by the
 // standard deviation, which scales absolute errors by 1/std (inputs are N(0,1), std ~ 1).
 const BN = { atol: 1e-5, rtol: 1e-5 };
-const bnCase = (x: number[], seed: number): Case => ({
-  name: `bn_stats + bn_apply x[${x}]`,
+const bnCase = (x: number[], seed: number, relu = false): Case => ({
+  name: `bn_stats + bn_apply${relu ? " + relu" : ""} x[${x}]`,
   inputs: {
     x: { shape: x, values: randn(numelOf(x), seed) },
     g: { shape: [x[1]], values: randn(x[1], seed + 1).map((v) => 1 + 0.3 * v) },
     b: T(x[1]),
   },
-  build: (t) => bnApplyOp(t.x, bnStatsOf(t.x), t.g, t.b, 1e-5),
+  build: (t) => bnApplyOp(t.x, bnStatsOf(t.x), t.g, t.b, 1e-5, relu),
 });
 const statsSpec = (C: number, seed: number): Spec => ({
   shape: [2, C],
@@ -705,6 +705,8 @@ cases("batch norm (fused)", BN, [
   bnCase([2, 3, 5, 7], 801),
   bnCase([3, 2, 1, 1], 802),
   bnCase([1, 4, 3, 3], 803),
+  bnCase([2, 3, 5, 7], 806, true),
+  bnCase([3, 2, 3, 1], 807, true),
   {
     name: "bn_stats forward x[2,5,9,31] (two-stage reduction)",
     inputs: { x: T(2, 5, 9, 31) },
@@ -715,6 +717,12 @@ cases("batch norm (fused)", BN, [
     name: "bn_bwd_sums forward",
     inputs: { x: T(2, 3, 4, 5), s: statsSpec(3, 804), dy: T(2, 3, 4, 5) },
     build: (t) => t.x.graph.apply("bn_bwd_sums", [t.x, t.s, t.dy], { eps: 1e-5 }),
+    forwardOnly: true,
+  },
+  {
+    name: "bn_bwd_sums forward, relu-masked",
+    inputs: { x: T(2, 3, 4, 5), s: statsSpec(3, 808), dy: T(2, 3, 4, 5), y: T(2, 3, 4, 5) },
+    build: (t) => t.x.graph.apply("bn_bwd_sums", [t.x, t.s, t.dy, t.y], { eps: 1e-5, relu: true }),
     forwardOnly: true,
   },
   {
@@ -769,35 +777,37 @@ for (const target of ["webgpu", "cpu"] as const) {
   });
 }
 
-Deno.test("batch norm: fused equals the composed fallback (float64, values and gradients)", () => {
-  const outs = [true, false].map((fused) => {
-    const g = new Graph();
-    const x = g.input("x", [3, 4, 5, 6]);
-    const y = batchNorm2d({ g, training: true }, "bn", x, { fused });
-    const r = g.input("r", y.shape);
-    const loss = sum(mul(y, r), [0, 1, 2, 3]);
-    const ps = [x, g.get("bn.weight")!, g.get("bn.bias")!];
-    const [dx, dg, db] = gradients(loss, ps);
-    const leaves = new Map([
-      ["x", randn(360, 811)],
-      ["r", randn(360, 812)],
-      ["bn.weight", randn(4, 813)],
-      ["bn.bias", randn(4, 814)],
-      ["bn.running_mean", randn(4, 815)],
-      ["bn.running_var", Float64Array.from(randn(4, 816), (v) => 1 + v * v)],
-    ]);
-    const res = runRef({ y, dx, dg, db }, leaves, g.effects);
-    const all: Record<string, Float64Array> = { ...res };
-    all.rm = leaves.get("bn.running_mean")!;
-    all.rv = leaves.get("bn.running_var")!;
-    return all;
+for (const relu of [false, true]) {
+  Deno.test(`batch norm${relu ? " + relu" : ""}: fused equals the composed fallback (float64)`, () => {
+    const outs = [true, false].map((fused) => {
+      const g = new Graph();
+      const x = g.input("x", [3, 4, 5, 6]);
+      const y = batchNorm2d({ g, training: true }, "bn", x, { fused, relu });
+      const r = g.input("r", y.shape);
+      const loss = sum(mul(y, r), [0, 1, 2, 3]);
+      const ps = [x, g.get("bn.weight")!, g.get("bn.bias")!];
+      const [dx, dg, db] = gradients(loss, ps);
+      const leaves = new Map([
+        ["x", randn(360, 811)],
+        ["r", randn(360, 812)],
+        ["bn.weight", randn(4, 813)],
+        ["bn.bias", randn(4, 814)],
+        ["bn.running_mean", randn(4, 815)],
+        ["bn.running_var", Float64Array.from(randn(4, 816), (v) => 1 + v * v)],
+      ]);
+      const res = runRef({ y, dx, dg, db }, leaves, g.effects);
+      const all: Record<string, Float64Array> = { ...res };
+      all.rm = leaves.get("bn.running_mean")!;
+      all.rv = leaves.get("bn.running_var")!;
+      return all;
+    });
+    // Both in float64, but the composed form rounds its constants (1/N, eps) to f32 as its
+    // kernels do, so the two agree to ~1e-7 relative, not to float64 precision.
+    for (const k of ["y", "dx", "dg", "db", "rm", "rv"] as const) {
+      assertClose(`fused vs composed ${k}`, outs[0][k], outs[1][k], 1e-7, 1e-6);
+    }
   });
-  // Both in float64, but the composed form rounds its constants (1/N, eps) to f32 as its
-  // kernels do, so the two agree to ~1e-7 relative, not to float64 precision.
-  for (const k of ["y", "dx", "dg", "db", "rm", "rv"] as const) {
-    assertClose(`fused vs composed ${k}`, outs[0][k], outs[1][k], 1e-7, 1e-6);
-  }
-});
+}
 
 cases("upsample_nearest / pool_sum", POOL, [
   {

@@ -65,6 +65,8 @@ export interface BatchNormOpts {
   momentum?: number;
   /** Fused kernels (default) or the composition of elementwise ops and sums (a fallback). */
   fused?: boolean;
+  /** Apply a ReLU after the norm (fused into the batch-norm kernels in training mode). */
+  relu?: boolean;
 }
 
 /**
@@ -85,16 +87,17 @@ function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tenso
   const beta = reshape(g.param(`${name}.bias`, [C], { kind: "const", value: 0 }), [1, C, 1, 1]);
   const rm = g.state(`${name}.running_mean`, [C], { kind: "const", value: 0 });
   const rv = g.state(`${name}.running_var`, [C], { kind: "const", value: 1 });
+  const act = (t: Tensor) => (o.relu ? g.withScope(`${name}.relu`, () => relu(t)) : t);
   if (!c.training) {
     const scale = mul(gamma, rsqrt(add(reshape(rv, [1, C, 1, 1]), eps)));
-    return fma(x, scale, sub(beta, mul(reshape(rm, [1, C, 1, 1]), scale)));
+    return act(fma(x, scale, sub(beta, mul(reshape(rm, [1, C, 1, 1]), scale))));
   }
   const n = x.size / C;
   const unbiased = n > 1 ? n / (n - 1) : 1;
   if (o.fused ?? true) {
     const stats = bnStatsOf(x);
     bnRunningUpdate(rm, rv, stats, m, unbiased);
-    return bnApplyOp(x, stats, reshape(gamma, [C]), reshape(beta, [C]), eps);
+    return bnApplyOp(x, stats, reshape(gamma, [C]), reshape(beta, [C]), eps, o.relu ?? false);
   }
   const m4 = mean(x, [0, 2, 3]);
   const xc = sub(x, m4);
@@ -102,12 +105,11 @@ function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tenso
   const y = fma(xc, mul(gamma, rsqrt(add(v4, eps))), beta);
   assign(rm, add(affine(rm, 1 - m, 0), affine(reshape(m4, [C]), m, 0)));
   assign(rv, add(affine(rv, 1 - m, 0), affine(reshape(v4, [C]), m * unbiased, 0)));
-  return y;
+  return act(y);
 }
 
 /** The reference's CBR block: 3x3 conv (padding 1, bias) -> BatchNorm2d -> ReLU. */
 export function cbr(c: Ctx, name: string, x: Tensor, cout: number): Tensor {
   const conv = conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 });
-  const y = batchNorm2d(c, `${name}.norm`, conv);
-  return c.g.withScope(`${name}.activation`, () => relu(y));
+  return batchNorm2d(c, `${name}.norm`, conv, { relu: true });
 }
