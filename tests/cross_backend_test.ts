@@ -36,7 +36,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const rows = await diff();
-    console.log(formatDiff(rows, ["webgpu", "cpu"], 1e-4));
+    console.log(formatDiff(rows, ["webgpu", "cpu"], TOL.forward, TOL.update));
     const bad = rows.filter((r) => !(r.maxRel <= TOL[r.phase]));
     if (bad.length) {
       throw new Error(
