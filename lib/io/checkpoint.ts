@@ -1,0 +1,93 @@
+/**
+ * Checkpoints as safetensors with the reference model's state_dict names, so converted official
+ * PyTorch weights load directly. Loading reports missing and unexpected keys by name and fails
+ * unless the caller allows them; DataParallel's `module.` prefix and thop's `total_ops` /
+ * `total_params` buffers are recognised and dropped.
+ */
+import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+
+export interface LoadOptions {
+  allowMissing?: boolean;
+  allowUnexpected?: boolean;
+}
+
+export interface LoadReport {
+  values: Map<string, Float32Array>;
+  missing: string[];
+  unexpected: string[];
+  /** Keys dropped as known noise (thop counters). */
+  ignored: string[];
+  metadata: Map<string, string>;
+}
+
+export class CheckpointError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CheckpointError";
+  }
+}
+
+const THOP = /(^|\.)(total_ops|total_params)$/;
+
+/**
+ * Matches a decoded file against the expected tensors (name -> shape). Shape mismatches always
+ * fail; missing/unexpected names fail unless allowed.
+ */
+export function matchStateDict(
+  file: string,
+  bytes: Uint8Array,
+  expected: Map<string, readonly number[]>,
+  o: LoadOptions = {},
+): LoadReport {
+  const { tensors, metadata } = decodeSafetensors(bytes, file);
+  const values = new Map<string, Float32Array>();
+  const unexpected: string[] = [];
+  const ignored: string[] = [];
+  const problems: string[] = [];
+  for (const [raw, t] of tensors) {
+    if (THOP.test(raw)) {
+      ignored.push(raw);
+      continue;
+    }
+    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
+    const want = expected.get(name);
+    if (!want) {
+      unexpected.push(raw);
+      continue;
+    }
+    if (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i])) {
+      problems.push(`${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`);
+      continue;
+    }
+    values.set(name, t.data);
+  }
+  const missing = [...expected.keys()].filter((k) => !values.has(k) && !problems.some((p) => p.startsWith(`${k}:`) || p.startsWith(`module.${k}:`)));
+  if (missing.length && !o.allowMissing) problems.push(`missing keys: ${missing.join(", ")}`);
+  if (unexpected.length && !o.allowUnexpected) problems.push(`unexpected keys: ${unexpected.join(", ")}`);
+  if (problems.length) {
+    throw new CheckpointError(
+      `${file}: does not match the model:\n  ${problems.join("\n  ")}\n` +
+        `(allow missing/unexpected keys explicitly if this is intended)`,
+    );
+  }
+  return { values, missing, unexpected, ignored, metadata };
+}
+
+/** Writes a checkpoint atomically: a temporary file in the same folder, then a rename. */
+export async function saveCheckpoint(
+  path: string,
+  tensors: Map<string, { shape: readonly number[]; data: Float32Array }>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.writeFile(tmp, encodeSafetensors(tensors, metadata));
+  await Deno.rename(tmp, path);
+}
+
+export async function loadCheckpoint(
+  path: string,
+  expected: Map<string, readonly number[]>,
+  o: LoadOptions = {},
+): Promise<LoadReport> {
+  return matchStateDict(path, await Deno.readFile(path), expected, o);
+}
