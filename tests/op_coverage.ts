@@ -49,4 +49,21 @@ export const OP_OWNERS: Record<string, readonly string[]> = {
     "bn_bwd_data",
     "bn_running_update",
   ],
+  "transformer_ops_test.ts": [
+    "matmul",
+    "permute",
+    "softmax",
+    "softmax_grad",
+    "ln_stats",
+    "ln_apply",
+    "ln_bwd_data",
+    "ln_bwd_params",
+  ],
+  "misc_ops_test.ts": [
+    "gelu",
+    "gelu_grad",
+    "dropout",
+    "max_axis",
+    "max_axis_grad",
+  ],
 };
