@@ -174,6 +174,39 @@ function specsOf(op: OpDef): [Shape[], Attrs][] {
         { ...a, weightDecay: 0.01, decoupled },
       ]);
     }
+    case "matmul":
+      return [
+        [[[5, 7], [7, 3]], {}],
+        [[[9, 11], [10, 11]], { transB: true }],
+        [[[3, 11, 5], [3, 5, 10]], {}], // batch folded into M, rows padded 11 -> 16
+        [[[2, 5, 9], [2, 15, 5]], { transA: true, transB: true }], // into N, columns padded
+        [[[3, 5, 7], [7, 4]], {}], // shared B
+        [[[5, 7], [3, 4, 7]], { transB: true }], // shared A
+        [[[3, 300], [300, 5]], {}], // split-K
+        [[[2, 260, 3], [2, 260, 2]], { transA: true }], // batched split-K
+      ];
+    case "permute":
+      return [
+        [[[2, 5, 3, 2, 3]], { perm: [2, 0, 3, 1, 4] }],
+        [[[2, 3, 4]], { perm: [2, 0, 1] }],
+        [[[3, 5]], { perm: [0, 1] }],
+        [[[1, 1]], { perm: [1, 0] }],
+      ];
+    case "softmax":
+      return [[[[3, 7]], {}], [[[16, 196, 196]], {}]];
+    case "softmax_grad":
+      return [[[[3, 7], [3, 7]], {}]];
+    case "ln_stats":
+      return [[[[2, 196, 64]], {}]];
+    case "ln_apply":
+      return [[[[2, 5, 7], [2, 10], [7], [7]], { eps: 1e-5 }]];
+    case "ln_bwd_data":
+      return [[[[2, 5, 7], [2, 10], [7], [2, 5, 7]], { eps: 1e-5 }]];
+    case "ln_bwd_params":
+      return [
+        [[[5, 7], [2, 5], [5, 7]], { eps: 1e-5 }], // one pass
+        [[[200, 7], [2, 200], [200, 7]], { eps: 1e-5 }], // chunked: a second pass
+      ];
     case "bn_stats":
       return [[[[2, 3, 5, 7]], {}], [[[2, 5, 9, 31]], {}]];
     case "bn_apply":

@@ -1,0 +1,317 @@
+/**
+ * WGSL generators of the transformer ops: (batched) matmul as an instance of the implicit GEMM
+ * of gemm.ts, axis permutation as a gather, and the row-wise softmax and layer-norm kernels.
+ *
+ * Determinism (design.md 4): every output is written by exactly one invocation that sums its
+ * terms in a fixed order. Row-wise ops (softmax, layer-norm statistics and data gradient) give
+ * one invocation a whole row, since rows are short (<= a few hundred); the layer-norm parameter
+ * gradient, a sum over rows per channel, is a gather per channel over chunks of rows whose
+ * partial sums a second dispatch adds in chunk order. No atomics, no barriers, no shared memory.
+ */
+import type { KernelPlan } from "../lib/graph/op.ts";
+import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
+import { gemmKernel } from "./gemm.ts";
+
+/**
+ * out[b] = op(A_b) · op(B_b) with op(A_b) [M, K], op(B_b) [K, N]. `batchA` / `batchB` say
+ * whether the operand has a batch axis of B matrices; an operand without one is shared by every
+ * batch (B = 1 with neither batched is the plain 2-D product).
+ */
+export interface MatmulGeom {
+  B: number;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batchA: boolean;
+  batchB: boolean;
+}
+
+/** The GEMM tile edge gemm.ts uses by default. */
+const TILE = 8;
+
+/**
+ * How the batch is folded into one GEMM: into the rows ("M": rows b*Mp .. b*Mp + M-1 belong
+ * to batch b) or into the columns ("N"). An operand whose load does not depend on the batch
+ * (shared, or indexed per row / column) needs no alignment; when both operands are batched the
+ * batch of the *other* operand must be the same across a whole register tile, so each batch's
+ * rows (or columns) are padded to a multiple of the tile edge; the padded rows load clamped
+ * indices and are never stored.
+ */
+export function matmulFold(g: MatmulGeom): { axis: "M" | "N"; pad: number; tile: number } {
+  const tm = Math.min(TILE, g.M);
+  const tn = Math.min(TILE, g.N);
+  const both = g.B > 1 && g.batchA && g.batchB;
+  if (!both) {
+    // B batched alone: fold into N, where each column decodes its own batch.
+    if (g.B > 1 && g.batchB) return { axis: "N", pad: g.N, tile: tn };
+    return { axis: "M", pad: g.M, tile: tm };
+  }
+  const mp = ceilDiv(g.M, tm) * tm;
+  const np = ceilDiv(g.N, tn) * tn;
+  // Measured on lavapipe (B*H = 16 attention products over 196 tokens, d = 8/16/64): folding
+  // into M is as fast or up to 20% faster than into N (q k^T 13.4/17.2/20.7 ms vs
+  // 14.9/17.5/20.4; att v 12.7/14.8/19.6 vs 13.6/13.8/24.0): the invocations of neighbouring
+  // column tiles then share their A rows. So M, unless its padding wastes clearly more.
+  return mp / g.M <= 1.25 * (np / g.N)
+    ? { axis: "M", pad: mp, tile: tm }
+    : { axis: "N", pad: np, tile: tn };
+}
+
+const ro = (b: number, name: string) => storageDecl(b, name, false);
+
+/** The GEMM of a matmul; `fold` overrides the folding (benchmarks compare the choices). */
+export function matmulKernel(g: MatmulGeom, fold = matmulFold(g)): KernelPlan {
+  const { B, M, N, K } = g;
+  const P = fold.pad;
+  const sA = g.batchA && B > 1 ? M * K : 0;
+  const sB = g.batchB && B > 1 ? K * N : 0;
+  // Offsets of A(row, k) and B(k, col) inside one batch's matrix.
+  const inA = (r: string) => (g.transA ? `k * ${u32(M)} + ${r}` : `${r} * ${u32(K)} + k`);
+  const inB = (c: string) => (g.transB ? `${c} * ${u32(K)} + k` : `k * ${u32(N)} + ${c}`);
+  const batchOff = (stride: number, b: string) => (stride ? `${b} * ${u32(stride)} + ` : "");
+  const padded = P !== (fold.axis === "M" ? M : N);
+  if (fold.axis === "M") {
+    // m{i} = batch * P + row; the batch of the tile is that of m0 (all rows of a tile share it
+    // when padded; when not padded, B's load does not depend on the batch at all).
+    const row = (i: number) =>
+      padded ? `min(m${i} % ${u32(P)}, ${u32(M - 1)})` : B === 1 ? `m${i}` : `m${i} % ${u32(P)}`;
+    const bat = (i: number) => `(m${i} / ${u32(P)})`;
+    return gemmKernel({
+      M: B * P,
+      N,
+      K,
+      tm: fold.tile,
+      decls: [ro(0, "lhs"), ro(1, "rhs")],
+      bindings: [{ in: 0 }, { in: 1 }],
+      loadA: (i) =>
+        !g.transA && !padded
+          ? `lhs[m${i} * ${u32(K)} + k]` // batch * M * K + row * K folds to m * K
+          : `lhs[${batchOff(sA, bat(i))}${inA(row(i))}]`,
+      loadB: (j) => `rhs[${batchOff(sB, bat(0))}${inB(`n${j}`)}]`,
+      store: (i, _j, v) => {
+        const st = padded
+          ? `out[(${bat(i)} * ${u32(M)} + m${i} % ${u32(P)}) * ${u32(N)} + n${_j}] = ${v};`
+          : `out[m${i} * ${u32(N)} + n${_j}] = ${v};`;
+        return padded ? `if (m${i} % ${u32(P)} < ${u32(M)}) { ${st} }` : st;
+      },
+    });
+  }
+  // Fold into N: n{j} = batch * P + col, decoded once per column.
+  return gemmKernel({
+    M,
+    N: B * P,
+    K,
+    tn: fold.tile,
+    decls: [ro(0, "lhs"), ro(1, "rhs")],
+    bindings: [{ in: 0 }, { in: 1 }],
+    perN: (j) =>
+      `  let cb${j} = n${j} / ${u32(P)}; let cn${j} = ${
+        padded ? `min(n${j} % ${u32(P)}, ${u32(N - 1)})` : `n${j} % ${u32(P)}`
+      };`,
+    loadA: (i) => `lhs[${batchOff(sA, "cb0")}${inA(`m${i}`)}]`,
+    loadB: (j) => `rhs[${batchOff(sB, `cb${j}`)}${inB(`cn${j}`)}]`,
+    store: (i, j, v) => {
+      const st = `out[(cb${j} * ${u32(M)} + m${i}) * ${u32(N)} + cn${j}] = ${v};`;
+      return padded ? `if (n${j} % ${u32(P)} < ${u32(N)}) { ${st} }` : st;
+    },
+  });
+}
+
+/**
+ * out[i] = x[offset(i)] for a permutation: `sizes` are the output's (collapsed) axis sizes and
+ * `srcStrides` the input strides of those axes.
+ */
+export function permuteKernel(sizes: number[], srcStrides: number[]): KernelPlan {
+  const n = sizes.reduce((a, b) => a * b, 1);
+  const terms: string[] = [];
+  let inner = 1;
+  for (let d = sizes.length - 1; d >= 0; d--) {
+    let c = inner === 1 ? "i" : `(i / ${u32(inner)})`;
+    if (d > 0) c = `${c} % ${u32(sizes[d])}`;
+    terms.push(srcStrides[d] === 1 ? `(${c})` : `(${c}) * ${u32(srcStrides[d])}`);
+    inner *= sizes[d];
+  }
+  const index = terms.length ? terms.join(" + ") : "0u";
+  return {
+    kernels: [{
+      code: `${ro(0, "x")}\n${storageDecl(1, "out", true)}\n${
+        entry(`  let i = gi;\n  if (i >= ${u32(n)}) { return; }\n  out[i] = x[${index}];`)
+      }`,
+      bindings: [{ in: 0 }, { out: true }],
+      workgroups: ceilDiv(n, WG),
+    }],
+  };
+}
+
+/** Softmax over rows of L values, one invocation per row: max, exp and sum, scale. */
+export function softmaxKernel(R: number, L: number): KernelPlan {
+  return {
+    kernels: [{
+      code: `${ro(0, "x")}\n${storageDecl(1, "out", true)}\n${
+        entry(`  if (gi >= ${u32(R)}) { return; }
+  let base = gi * ${u32(L)};
+  var mx = x[base];
+  for (var j = 1u; j < ${u32(L)}; j++) { mx = max(mx, x[base + j]); }
+  var s = 0.0;
+  for (var j = 0u; j < ${u32(L)}; j++) {
+    let e = exp(x[base + j] - mx);
+    out[base + j] = e;
+    s += e;
+  }
+  let inv = 1.0 / s;
+  for (var j = 0u; j < ${u32(L)}; j++) { out[base + j] = out[base + j] * inv; }`)
+      }`,
+      bindings: [{ in: 0 }, { out: true }],
+      workgroups: ceilDiv(R, WG),
+    }],
+  };
+}
+
+/** dx = y * (dy - sum(dy * y)) per row of L values, one invocation per row. */
+export function softmaxGradKernel(R: number, L: number): KernelPlan {
+  return {
+    kernels: [{
+      code: `${ro(0, "y")}\n${ro(1, "dy")}\n${storageDecl(2, "out", true)}\n${
+        entry(`  if (gi >= ${u32(R)}) { return; }
+  let base = gi * ${u32(L)};
+  var s = 0.0;
+  for (var j = 0u; j < ${u32(L)}; j++) { s = fma(dy[base + j], y[base + j], s); }
+  for (var j = 0u; j < ${u32(L)}; j++) { out[base + j] = y[base + j] * (dy[base + j] - s); }`)
+      }`,
+      bindings: [{ in: 0 }, { in: 1 }, { out: true }],
+      workgroups: ceilDiv(R, WG),
+    }],
+  };
+}
+
+/** stats [2, R] = (mean, biased variance) of each row of C values; two passes per row. */
+export function lnStatsKernel(R: number, C: number): KernelPlan {
+  return {
+    kernels: [{
+      code: `${ro(0, "x")}\n${storageDecl(1, "out", true)}\n${
+        entry(`  if (gi >= ${u32(R)}) { return; }
+  let base = gi * ${u32(C)};
+  var s = 0.0;
+  for (var c = 0u; c < ${u32(C)}; c++) { s += x[base + c]; }
+  let m = s * ${f32(1 / C)};
+  var v = 0.0;
+  for (var c = 0u; c < ${u32(C)}; c++) { let d = x[base + c] - m; v = fma(d, d, v); }
+  out[gi] = m;
+  out[${u32(R)} + gi] = v * ${f32(1 / C)};`)
+      }`,
+      bindings: [{ in: 0 }, { out: true }],
+      workgroups: ceilDiv(R, WG),
+    }],
+  };
+}
+
+/** y = (x - mean) / sqrt(var + eps) * gamma + beta, elementwise. Inputs x, stats, gamma, beta. */
+export function lnApplyKernel(R: number, C: number, eps: number): KernelPlan {
+  const n = R * C;
+  const decls = ["x", "stats", "gamma", "beta"].map((v, i) => ro(i, v));
+  return {
+    kernels: [{
+      code: `${decls.join("\n")}\n${storageDecl(4, "out", true)}\n${
+        entry(`  let i = gi;
+  if (i >= ${u32(n)}) { return; }
+  let r = i / ${u32(C)};
+  let c = i % ${u32(C)};
+  let xh = (x[i] - stats[r]) * inverseSqrt(stats[${u32(R)} + r] + ${f32(eps)});
+  out[i] = fma(xh, gamma[c], beta[c]);`)
+      }`,
+      bindings: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { out: true }],
+      workgroups: ceilDiv(n, WG),
+    }],
+  };
+}
+
+/**
+ * dx = inv * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * gamma: the layer-norm data
+ * gradient through the row statistics. One invocation per row computes both row sums, then
+ * writes the row. Inputs x, stats, gamma, dy.
+ */
+export function lnBwdDataKernel(R: number, C: number, eps: number): KernelPlan {
+  const decls = ["x", "stats", "gamma", "dy"].map((v, i) => ro(i, v));
+  return {
+    kernels: [{
+      code: `${decls.join("\n")}\n${storageDecl(4, "out", true)}\n${
+        entry(`  if (gi >= ${u32(R)}) { return; }
+  let base = gi * ${u32(C)};
+  let m = stats[gi];
+  let inv = inverseSqrt(stats[${u32(R)} + gi] + ${f32(eps)});
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var c = 0u; c < ${u32(C)}; c++) {
+    let gv = dy[base + c] * gamma[c];
+    s1 += gv;
+    s2 = fma(gv, (x[base + c] - m) * inv, s2);
+  }
+  let a1 = s1 * ${f32(1 / C)};
+  let a2 = s2 * ${f32(1 / C)};
+  for (var c = 0u; c < ${u32(C)}; c++) {
+    let xh = (x[base + c] - m) * inv;
+    out[base + c] = inv * (dy[base + c] * gamma[c] - a1 - xh * a2);
+  }`)
+      }`,
+      bindings: [{ in: 0 }, { in: 1 }, { in: 2 }, { in: 3 }, { out: true }],
+      workgroups: ceilDiv(R, WG),
+    }],
+  };
+}
+
+/** Rows summed by one invocation of the layer-norm parameter gradient. */
+export const LN_ROW_CHUNK = 64;
+
+/** Number of row chunks of the parameter gradient (1: a single pass, no scratch). */
+export const lnChunks = (R: number) => ceilDiv(R, LN_ROW_CHUNK);
+
+/**
+ * psums [2, C] = (sum over rows of dy * xhat, sum over rows of dy) per channel. Pass 1: one
+ * invocation per (row chunk k, channel c) writes part[(2k + w) * C + c]; neighbouring
+ * invocations read neighbouring channels of the same rows. Pass 2 (only with several chunks):
+ * out[w * C + c] = sum over k in order. With one chunk pass 1 writes `out` directly, which has
+ * exactly the layout of part for k = 0. Inputs x, stats, dy.
+ */
+export function lnBwdParamsKernel(R: number, C: number, eps: number): KernelPlan {
+  const K = lnChunks(R);
+  const decls = ["x", "stats", "dy"].map((v, i) => ro(i, v));
+  const dst = K === 1 ? "out" : "part";
+  const p1 = `${decls.join("\n")}\n${storageDecl(3, dst, true)}\n${
+    entry(`  if (gi >= ${u32(K * C)}) { return; }
+  let k = gi / ${u32(C)};
+  let c = gi % ${u32(C)};
+  let r1 = min((k + 1u) * ${u32(LN_ROW_CHUNK)}, ${u32(R)});
+  var s1 = 0.0;
+  var s2 = 0.0;
+  for (var r = k * ${u32(LN_ROW_CHUNK)}; r < r1; r++) {
+    let d = dy[r * ${u32(C)} + c];
+    let xh = (x[r * ${u32(C)} + c] - stats[r]) * inverseSqrt(stats[${u32(R)} + r] + ${f32(eps)});
+    s1 = fma(d, xh, s1);
+    s2 += d;
+  }
+  ${dst}[2u * k * ${u32(C)} + c] = s1;
+  ${dst}[(2u * k + 1u) * ${u32(C)} + c] = s2;`)
+  }`;
+  const pass1 = {
+    code: p1,
+    bindings: [{ in: 0 }, { in: 1 }, { in: 2 }, K === 1 ? { out: true as const } : { scratch: 0 }],
+    workgroups: ceilDiv(K * C, WG),
+  };
+  if (K === 1) return { kernels: [pass1] };
+  const p2 = `${ro(0, "part")}\n${storageDecl(1, "out", true)}\n${
+    entry(`  if (gi >= ${u32(2 * C)}) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < ${u32(K)}; k++) { s += part[k * ${u32(2 * C)} + gi]; }
+  out[gi] = s;`)
+  }`;
+  return {
+    scratch: [2 * K * C],
+    kernels: [pass1, {
+      code: p2,
+      bindings: [{ scratchIn: 0 }, { out: true }],
+      workgroups: ceilDiv(2 * C, WG),
+    }],
+  };
+}
