@@ -5,6 +5,7 @@ import "./ops/conv.ts";
 import "./ops/pool.ts";
 import "./ops/optim.ts";
 import "./ops/norm.ts";
+import "./ops/transformer.ts";
 
 export { Graph, Tensor } from "./graph.ts";
 export type { TensorKind } from "./graph.ts";
@@ -21,3 +22,4 @@ export { conv2d, convTranspose } from "./ops/conv.ts";
 export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
 export { assign } from "./ops/optim.ts";
 export { bnApplyOp, bnRunningUpdate, bnStatsOf } from "./ops/norm.ts";
+export { layerNorm, linear, matmul, permute, softmax } from "./ops/transformer.ts";
