@@ -6,6 +6,7 @@ import "./ops/pool.ts";
 import "./ops/optim.ts";
 import "./ops/norm.ts";
 import "./ops/transformer.ts";
+import "./ops/misc.ts";
 
 export { Graph, Tensor } from "./graph.ts";
 export type { TensorKind } from "./graph.ts";
@@ -23,3 +24,4 @@ export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
 export { assign } from "./ops/optim.ts";
 export { bnApplyOp, bnRunningUpdate, bnStatsOf } from "./ops/norm.ts";
 export { layerNorm, linear, matmul, permute, softmax } from "./ops/transformer.ts";
+export { dropout, gelu, geluGrad, maxAxis, maxAxisGrad } from "./ops/misc.ts";

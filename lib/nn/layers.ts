@@ -113,3 +113,56 @@ export function cbr(c: Ctx, name: string, x: Tensor, cout: number): Tensor {
   const conv = conv2dLayer(c, `${name}.conv`, x, cout, 3, { padding: 1 });
   return batchNorm2d(c, `${name}.norm`, conv, { relu: true });
 }
+
+/**
+ * Functional 1-D convolution (cross-correlation, PyTorch's F.conv1d with stride 1) of
+ * x [B, C, L] with w [O, C, k] and an optional bias [O]: x is viewed as [B, C, 1, L], zero-padded
+ * along L only (conv2d's padding would pad the size-1 height too), convolved with the
+ * [O, C, 1, k] view of w and viewed back as [B, O, L + 2 padding - k + 1]. Views are free, so
+ * the cost is one pad pass plus conv2d's kernels, forward and backward.
+ */
+export function conv1d(x: Tensor, w: Tensor, b: Tensor | undefined, padding: number): Tensor {
+  if (x.rank !== 3 || w.rank !== 3) {
+    throw new Error(`conv1d: expects x [B, C, L] and w [O, C, k], got ${x} and ${w}`);
+  }
+  const [B, C, L] = x.shape;
+  const [O, , k] = w.shape;
+  let x4 = reshape(x, [B, C, 1, L]);
+  // The pad op through the table: this block only appends to the file, imports stay as they are.
+  if (padding > 0) x4 = x.graph.apply("pad", [x4], { axis: 3, before: padding, after: padding });
+  const y = conv2d(x4, reshape(w, [O, C, 1, k]), b, { padding: 0 });
+  return reshape(y, [B, O, y.shape[3]]);
+}
+
+/**
+ * nn.Conv1d(C, cout, k, padding=padding) with bias, on x [B, C, L]: weight [cout, C, k] and bias
+ * [cout] named `${name}.weight` / `${name}.bias` as in the PyTorch state_dict, initialised like
+ * PyTorch (U(+-1/sqrt(C k)) for both).
+ */
+export function conv1dLayer(
+  c: Ctx,
+  name: string,
+  x: Tensor,
+  cout: number,
+  k = 3,
+  padding = 1,
+): Tensor {
+  const cin = x.shape[1];
+  const init = torchDefault(cin * k);
+  const w = c.g.param(`${name}.weight`, [cout, cin, k], init);
+  const b = c.g.param(`${name}.bias`, [cout], init);
+  return c.g.withScope(name, () => conv1d(x, w, b, padding));
+}
+
+/**
+ * nn.BatchNorm1d on x [B, C, L] (or [B, C]): statistics per channel over batch and length. It is
+ * batchNorm2d on the [B, C, L, 1] view, so it has the same fused kernels, eval folding, running
+ * updates and parameter names (`weight`, `bias`, `running_mean`, `running_var`).
+ */
+export function batchNorm1d(c: Ctx, name: string, x: Tensor, o: BatchNormOpts = {}): Tensor {
+  if (x.rank !== 2 && x.rank !== 3) {
+    throw new Error(`batchNorm1d: expects x [B, C] or [B, C, L], got ${x}`);
+  }
+  const [B, C, L = 1] = x.shape;
+  return reshape(batchNorm2d(c, name, reshape(x, [B, C, L, 1]), o), x.shape);
+}

@@ -1,0 +1,134 @@
+/**
+ * CPU kernels of the LViT-specific ops (gelu, dropout, max over an axis), twins of
+ * kernels/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
+ * kernels' f32 constants; nothing is allocated in `run` (the Philox output words live in a
+ * buffer made once per node).
+ */
+import type { CpuKernel } from "../../../graph/op.ts";
+import {
+  type AxisGeom,
+  type DropoutGeom,
+  ERFC_COEFFS,
+  GELU_INV_SQRT_2PI,
+  GELU_SQRT1_2,
+} from "../../../../kernels/misc.ts";
+import { philoxInto } from "../../../rng/philox.ts";
+
+const [C0, C1, C2, C3, C4, C5, C6, C7, C8, C9] = ERFC_COEFFS.map(Math.fround);
+
+/**
+ * 1 + erf(x / sqrt 2), the same formula as the WGSL `gelu_phi2`. The mirror for x >= 0 is
+ * e + s (2 - 2e) with s = 0 or 1 instead of a branch: the sign of x is random in activations and
+ * a mispredicted branch costs more than the two flops; for s = 0 the result is exactly e.
+ */
+export function geluPhi2(x: number): number {
+  const z = Math.abs(x) * GELU_SQRT1_2;
+  const t = 1 / (1 + 0.5 * z);
+  const p = C0 +
+    t * (C1 + t * (C2 + t * (C3 + t * (C4 + t * (C5 + t * (C6 + t * (C7 + t * (C8 + t * C9))))))));
+  const e = t * Math.exp(-z * z + p);
+  return e + +(x >= 0) * (2 - 2 * e);
+}
+
+/** y = x/2 (1 + erf(x / sqrt 2)). */
+export function geluCpu(n: number): CpuKernel {
+  return {
+    run: ([x], out) => {
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        out[i] = 0.5 * v * geluPhi2(v);
+      }
+    },
+  };
+}
+
+/** dx = dy (Phi(x) + x phi(x)). */
+export function geluGradCpu(n: number): CpuKernel {
+  return {
+    run: ([x, dy], out) => {
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        out[i] = dy[i] * (0.5 * geluPhi2(v) + v * GELU_INV_SQRT_2PI * Math.exp(-0.5 * v * v));
+      }
+    },
+  };
+}
+
+/**
+ * The step as the WGSL kernel converts it: f32 -> u32 truncates toward zero and saturates, so
+ * a stray negative or huge value still gives the same mask on both backends.
+ */
+export function stepToU32(s: number): number {
+  if (!(s > 0)) return 0;
+  return Math.min(Math.trunc(s), 4294967295);
+}
+
+/**
+ * Inverted dropout with the mask layout of kernels/misc.ts `dropoutKernel`: element i takes word
+ * i % 4 of the Philox block (i / 4, 0, step, 0) under key (seed, stream). Each output is x times
+ * 0 or scale, one product of two f32 values rounded once to f32 as the GPU does, so the two
+ * backends agree bit for bit (signed zeros included).
+ */
+export function dropoutCpu(g: DropoutGeom): CpuKernel {
+  const { n, thr, scale, seed, stream } = g;
+  const words = new Uint32Array(4);
+  return {
+    run: ([x, stepv], out) => {
+      const step = stepToU32(stepv[0]);
+      for (let b = 0, i = 0; i < n; b++, i += 4) {
+        philoxInto(words, b, 0, step, 0, seed, stream);
+        const m = Math.min(4, n - i);
+        for (let k = 0; k < m; k++) out[i + k] = x[i + k] * (+(words[k] >>> 8 >= thr) * scale);
+      }
+    },
+  };
+}
+
+/** y[o, 0, j] = max over a of x[o, a, j], the first maximum winning (strictly greater). */
+export function maxAxisCpu(g: AxisGeom): CpuKernel {
+  const { outer, A, inner } = g;
+  return {
+    run: ([x], out) => {
+      for (let o = 0; o < outer; o++) {
+        const base = o * A * inner;
+        const ob = o * inner;
+        for (let j = 0; j < inner; j++) out[ob + j] = x[base + j];
+        // Row by row over a keeps the reads contiguous along j.
+        for (let a = 1; a < A; a++) {
+          const row = base + a * inner;
+          for (let j = 0; j < inner; j++) {
+            const v = x[row + j];
+            if (v > out[ob + j]) out[ob + j] = v;
+          }
+        }
+      }
+    },
+  };
+}
+
+/**
+ * dx: dy of each slice at its first argmax, zero elsewhere. Scratch 0 holds the running argmax
+ * of every column j of the current o (integers, exact in f32), updated by the forward's strict
+ * comparison row by row so that the reads stay contiguous; the GPU's gather finds the same
+ * winner. On the CPU the scatter of one dy per slice is sequential and so deterministic.
+ */
+export function maxAxisGradCpu(g: AxisGeom): CpuKernel {
+  const { outer, A, inner } = g;
+  return {
+    scratch: [inner],
+    run: ([x, dy], out, [best]) => {
+      out.fill(0);
+      for (let o = 0; o < outer; o++) {
+        const base = o * A * inner;
+        for (let j = 0; j < inner; j++) best[j] = 0;
+        for (let a = 1; a < A; a++) {
+          const row = base + a * inner;
+          for (let j = 0; j < inner; j++) {
+            if (x[row + j] > x[base + best[j] * inner + j]) best[j] = a;
+          }
+        }
+        for (let j = 0; j < inner; j++) out[base + best[j] * inner + j] = dy[o * inner + j];
+      }
+    },
+  };
+}

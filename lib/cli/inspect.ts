@@ -1,0 +1,132 @@
+/**
+ * `deno task inspect <experiment.yaml> [--json]`: builds the experiment's model for one image
+ * ([1, 3, S, S], text [1, 10, 768] where the model reads text) and prints a per-module table,
+ * the parameter and MAC totals and the planned peak memory of the training step (at train.batch)
+ * and of evaluation. `--json` prints exactly the design.md 5 object (MACs per image).
+ * Exit codes (design.md 5): 0 success, 2 bad input (file:line:col), 1 internal error.
+ */
+import { InputError, parseModelConfig } from "../config/model_schema.ts";
+import { countModel, evalPeak, type ModelCount, trainPeak } from "../models/count.ts";
+import { buildModel } from "../models/registry.ts";
+
+const USAGE = "usage: deno task inspect <experiment.yaml> [--json]";
+
+/** The design.md 5 contract of `inspect --json`. */
+export interface InspectJson {
+  params_registered: number;
+  params_used: number;
+  macs_reference: number;
+  macs: number;
+  peak_bytes_train: number;
+  peak_bytes_eval: number;
+}
+
+/** Everything `inspect` reports about one experiment file. */
+export interface InspectReport {
+  model: string;
+  imageSize: number;
+  trainBatch: number;
+  count: ModelCount;
+  peakTrain: number;
+  peakEval: number;
+}
+
+/** Resolves, builds, counts and plans the model of an experiment file's text. */
+export function inspectText(file: string, text: string): InspectReport {
+  const cfg = parseModelConfig(file, text);
+  // deno-lint-ignore no-explicit-any
+  const model = buildModel(cfg.name, cfg.options as any);
+  const S = cfg.imageSize;
+  const count = countModel(model, 1, S);
+  return {
+    model: cfg.name,
+    imageSize: S,
+    trainBatch: cfg.trainBatch,
+    count,
+    peakTrain: trainPeak(model, cfg.trainBatch, S).bytes,
+    // The evaluation program is planned at the training batch, as the session compiles it.
+    peakEval: evalPeak(model, cfg.trainBatch, S).bytes,
+  };
+}
+
+/** The design.md 5 object of a report. */
+export function toJson(r: InspectReport): InspectJson {
+  return {
+    params_registered: r.count.paramsRegistered,
+    params_used: r.count.paramsUsed,
+    macs_reference: r.count.macsReference,
+    macs: r.count.macs,
+    peak_bytes_train: r.peakTrain,
+    peak_bytes_eval: r.peakEval,
+  };
+}
+
+const n = (v: number) => v.toLocaleString("en-US");
+const g = (v: number) => (v / 1e9).toFixed(3);
+const mib = (v: number) => `${(v / 2 ** 20).toFixed(1)} MiB`;
+
+/** The human-readable report. */
+export function formatReport(r: InspectReport): string {
+  const head = ["module", "output shape", "params", "used", "GMAC (thop)", "GMAC (exact)"];
+  const rows = r.count.modules
+    .filter((m) => m.paramsRegistered > 0 || m.macs > 0 || m.macsReference > 0)
+    .map((m) => [
+      m.module,
+      m.shape ? m.shape.join("x") : "(unused)",
+      n(m.paramsRegistered),
+      n(m.paramsUsed),
+      g(m.macsReference),
+      g(m.macs),
+    ]);
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
+  const c = r.count;
+  return [
+    `model ${r.model}, image ${r.imageSize}x${r.imageSize}, counted for batch 1`,
+    "",
+    line(head),
+    line(w.map((k) => "-".repeat(k))),
+    ...rows.map(line),
+    "",
+    `parameters registered  ${n(c.paramsRegistered)}`,
+    `parameters used        ${n(c.paramsUsed)}`,
+    `parameters (thop)      ${n(c.paramsThop)}   (used, without position embeddings)`,
+    `MACs per image (thop)  ${n(c.macsReference)}   (${g(c.macsReference)} G; "reference")`,
+    `MACs per image (exact) ${n(c.macs)}   (${g(c.macs)} G; attention matmuls included)`,
+    `peak memory, train     ${mib(r.peakTrain)}   (batch ${r.trainBatch}: forward, loss, ` +
+    `backward, Adam)`,
+    `peak memory, eval      ${mib(r.peakEval)}   (batch ${r.trainBatch})`,
+  ].join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = argv.filter((a) => a !== "--json");
+  const json = args.length !== argv.length;
+  const unknown = args.find((a) => a.startsWith("-"));
+  if (unknown || args.length !== 1) {
+    console.error(unknown ? `unknown option ${unknown}\n${USAGE}` : USAGE);
+    return 2;
+  }
+  const file = args[0];
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    console.error(`${file}: cannot read the experiment file (${(e as Error).message})`);
+    return 2;
+  }
+  try {
+    const r = inspectText(file, text);
+    console.log(json ? JSON.stringify(toJson(r)) : formatReport(r));
+    return 0;
+  } catch (e) {
+    if (e instanceof InputError) {
+      console.error(e.message);
+      return 2;
+    }
+    throw e;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,42 @@
+/**
+ * The reference's U-Net baseline (nets/UNet.py, lvit-reference.md 2): single-CBR `inc`, four
+ * DownBlocks 64-128-256-512-512, decoder stages ConvTranspose2d(cin/2 -> cin/2, 2, 2), concat
+ * [up, skip], 2 x CBR with widths 1024->256, 512->128, 256->64, 128->64, then a 1x1 conv and a
+ * sigmoid. 14,751,873 parameters at base width 64; state_dict names as the reference's.
+ */
+import { concat, maxpool2d, sigmoid, type Tensor } from "../graph/mod.ts";
+import { conv2dLayer, convTransposeLayer, type Ctx } from "../nn/layers.ts";
+import { cbrBlock } from "./lvit_blocks.ts";
+
+export interface UNetRefOptions {
+  /** Width of `inc` (the reference's in_channels = 64); deeper levels are 2x, 4x, 8x, 8x. */
+  baseChannels: number;
+  outChannels: number;
+}
+
+/** The reference configuration. */
+export const UNET_REF_DEFAULTS: UNetRefOptions = { baseChannels: 64, outChannels: 1 };
+
+/** Probabilities [B, 1, H, W] for images [B, 3, H, W] (H, W divisible by 16). */
+export function unetRef(c: Ctx, x: Tensor, opts: Partial<UNetRefOptions> = {}): Tensor {
+  const o = { ...UNET_REF_DEFAULTS, ...opts };
+  const C = [1, 2, 4, 8, 8].map((m) => m * o.baseChannels);
+  const nConvs = (name: string, h: Tensor, cout: number) =>
+    cbrBlock(c, `${name}.nConvs.1`, cbrBlock(c, `${name}.nConvs.0`, h, cout), cout);
+  const skips = [cbrBlock(c, "inc", x, C[0])];
+  for (let l = 1; l <= 4; l++) {
+    const name = `down${l}`;
+    const p = c.g.withScope(`${name}.maxpool`, () => maxpool2d(skips[l - 1], 2));
+    skips.push(nConvs(name, p, C[l]));
+  }
+  let d = skips[4];
+  for (let l = 4; l >= 1; l--) {
+    // up{l}: UpBlock(cin = 2 * C[l-1]... ) whose transposed conv keeps the deeper width.
+    const name = `up${l}`;
+    const up = convTransposeLayer(c, `${name}.up`, d, d.shape[1], 2);
+    const cat = c.g.withScope(name, () => concat([up, skips[l - 1]], 1));
+    d = nConvs(name, cat, l === 1 ? C[0] : C[l - 2]);
+  }
+  const logits = conv2dLayer(c, "outc", d, o.outChannels, 1);
+  return o.outChannels === 1 ? c.g.withScope("last_activation", () => sigmoid(logits)) : logits;
+}
