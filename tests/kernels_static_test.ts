@@ -174,6 +174,26 @@ function specsOf(op: OpDef): [Shape[], Attrs][] {
         { ...a, weightDecay: 0.01, decoupled },
       ]);
     }
+    case "gelu_grad":
+      return [
+        [[[3, 5], [3, 5]], {}],
+        [[[2, 3, 5, 7], [2, 3, 5, 7]], {}],
+        [[[64 * 65535 + 1], [64 * 65535 + 1]], {}],
+      ];
+    case "dropout":
+      return [
+        [[[3, 5], [1]], { p: 0.1, seed: 7 }],
+        [[[2, 3, 5, 7], [1]], { p: 0.5, seed: 0 }],
+        [[[4 * 64 * 65535 + 5], [1]], { p: 0.9, seed: 2 ** 32 + 3 }],
+      ];
+    case "max_axis":
+      return [[[[2, 5, 3, 4]], { axis: 1 }], [[[3, 7]], { axis: 0 }], [[[2, 3, 65]], { axis: 2 }]];
+    case "max_axis_grad":
+      return [
+        [[[2, 5, 3, 4], [2, 1, 3, 4]], { axis: 1 }],
+        [[[3, 7], [1, 7]], { axis: 0 }],
+        [[[2, 3, 65], [2, 3, 1]], { axis: 2 }],
+      ];
     case "matmul":
       return [
         [[[5, 7], [7, 3]], {}],

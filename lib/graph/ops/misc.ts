@@ -10,8 +10,8 @@ import { defineOp } from "../op.ts";
 import { numel, type Shape, ShapeError } from "../shape.ts";
 import {
   type AxisGeom,
-  dropoutKernel,
   type DropoutGeom,
+  dropoutKernel,
   geluBackward,
   geluForward,
   maxAxisBackward,
