@@ -37,3 +37,37 @@ export { type Experiment, InputError, parseExperiment } from "./lib/config/demo_
 export { runExperiment } from "./lib/run/experiment.ts";
 export * from "./lib/rng/philox.ts";
 export { permutation } from "./lib/rng/shuffle.ts";
+export { batchNorm1d, conv1d, conv1dLayer } from "./lib/nn/layers.ts";
+export {
+  buildModel,
+  MODEL_NAMES,
+  type ModelEntry,
+  type ModelName,
+  MODELS,
+} from "./lib/models/registry.ts";
+export {
+  lvit,
+  LVIT_DEFAULTS,
+  type LViTOptions,
+  STEP_INPUT,
+  TEXT_INPUT,
+} from "./lib/models/lvit.ts";
+export { unetRef, type UNetRefOptions } from "./lib/models/unet_ref.ts";
+export {
+  countGraph,
+  countModel,
+  evalPeak,
+  exactMacs,
+  type ModelCount,
+  referenceMacs,
+  trainPeak,
+} from "./lib/models/count.ts";
+export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./lib/io/safetensors.ts";
+export {
+  CheckpointError,
+  loadCheckpoint,
+  type LoadOptions,
+  type LoadReport,
+  matchStateDict,
+  saveCheckpoint,
+} from "./lib/io/checkpoint.ts";

@@ -26,6 +26,7 @@ export interface Runtime {
   load(p: Program): Promise<Exe>;
   write(name: string, data: Float32Array): void;
   read(name: string): Promise<Float32Array>;
+  hasLeaf(name: string): boolean;
   /** Resolves when submitted work is done (timing). */
   sync(): Promise<void>;
   destroy(): void;

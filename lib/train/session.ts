@@ -4,6 +4,7 @@
  * parameter buffers. A step writes the batch and the hyper-parameters and submits once.
  */
 import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
+import { schedule } from "../graph/compile.ts";
 import { add, assign } from "../graph/mod.ts";
 import type { Ctx } from "../nn/layers.ts";
 import type { Backend, Exe, Runtime } from "../backends/select.ts";
@@ -43,7 +44,11 @@ export class Session {
     const y = tg.input("y", [B, 1, H, W]);
     const p = model({ g: tg, training: true }, x);
     const loss = segLoss(p, y);
-    const params = tg.params();
+    // Only parameters the loss depends on get gradients and Adam moments, as in PyTorch, where
+    // registered-but-unused modules (LViT keeps several for checkpoint compatibility) have no
+    // .grad and Adam skips them.
+    const used = new Set(schedule([loss], []));
+    const params = tg.params().filter((t) => used.has(t));
     adamUpdate(tg, params, gradients(loss, params), o.adam);
     const acc = tg.state(LOSS_SUM, [1], { kind: "const", value: 0 });
     assign(acc, add(acc, loss));
@@ -58,7 +63,8 @@ export class Session {
     const [train, evaluate] = await Promise.all([rt.load(trainProg), rt.load(evalProg)]);
     // Leaves are initialised from (seed, registration index): independent of the device.
     tg.leaves().forEach((t, i) => {
-      if (t.init) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
+      // Leaves no program uses (unused modules) have no device buffer and are not written.
+      if (t.init && rt.hasLeaf(t.name!)) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
     });
     const count = params.reduce((s, t) => s + t.size, 0);
     return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o);
