@@ -61,7 +61,13 @@ Deno.test("safetensors: reads F16, BF16, F64, I64 and U8 written by another writ
   });
   const { tensors } = decodeSafetensors(rawFile(header, data));
   const v = (k: string) => tensors.get(k)!.data[0];
-  assertClose("values", [v("h"), v("b"), v("d"), v("n"), v("u")], [1, -3, Math.fround(0.1), Math.fround(123456789), 200], 0, 0);
+  assertClose(
+    "values",
+    [v("h"), v("b"), v("d"), v("n"), v("u")],
+    [1, -3, Math.fround(0.1), Math.fround(123456789), 200],
+    0,
+    0,
+  );
 });
 
 Deno.test("safetensors: hostile files fail with SafetensorsError and a reason", () => {
@@ -75,7 +81,10 @@ Deno.test("safetensors: hostile files fail with SafetensorsError and a reason", 
   expectBad(rawFile("[1,2]", eight), "not a JSON object");
   expectBad(rawFile(ok.replace("F32", "Q8"), eight), "dtype");
   expectBad(rawFile(ok.replace("[2]", "[-2]"), eight), "shape");
-  expectBad(rawFile(ok.replace("[0, 8]", "[0, 9]").replace("[0,8]", "[0,9]"), eight), "data_offsets");
+  expectBad(
+    rawFile(ok.replace("[0, 8]", "[0, 9]").replace("[0,8]", "[0,9]"), eight),
+    "data_offsets",
+  );
   expectBad(rawFile(ok.replace("[0,8]", "[0,4]"), eight), "needs 8 bytes");
   expectBad(rawFile(ok, new Uint8Array(12)), "trailing");
   const two = JSON.stringify({

@@ -56,14 +56,20 @@ export function matchStateDict(
       continue;
     }
     if (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i])) {
-      problems.push(`${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`);
+      problems.push(
+        `${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`,
+      );
       continue;
     }
     values.set(name, t.data);
   }
-  const missing = [...expected.keys()].filter((k) => !values.has(k) && !problems.some((p) => p.startsWith(`${k}:`) || p.startsWith(`module.${k}:`)));
+  const missing = [...expected.keys()].filter((k) =>
+    !values.has(k) && !problems.some((p) => p.startsWith(`${k}:`) || p.startsWith(`module.${k}:`))
+  );
   if (missing.length && !o.allowMissing) problems.push(`missing keys: ${missing.join(", ")}`);
-  if (unexpected.length && !o.allowUnexpected) problems.push(`unexpected keys: ${unexpected.join(", ")}`);
+  if (unexpected.length && !o.allowUnexpected) {
+    problems.push(`unexpected keys: ${unexpected.join(", ")}`);
+  }
   if (problems.length) {
     throw new CheckpointError(
       `${file}: does not match the model:\n  ${problems.join("\n  ")}\n` +

@@ -48,7 +48,9 @@ export function encodeSafetensors(
   for (const [name, t] of tensors) {
     if (name === "__metadata__") throw new Error("a tensor cannot be named __metadata__");
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new Error(`${name}: shape [${t.shape}] but ${t.data.length} values`);
+    if (n !== t.data.length) {
+      throw new Error(`${name}: shape [${t.shape}] but ${t.data.length} values`);
+    }
     Object.defineProperty(header, name, {
       value: { dtype: "F32", shape: [...t.shape], data_offsets: [offset, offset + 4 * n] },
       enumerable: true,
@@ -96,7 +98,9 @@ export function decodeSafetensors(
   const hl = Number(hlen);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + hl)));
+    header = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + hl)),
+    );
   } catch (e) {
     fail(`header is not UTF-8 JSON (${(e as Error).message})`);
   }
@@ -110,7 +114,9 @@ export function decodeSafetensors(
   const spans: [number, number, string][] = [];
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
     if (name === "__metadata__") {
-      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("__metadata__ is not an object");
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+        fail("__metadata__ is not an object");
+      }
       for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
         if (typeof v !== "string") fail(`metadata '${k}' is not a string`);
         metadata.set(k, v as string);
@@ -141,13 +147,19 @@ export function decodeSafetensors(
       fail(`tensor '${name}' [${shape}] ${dtype} needs ${n * size} bytes, offsets give ${b1 - b0}`);
     }
     spans.push([b0, b1, name]);
-    tensors.set(name, { dtype: dtype as string, shape: [...(shape as number[])], data: convert(dv, dataStart + b0, n, dtype as string) });
+    tensors.set(name, {
+      dtype: dtype as string,
+      shape: [...(shape as number[])],
+      data: convert(dv, dataStart + b0, n, dtype as string),
+    });
   }
   // The data must be exactly covered by the tensors, with no overlap and no gap.
   spans.sort((a, b) => a[0] - b[0]);
   let at = 0;
   for (const [b0, b1, name] of spans) {
-    if (b0 !== at) fail(b0 < at ? `tensor '${name}' overlaps another` : `gap before tensor '${name}'`);
+    if (b0 !== at) {
+      fail(b0 < at ? `tensor '${name}' overlaps another` : `gap before tensor '${name}'`);
+    }
     at = b1;
   }
   if (at !== dataLen) fail(`${dataLen - at} trailing bytes after the last tensor`);
@@ -172,7 +184,8 @@ function convert(dv: DataView, at: number, n: number, dtype: string): Float32Arr
         out[i] = half(dv.getUint16(at + 2 * i, true));
         break;
       case "BF16":
-        out[i] = new Float32Array(new Uint32Array([dv.getUint16(at + 2 * i, true) << 16]).buffer)[0];
+        out[i] =
+          new Float32Array(new Uint32Array([dv.getUint16(at + 2 * i, true) << 16]).buffer)[0];
         break;
       case "I64":
         out[i] = Number(dv.getBigInt64(at + 8 * i, true));
