@@ -5,6 +5,9 @@
  * wall times after warm-up; each step waits for the device so peers and we are timed alike.
  */
 import { selectBackend } from "../lib/backends/select.ts";
+import { compile, Graph, initValues } from "../lib/graph/mod.ts";
+import { buildModel } from "../lib/models/registry.ts";
+import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import type { Target } from "../lib/graph/compile.ts";
 import { Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
@@ -65,6 +68,51 @@ async function ours(target: Target, size: number, batch: number): Promise<Row> {
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
     runs: RUNS,
+    note: backend.device,
+  };
+}
+
+/**
+ * Eval-mode forward of the reference-sized LViT-T (224x224, batch 1, text 10x768): the model of
+ * issue 4 on our backends. Skipped on a software adapter, where it takes ~2 minutes.
+ */
+async function lvitForward(target: Target): Promise<Row | null> {
+  const backend = await selectBackend(target, true);
+  const name = "lvit-t-forward-224x224-b1";
+  if (backend.name === "webgpu" && backend.gpu?.software) {
+    console.error(`bench: ${name} on webgpu skipped (software adapter)`);
+    return null;
+  }
+  const g = new Graph();
+  const x = g.input("x", [1, 3, 224, 224]);
+  const p = buildModel("lvit-t")({ g, training: false }, x);
+  const rt = backend.runtime();
+  const exe = await rt.load(compile({ p }, [], backend.limits, backend.name));
+  g.leaves().forEach((t, i) => {
+    if (t.init && rt.hasLeaf(t.name!)) rt.write(t.name!, initValues(t.init, t.shape, 1, i));
+  });
+  const inputs = {
+    x: new Float32Array(3 * 224 * 224).fill(0.5),
+    [TEXT_INPUT]: new Float32Array(10 * 768).fill(0.1),
+  };
+  const times: number[] = [];
+  const runs = Math.min(RUNS, 5);
+  for (let i = 0; i < WARMUP + runs; i++) {
+    const t0 = performance.now();
+    exe.run(inputs);
+    await exe.read("p");
+    if (i >= WARMUP) times.push(performance.now() - t0);
+  }
+  exe.destroy();
+  rt.destroy();
+  return {
+    name,
+    backend: target,
+    shape: "1x3x224x224+1x10x768",
+    median_ms: median(times),
+    min_ms: Math.min(...times),
+    max_ms: Math.max(...times),
+    runs,
     note: backend.device,
   };
 }
@@ -130,13 +178,18 @@ for (const [size, batch] of sizes) {
   if (size === 64) rows.push(peerRow(name, "tfjs-wasm", shape, await tfjs("wasm", size, batch)));
 }
 
+for (const t of targets) {
+  const r = await lvitForward(t);
+  if (r) rows.push(r);
+}
+
 const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : "-");
 console.log(
-  "| name | backend | shape | median ms | min ms | max ms | runs | x ours (peer/ours) | note |",
+  "| name | backend | shape | median ms | min ms | max ms | runs | time / our fastest | note |",
 );
 console.log("|---|---|---|---:|---:|---:|---:|---:|---|");
 for (const r of rows) {
-  // Ratios are relative to our fastest backend on that shape.
+  // Ratios are relative to our fastest backend on that benchmark.
   const base = rows
     .filter((o) => o.name === r.name && (o.backend === "webgpu" || o.backend === "cpu"))
     .reduce((a, b) => (b.median_ms < a.median_ms ? b : a));

@@ -29,6 +29,8 @@ export class CheckpointError extends Error {
 
 const THOP = /(^|\.)(total_ops|total_params)$/;
 
+const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
 /**
  * Matches a decoded file against the expected tensors (name -> shape). Shape mismatches always
  * fail; missing/unexpected names fail unless allowed.
@@ -55,7 +57,10 @@ export function matchStateDict(
       unexpected.push(raw);
       continue;
     }
-    if (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i])) {
+    // PyTorch stores scalars such as num_batches_tracked with shape []; we keep them as [1].
+    const scalarPair = want.length <= 1 && t.shape.length <= 1 && numel(want) === 1 &&
+      numel(t.shape) === 1;
+    if (!scalarPair && (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i]))) {
       problems.push(
         `${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`,
       );
