@@ -15,13 +15,11 @@
  * Tolerances are given per group with the reason. Notation: f32 unit roundoff u = 6e-8.
  */
 import {
-  allOps,
   compile,
   conv2d,
   dropout,
   gelu,
   geluGrad,
-  getOp,
   gradients,
   Graph,
   maxAxis,
@@ -38,76 +36,13 @@ import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { batchNorm1d, conv1d, conv1dLayer } from "../lib/nn/layers.ts";
 import { fillUniform, Stream, uniformAt } from "../lib/rng/philox.ts";
-import { OP_OWNERS } from "./op_coverage.ts";
-import {
-  assertClose,
-  buildCase,
-  checkOp,
-  fdCheck,
-  gpu,
-  noGpu,
-  type OpCase,
-  randn,
-  runOn,
-} from "./harness.ts";
+import { OpSuite, type SuiteCase } from "./op_suite.ts";
+import { assertClose, gpu, noGpu, type OpCase, randn, runOn } from "./harness.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Bookkeeping for the coverage test at the end of the file.
-
-type Where = "webgpu" | "cpu";
-/** Ops in the forward part of a case run on a backend. */
-const forward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops in the forward part of a case whose backward was compared too. */
-const backward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops that autodiff put into the backward graph of a case run on a backend. */
-const inBackward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops in the forward part of a finite-difference case. */
-const fdForward = new Set<string>();
-
-function record(c: OpCase, where: Where | "fd") {
-  const cg = buildCase(c);
-  for (const t of cg.g.nodes) {
-    if (t.kind !== "node") continue;
-    if (t.id <= cg.y.id) {
-      if (where === "fd") fdForward.add(t.op);
-      else {
-        forward[where].add(t.op);
-        if (!c.forwardOnly) backward[where].add(t.op);
-      }
-    } else if (where !== "fd" && t.id > cg.loss.id) inBackward[where].add(t.op);
-  }
-}
-
-interface Case extends OpCase {
-  /** Finite differences: false to skip (ties, or large shapes covered by a small case). */
-  fd?: false | { eps?: number; tol?: number };
-}
-
-/** Registers a WebGPU, a CPU and (unless forwardOnly or fd: false) a finite-difference test. */
-function cases(group: string, tol: { atol: number; rtol: number }, list: Case[]) {
-  for (const c0 of list) {
-    const c: Case = { atol: tol.atol, rtol: tol.rtol, ...c0, name: `${group}: ${c0.name}` };
-    Deno.test({
-      name: `${c.name} [webgpu]`,
-      ignore: noGpu,
-      fn: async () => {
-        record(c, "webgpu");
-        await checkOp(c, "webgpu");
-      },
-    });
-    Deno.test(`${c.name} [cpu]`, async () => {
-      record(c, "cpu");
-      await checkOp(c, "cpu");
-    });
-    if (!c.forwardOnly && c.fd !== false) {
-      const fd = c.fd ?? {};
-      Deno.test(`${c.name} [fd]`, () => {
-        record(c, "fd");
-        fdCheck(c, fd.eps, fd.tol);
-      });
-    }
-  }
-}
+// Registration and coverage bookkeeping (tests/op_suite.ts).
+const suite = new OpSuite("misc_ops_test.ts");
+const { cases } = suite;
+type Case = SuiteCase;
 
 type Spec = OpCase["inputs"][string];
 const T = (...shape: number[]): Spec => ({ shape });
@@ -707,26 +642,4 @@ for (const [f, shape] of UPSAMPLE) {
 // ---------------------------------------------------------------------------------------------
 // Coverage: every op this file owns was exercised above. Deno runs tests in file order.
 
-Deno.test("coverage: every op this file owns (tests/op_coverage.ts) is tested here", () => {
-  const mine = new Set(OP_OWNERS["misc_ops_test.ts"]);
-  const ops = allOps().filter((o) => mine.has(o.name));
-  if (ops.length !== mine.size) throw new Error("an op owned by this file is not in the table");
-  const missing: string[] = [];
-  const targets: Where[] = noGpu ? ["cpu"] : ["webgpu", "cpu"];
-  for (const op of ops) {
-    if (!op.cpu) missing.push(`${op.name} (no cpu kernel)`);
-    if (op.grad && !fdForward.has(op.name)) missing.push(`${op.name} (finite differences)`);
-    for (const w of targets) {
-      if (!forward[w].has(op.name)) missing.push(`${op.name} (${w} forward)`);
-      if (op.grad && !backward[w].has(op.name)) missing.push(`${op.name} (${w} backward)`);
-    }
-  }
-  // The gradient ops were also reached through autodiff on each backend.
-  for (const name of ["gelu_grad", "max_axis_grad", "dropout"]) {
-    if (!getOp(name)) missing.push(`${name} (not in the table)`);
-    for (const w of targets) {
-      if (!inBackward[w].has(name)) missing.push(`${name} (inside a ${w} backward)`);
-    }
-  }
-  if (missing.length) throw new Error(`untested ops: ${missing.join(", ")}`);
-});
+suite.coverageTest(["gelu_grad", "max_axis_grad", "dropout"]);

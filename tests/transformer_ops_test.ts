@@ -16,7 +16,6 @@
 import {
   add,
   affine,
-  allOps,
   fma,
   gradients,
   Graph,
@@ -39,66 +38,13 @@ import {
 import { lnApplyOp, lnStatsOf, softmaxGrad } from "../lib/graph/ops/transformer.ts";
 import { matmulFold, matmulKernel } from "../kernels/transformer.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
-import { OP_OWNERS } from "./op_coverage.ts";
-import { assertClose, buildCase, checkOp, fdCheck, noGpu, type OpCase, randn } from "./harness.ts";
+import { OpSuite, type SuiteCase } from "./op_suite.ts";
+import { assertClose, type OpCase, randn } from "./harness.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Bookkeeping for the coverage test at the end of the file.
-
-type Where = "webgpu" | "cpu";
-/** Ops in the forward part of a case run on a backend. */
-const forward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops in the forward part of a case whose backward was compared too. */
-const backward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops that autodiff put into the backward graph of a case run on a backend. */
-const inBackward = { webgpu: new Set<string>(), cpu: new Set<string>() };
-/** Ops in the forward part of a finite-difference case. */
-const fdForward = new Set<string>();
-
-function record(c: OpCase, where: Where | "fd") {
-  const cg = buildCase(c);
-  for (const t of cg.g.nodes) {
-    if (t.kind !== "node") continue;
-    if (t.id <= cg.y.id) {
-      if (where === "fd") fdForward.add(t.op);
-      else {
-        forward[where].add(t.op);
-        if (!c.forwardOnly) backward[where].add(t.op);
-      }
-    } else if (where !== "fd" && t.id > cg.loss.id) inBackward[where].add(t.op);
-  }
-}
-
-interface Case extends OpCase {
-  /** Finite differences: false to skip (large shapes already covered by a small case). */
-  fd?: false | { eps?: number; tol?: number };
-}
-
-/** Registers a WebGPU, a CPU and (unless forwardOnly or fd: false) a finite-difference test. */
-function cases(group: string, tol: { atol: number; rtol: number }, list: Case[]) {
-  for (const c0 of list) {
-    const c: Case = { atol: tol.atol, rtol: tol.rtol, ...c0, name: `${group}: ${c0.name}` };
-    Deno.test({
-      name: `${c.name} [webgpu]`,
-      ignore: noGpu,
-      fn: async () => {
-        record(c, "webgpu");
-        await checkOp(c, "webgpu");
-      },
-    });
-    Deno.test(`${c.name} [cpu]`, async () => {
-      record(c, "cpu");
-      await checkOp(c, "cpu");
-    });
-    if (!c.forwardOnly && c.fd !== false) {
-      const fd = c.fd ?? {};
-      Deno.test(`${c.name} [fd]`, () => {
-        record(c, "fd");
-        fdCheck(c, fd.eps, fd.tol);
-      });
-    }
-  }
-}
+// Registration and coverage bookkeeping (tests/op_suite.ts).
+const suite = new OpSuite("transformer_ops_test.ts");
+const { cases } = suite;
+type Case = SuiteCase;
 
 type Spec = OpCase["inputs"][string];
 const T = (...shape: number[]): Spec => ({ shape });
@@ -542,25 +488,4 @@ Deno.test("transformer ops: shape errors at graph-build time name the op and sha
 // ---------------------------------------------------------------------------------------------
 // Coverage: every op this file owns was exercised above. Deno runs tests in file order.
 
-Deno.test("coverage: every op this file owns (tests/op_coverage.ts) is tested here", () => {
-  const mine = new Set(OP_OWNERS["transformer_ops_test.ts"]);
-  const ops = allOps().filter((o) => mine.has(o.name));
-  if (ops.length !== mine.size) throw new Error("an op owned by this file is not in the table");
-  const missing: string[] = [];
-  const targets: Where[] = noGpu ? ["cpu"] : ["webgpu", "cpu"];
-  for (const op of ops) {
-    if (!op.cpu) missing.push(`${op.name} (no cpu kernel)`);
-    if (op.grad && !fdForward.has(op.name)) missing.push(`${op.name} (finite differences)`);
-    for (const w of targets) {
-      if (!forward[w].has(op.name)) missing.push(`${op.name} (${w} forward)`);
-      if (op.grad && !backward[w].has(op.name)) missing.push(`${op.name} (${w} backward)`);
-    }
-  }
-  // The gradient-only ops were also reached through autodiff on each backend.
-  for (const name of ["softmax_grad", "ln_bwd_data", "ln_bwd_params", "matmul", "permute"]) {
-    for (const w of targets) {
-      if (!inBackward[w].has(name)) missing.push(`${name} (inside a ${w} backward)`);
-    }
-  }
-  if (missing.length) throw new Error(`untested ops: ${missing.join(", ")}`);
-});
+suite.coverageTest(["softmax_grad", "ln_bwd_data", "ln_bwd_params", "matmul", "permute"]);
