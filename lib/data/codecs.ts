@@ -1,0 +1,265 @@
+/**
+ * Image decoding for the data sets: PNG, TIFF and JPEG to one pixel layout.
+ *
+ * Libraries (all pure JS, no native code, so they run wherever Deno does):
+ * - PNG: `fast-png` (image-js organisation, maintained, typed). It keeps 16-bit samples as
+ *   Uint16Array instead of silently reducing them, and exposes palette data, which covers every
+ *   PNG colour type. `pngjs` always expands to 8-bit RGBA and is callback/stream shaped.
+ * - TIFF: `utif2`, the maintained npm release of Photopea's UTIF.js. Small, synchronous, and it
+ *   handles the PackBits RGB strips of the MoNuSeg test images as well as LZW/Deflate; `geotiff`
+ *   is far larger and async-only for what we need.
+ * - JPEG: `jpeg-js`, the de-facto pure-JS baseline+progressive decoder, which has built-in
+ *   resolution and memory caps for untrusted files.
+ *
+ * Every failure, whether thrown by a library or detected here, becomes a {@link DataError}.
+ */
+import { convertIndexedToRgb, decodePng, jpegJs, UTIF } from "../deps.ts";
+import { DataError, describeError } from "./errors.ts";
+
+export { DataError } from "./errors.ts";
+
+/** Decoded pixels, row-major and channel-interleaved (HWC), in the file's own channel order. */
+export interface DecodedImage {
+  width: number;
+  height: number;
+  /** 1 = grey, 3 = RGB, 4 = RGBA. */
+  channels: 1 | 3 | 4;
+  /** width * height * channels samples; Uint16Array only for 16-bit PNGs. */
+  data: Uint8Array | Uint16Array;
+}
+
+/**
+ * The largest pixel count accepted (2^28, e.g. 16384 x 16384). It is checked from the header
+ * before any pixel buffer is allocated, so a 20-byte file cannot ask for gigabytes.
+ */
+export const MAX_PIXELS = 2 ** 28;
+
+/** Image files larger than this are refused before being read (1 GiB). */
+export const MAX_FILE_BYTES = 2 ** 30;
+
+/** The container formats recognised by their magic bytes. */
+export type ImageFormat = "png" | "tiff" | "jpeg";
+
+/** The format of `bytes` from its magic number, or null when it is none of ours. */
+export function sniffFormat(bytes: Uint8Array): ImageFormat | null {
+  const b = bytes;
+  if (
+    b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 &&
+    b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a
+  ) return "png";
+  if (
+    b.length >= 4 &&
+    ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 0x2a && b[3] === 0x00) ||
+      (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0x00 && b[3] === 0x2a))
+  ) return "tiff";
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
+  return null;
+}
+
+/**
+ * Decodes an image held in memory. The format comes from the content, not the file name, since
+ * data sets in the wild contain mislabelled extensions.
+ * @param bytes the file contents
+ * @param path used only in error messages
+ * @throws DataError for an unknown format, a corrupt file or absurd dimensions
+ */
+export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
+  const format = sniffFormat(bytes);
+  if (format === null) {
+    throw new DataError(path, "not a PNG, TIFF or JPEG file (unrecognised signature)");
+  }
+  let img: DecodedImage;
+  try {
+    img = format === "png"
+      ? decodePngImage(bytes, path)
+      : format === "tiff"
+      ? decodeTiffImage(bytes, path)
+      : decodeJpegImage(bytes, path);
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw new DataError(
+      path,
+      `corrupt or unsupported ${format.toUpperCase()}: ${describeError(e)}`,
+    );
+  }
+  // Libraries may return short buffers on truncated input instead of throwing.
+  const expected = img.width * img.height * img.channels;
+  if (img.data.length < expected) {
+    throw new DataError(
+      path,
+      `truncated ${format.toUpperCase()}: ${img.data.length} samples, expected ${expected}`,
+    );
+  }
+  if (img.data.length > expected) img = { ...img, data: img.data.subarray(0, expected) };
+  return img;
+}
+
+/**
+ * Reads and decodes an image file.
+ * @throws DataError when the file is missing, unreadable, too large or not a decodable image
+ */
+export async function readImage(path: string): Promise<DecodedImage> {
+  return decodeImage(await readFileChecked(path, MAX_FILE_BYTES), path);
+}
+
+/**
+ * Reads a whole file, turning file-system errors and oversize files into DataError.
+ * @param maxBytes refuse files larger than this before reading them
+ */
+export async function readFileChecked(path: string, maxBytes: number): Promise<Uint8Array> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new DataError(path, "is not a regular file");
+    if (info.size > maxBytes) {
+      throw new DataError(path, `file is ${info.size} bytes, more than the ${maxBytes} accepted`);
+    }
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    if (e instanceof Deno.errors.NotFound) throw new DataError(path, "file not found");
+    throw new DataError(path, `cannot read: ${describeError(e)}`);
+  }
+}
+
+function checkDims(path: string, width: number, height: number): void {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width <= 0 || height <= 0) {
+    throw new DataError(path, `invalid image dimensions ${width}x${height}`);
+  }
+  if (width * height > MAX_PIXELS) {
+    throw new DataError(
+      path,
+      `image dimensions ${width}x${height} exceed the limit of ${MAX_PIXELS} pixels`,
+    );
+  }
+}
+
+function decodePngImage(bytes: Uint8Array, path: string): DecodedImage {
+  // IHDR must be the first chunk: signature(8) length(4) "IHDR"(4) width(4) height(4). Reading
+  // the size here lets us refuse huge images before fast-png allocates their buffers.
+  if (bytes.length < 33) throw new DataError(path, "truncated PNG (no complete IHDR chunk)");
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (String.fromCharCode(bytes[12], bytes[13], bytes[14], bytes[15]) !== "IHDR") {
+    throw new DataError(path, "corrupt PNG: first chunk is not IHDR");
+  }
+  checkDims(path, dv.getUint32(16), dv.getUint32(20));
+
+  const png = decodePng(bytes, { checkCrc: true });
+  const { width, height, depth } = png;
+  checkDims(path, width, height);
+  if (png.palette) {
+    // Indexed colour: expand through the palette (RGB, or RGBA when a tRNS chunk is present).
+    const rgb = convertIndexedToRgb(png);
+    const channels = png.palette[0]?.length === 4 ? 4 : 3;
+    return { width, height, channels, data: rgb };
+  }
+  let data = png.data instanceof Uint8ClampedArray
+    ? new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.length)
+    : png.data;
+  let channels = png.channels;
+  if (depth < 8) {
+    // fast-png leaves 1/2/4-bit greys packed per row; expand to 8-bit the way libpng does.
+    data = unpackLowDepthGrey(data as Uint8Array, width, height, depth);
+  }
+  if (channels === 2) {
+    // Grey+alpha has no slot in our layout: widen to RGBA so no information is lost.
+    data = greyAlphaToRgba(data, width * height);
+    channels = 4;
+  }
+  if (channels !== 1 && channels !== 3 && channels !== 4) {
+    throw new DataError(path, `unsupported PNG channel count ${channels}`);
+  }
+  return { width, height, channels, data };
+}
+
+function unpackLowDepthGrey(
+  packed: Uint8Array,
+  width: number,
+  height: number,
+  depth: number,
+): Uint8Array {
+  const out = new Uint8Array(width * height);
+  const rowBytes = Math.ceil((width * depth) / 8);
+  const maxVal = (1 << depth) - 1;
+  const scale = 255 / maxVal;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const bit = x * depth;
+      const byte = packed[y * rowBytes + (bit >> 3)];
+      const v = (byte >> (8 - depth - (bit & 7))) & maxVal;
+      out[y * width + x] = Math.round(v * scale);
+    }
+  }
+  return out;
+}
+
+function greyAlphaToRgba<T extends Uint8Array | Uint16Array>(src: T, n: number): T {
+  const out = new (src.constructor as { new (n: number): T })(n * 4);
+  for (let i = 0; i < n; i++) {
+    const g = src[2 * i];
+    out[4 * i] = g;
+    out[4 * i + 1] = g;
+    out[4 * i + 2] = g;
+    out[4 * i + 3] = src[2 * i + 1];
+  }
+  return out;
+}
+
+/** The first value of a TIFF tag as UTIF stores it (an array), or `dflt` when absent. */
+function tag(ifd: Record<string, unknown>, id: number, dflt: number): number {
+  const v = ifd[`t${id}`];
+  if (v === undefined || v === null) return dflt;
+  const first = Array.isArray(v) || ArrayBuffer.isView(v) ? (v as ArrayLike<number>)[0] : v;
+  return typeof first === "number" ? first : NaN;
+}
+
+function decodeTiffImage(bytes: Uint8Array, path: string): DecodedImage {
+  // UTIF wants a standalone ArrayBuffer; Deno.readFile's array owns its buffer, but a subarray
+  // handed in by a caller might not.
+  const buf = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes.buffer as ArrayBuffer
+    : bytes.slice().buffer;
+  const ifds = UTIF.decode(buf);
+  // The first directory is the full-resolution page; later ones are pages or thumbnails.
+  const ifd = ifds[0] as unknown as Record<string, unknown> | undefined;
+  if (!ifd || ifd.t256 === undefined || ifd.t257 === undefined) {
+    throw new DataError(path, "TIFF without an image directory (no width/height tags)");
+  }
+  const width = tag(ifd, 256, NaN);
+  const height = tag(ifd, 257, NaN);
+  // UTIF.decode only parsed the directories; check the size before it decompresses pixels.
+  checkDims(path, width, height);
+  const spp = tag(ifd, 277, 1);
+  const bps = tag(ifd, 258, 1);
+  const photometric = tag(ifd, 262, -1);
+  const planar = tag(ifd, 284, 1);
+  if (!(spp >= 1 && spp <= 16) || !(bps >= 1 && bps <= 64)) {
+    throw new DataError(path, `implausible TIFF sample layout: ${spp} samples of ${bps} bits`);
+  }
+  UTIF.decodeImage(buf, ifds[0]);
+  const raw = ifds[0].data;
+  if (!(raw instanceof Uint8Array)) throw new DataError(path, "TIFF pixel data missing");
+
+  // Common 8-bit chunky cases are taken as they are: exact, and no RGBA round trip.
+  if (bps === 8 && planar === 1) {
+    if (photometric === 1 && spp === 1) return { width, height, channels: 1, data: raw };
+    if (photometric === 2 && (spp === 3 || spp === 4)) {
+      return { width, height, channels: spp, data: raw };
+    }
+  }
+  // Everything else (palette, WhiteIsZero, 16-bit, CMYK, YCbCr...) goes through UTIF's own
+  // conversion to 8-bit RGBA.
+  return { width, height, channels: 4, data: UTIF.toRGBA8(ifds[0]) };
+}
+
+function decodeJpegImage(bytes: Uint8Array, path: string): DecodedImage {
+  const img = jpegJs.decode(bytes, {
+    useTArray: true,
+    formatAsRGBA: false,
+    // jpeg-js checks these from the frame header before allocating.
+    maxResolutionInMP: MAX_PIXELS / 1e6,
+    maxMemoryUsageInMB: 4096,
+  });
+  checkDims(path, img.width, img.height);
+  // jpeg-js always delivers RGB when formatAsRGBA is false (grey is replicated).
+  return { width: img.width, height: img.height, channels: 3, data: img.data };
+}

@@ -1,0 +1,209 @@
+/**
+ * The reader for LViT's folder layout (lvit-reference.md 4.1):
+ *
+ * ```
+ * <root>/Train_Folder/ img/ labelcol/ <text xlsx>
+ * <root>/Val_Folder/   img/ labelcol/ [<text xlsx>]
+ * <root>/Test_Folder/  img/ labelcol/ Test_text.xlsx
+ * ```
+ *
+ * Listing is cheap (names and texts only); {@link loadSample} decodes and preprocesses one
+ * sample as the reference does (section 4.3).
+ */
+import { join } from "node:path";
+import { readImage } from "./codecs.ts";
+import { DataError } from "./errors.ts";
+import { preprocessImage, preprocessMask } from "./preprocess.ts";
+import { readTextTable } from "./xlsx.ts";
+
+/** The data sets the reader knows the naming rules of. */
+export type DatasetKind = "monuseg" | "qata" | "mosmed";
+/** The three splits, each its own folder. */
+export type Split = "train" | "val" | "test";
+/** All splits, in the order they are listed. */
+export const SPLITS: readonly Split[] = ["train", "val", "test"];
+
+/** One listed sample: where its files are and its description. */
+export interface LvitSample {
+  imagePath: string;
+  maskPath: string;
+  /** The mask file name, which is the key into the text table. */
+  key: string;
+  text: string;
+}
+
+/** A listed data set: the samples of every split, sorted by key. */
+export interface LvitDataset {
+  root: string;
+  kind: DatasetKind;
+  splits: Record<Split, LvitSample[]>;
+}
+
+/** A preprocessed sample, ready for batching. */
+export interface LoadedSample {
+  /** 3 x size x size, **BGR** channel order, values in [0, 1]. */
+  image: Float32Array;
+  /** size x size, values 0 or 1. */
+  mask: Float32Array;
+  size: number;
+}
+
+const FOLDER: Record<Split, string> = {
+  train: "Train_Folder",
+  val: "Val_Folder",
+  test: "Test_Folder",
+};
+
+const SOURCES: Record<DatasetKind, string> = {
+  monuseg: "MoNuSeg 2018 (monuseg.grand-challenge.org) with the LViT text files " +
+    "(Train_text.xlsx, Val_text.xlsx, Test_text.xlsx) linked from the LViT README " +
+    "(github.com/HUANGLIZI/LViT)",
+  qata: "QaTa-COV19 (Kaggle, 'qatacov19-dataset') with LViT's Train_Val_text.xlsx and " +
+    "Test_text.xlsx linked from the LViT README (github.com/HUANGLIZI/LViT)",
+  mosmed: "MosMedData+ (Kaggle 'covid19-ct-scan-lesion-segmentation-dataset') with the LViT " +
+    "text files linked from the LViT README (github.com/HUANGLIZI/LViT)",
+};
+
+const IMAGE_EXT = /\.(png|tif|tiff|jpg|jpeg)$/i;
+
+/** The text table for a split: QaTa shares one table between train and val (4.1). */
+function textFile(kind: DatasetKind, split: Split): string {
+  if (kind === "qata" && split !== "test") return join(FOLDER.train, "Train_Val_text.xlsx");
+  const stem = { train: "Train", val: "Val", test: "Test" }[split];
+  return join(FOLDER[split], `${stem}_text.xlsx`);
+}
+
+/** What the reader expects under the root, for error messages. */
+export function expectedLayout(kind: DatasetKind): string {
+  const lines = SPLITS.map((s) =>
+    `  ${FOLDER[s]}/img/, ${FOLDER[s]}/labelcol/` +
+    (kind === "qata" && s === "val" ? " (texts in Train_Val_text.xlsx)" : `, ${textFile(kind, s)}`)
+  );
+  const naming = kind === "qata"
+    ? "masks are labelcol/mask_<image>.png for img/<image>"
+    : "masks are labelcol/<image name with extension png>";
+  return `expected layout under the data root:\n${lines.join("\n")}\n` +
+    `  (${naming}; the xlsx column Image holds the mask file name)\n` +
+    `the data set comes from ${SOURCES[kind]}`;
+}
+
+/**
+ * The data root: the argument, else the `LVIT_DATA` environment variable.
+ * @throws DataError when neither is given
+ */
+export function resolveDataRoot(root?: string): string {
+  if (root) return root;
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("LVIT_DATA");
+  } catch {
+    // No --allow-env: treat as unset and say how to pass the root instead.
+  }
+  if (env) return env;
+  throw new DataError(
+    "<data root>",
+    "no data root given: pass it as an argument or set LVIT_DATA to the data set folder",
+  );
+}
+
+async function listNames(dir: string, kind: DatasetKind, root: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) {
+      // Hidden files (.DS_Store, ._x) and sub-folders are never samples.
+      if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
+    }
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+      throw new DataError(dir, `folder missing (data root ${root})\n${expectedLayout(kind)}`);
+    }
+    throw new DataError(dir, `cannot list folder: ${e instanceof Error ? e.message : e}`);
+  }
+  // Code-unit order, not locale order: the listing must not depend on the machine.
+  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Lists one split: pairs images with masks by the data set's naming rule and attaches texts.
+ * @throws DataError for a missing folder or table, an unpaired file, or a sample without text
+ */
+export async function listSplit(
+  kind: DatasetKind,
+  split: Split,
+  root?: string,
+): Promise<LvitSample[]> {
+  const base = resolveDataRoot(root);
+  const imgDir = join(base, FOLDER[split], "img");
+  const maskDir = join(base, FOLDER[split], "labelcol");
+  const tablePath = join(base, textFile(kind, split));
+  if (!(await exists(tablePath))) {
+    throw new DataError(tablePath, `text table missing\n${expectedLayout(kind)}`);
+  }
+  const texts = await readTextTable(tablePath);
+  const pairs: { image: string; mask: string }[] = [];
+  if (kind === "qata") {
+    // QaTa is driven by its masks: every mask_<image>.png names its image.
+    const imageNames = new Set(await listNames(imgDir, kind, base));
+    for (const mask of await listNames(maskDir, kind, base)) {
+      if (!mask.startsWith("mask_") || !IMAGE_EXT.test(mask)) continue;
+      const image = mask.slice("mask_".length);
+      if (!imageNames.has(image)) {
+        throw new DataError(join(maskDir, mask), `no image ${join(imgDir, image)} for this mask`);
+      }
+      pairs.push({ image, mask });
+    }
+  } else {
+    // MoNuSeg (and MosMed, assumed alike): the mask is the image name with extension "png".
+    const maskNames = new Set(await listNames(maskDir, kind, base));
+    for (const image of await listNames(imgDir, kind, base)) {
+      if (!IMAGE_EXT.test(image)) continue;
+      const mask = image.replace(/\.[^.]+$/, ".png");
+      if (!maskNames.has(mask)) {
+        throw new DataError(join(imgDir, image), `no mask ${join(maskDir, mask)} for this image`);
+      }
+      pairs.push({ image, mask });
+    }
+  }
+  if (pairs.length === 0) {
+    throw new DataError(imgDir, `no samples found\n${expectedLayout(kind)}`);
+  }
+  return pairs.map(({ image, mask }) => {
+    const text = texts.get(mask);
+    if (text === undefined) {
+      throw new DataError(tablePath, `no row with Image = ${mask} (the mask of ${image})`);
+    }
+    return { imagePath: join(imgDir, image), maskPath: join(maskDir, mask), key: mask, text };
+  });
+}
+
+/**
+ * Lists all three splits of an LViT-layout data set.
+ * @param kind which naming rules apply
+ * @param root the data set folder (the one holding Train_Folder); default env `LVIT_DATA`
+ * @throws DataError as {@link listSplit}
+ */
+export async function listLvitDataset(kind: DatasetKind, root?: string): Promise<LvitDataset> {
+  const base = resolveDataRoot(root);
+  const splits = {} as Record<Split, LvitSample[]>;
+  for (const s of SPLITS) splits[s] = await listSplit(kind, s, base);
+  return { root: base, kind, splits };
+}
+
+/**
+ * Decodes and preprocesses one sample like the reference loader: image to BGR, bilinear resize
+ * to size x size, / 255 as CHW; mask to grey, the same resize, then > 0 -> 1.
+ * @param size output side length (224 in every LViT configuration)
+ * @throws DataError when either file cannot be read or decoded
+ */
+export async function loadSample(sample: LvitSample, size = 224): Promise<LoadedSample> {
+  const [img, mask] = await Promise.all([readImage(sample.imagePath), readImage(sample.maskPath)]);
+  return { image: preprocessImage(img, size), mask: preprocessMask(mask, size), size };
+}
