@@ -71,3 +71,27 @@ export {
   matchStateDict,
   saveCheckpoint,
 } from "./lib/io/checkpoint.ts";
+export { DataError } from "./lib/data/errors.ts";
+export { type DecodedImage, decodeImage, readImage } from "./lib/data/codecs.ts";
+export { preprocessImage, preprocessMask, resizeLinear } from "./lib/data/preprocess.ts";
+export { parseXlsx, readTextTable, readXlsx } from "./lib/data/xlsx.ts";
+export {
+  type DatasetKind,
+  expectedLayout,
+  listLvitDataset,
+  listSplit,
+  type LoadedSample,
+  loadSample,
+  type LvitDataset,
+  type LvitSample,
+  resolveDataRoot,
+} from "./lib/data/lvit_folder.ts";
+export { applyAugment, augmentSample, drawAugment } from "./lib/data/augment.ts";
+export {
+  BUILTIN_ENCODER_ID,
+  builtinTokens,
+  encodeBuiltin,
+  readTextPadding,
+} from "./lib/data/text_builtin.ts";
+export { getOrCompute as cachedTextFeatures } from "./lib/data/text_cache.ts";
+export { generateSynth, type SynthOptions } from "./lib/data/synth.ts";
