@@ -14,18 +14,8 @@ import {
   readTextPadding,
 } from "../lib/data/text_builtin.ts";
 import { cacheKey, getOrCompute } from "../lib/data/text_cache.ts";
+import { assert, assertEquals } from "./assert.ts";
 
-// Local helpers: the test must run offline, without registry imports.
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-function assertEquals(actual: unknown, expected: unknown): void {
-  const a = JSON.stringify(actual, jsonable), e = JSON.stringify(expected, jsonable);
-  if (a !== e) throw new Error(`expected ${e}\n     got ${a}`);
-}
-function jsonable(_k: string, v: unknown): unknown {
-  return ArrayBuffer.isView(v) ? Array.from(v as Float32Array) : v;
-}
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);

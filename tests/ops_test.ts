@@ -39,7 +39,6 @@ import {
   reluGrad,
   reshape,
   rsqrt,
-  ShapeError,
   sigmoid,
   sigmoidGrad,
   slice,
@@ -65,6 +64,7 @@ import {
   randn,
   runOn,
 } from "./harness.ts";
+import { expectShapeError } from "./assert.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Bookkeeping for the coverage test at the end of the file.
@@ -1317,21 +1317,6 @@ for (
 
 // ---------------------------------------------------------------------------------------------
 // Bad shapes fail while the graph is built, with a message naming the op and the shapes.
-
-function expectShapeError(what: string, f: () => unknown, ...needles: string[]) {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  if (!(err instanceof ShapeError)) throw new Error(`${what}: expected a ShapeError, got ${err}`);
-  for (const s of needles) {
-    if (!err.message.includes(s)) {
-      throw new Error(`${what}: message '${err.message}' does not mention '${s}'`);
-    }
-  }
-}
 
 Deno.test("shape errors are raised at graph-build time and name the op and shapes", () => {
   const g = new Graph();

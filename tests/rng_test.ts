@@ -9,19 +9,7 @@ import {
   wordToUniform,
 } from "../lib/rng/philox.ts";
 import { PHILOX_WGSL } from "../kernels/philox.ts";
-
-// Local helpers: the test must run offline, without registry imports.
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-function assertEquals(actual: unknown, expected: unknown): void {
-  const a = JSON.stringify(actual, jsonable), e = JSON.stringify(expected, jsonable);
-  if (a !== e) throw new Error(`expected ${e}\n     got ${a}`);
-}
-// Typed arrays serialize as index-keyed objects; compare them as plain arrays instead.
-function jsonable(_k: string, v: unknown): unknown {
-  return ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v;
-}
+import { assert, assertEquals } from "./assert.ts";
 
 const hex = (a: Uint32Array) => Array.from(a, (w) => w.toString(16).padStart(8, "0")).join(" ");
 

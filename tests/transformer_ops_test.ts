@@ -27,7 +27,6 @@ import {
   permute,
   reshape,
   rsqrt,
-  ShapeError,
   slice,
   softmax,
   square,
@@ -40,6 +39,7 @@ import { matmulFold, matmulKernel } from "../kernels/transformer.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { OpSuite, type SuiteCase } from "./op_suite.ts";
 import { assertClose, type OpCase, randn } from "./harness.ts";
+import { expectShapeError } from "./assert.ts";
 
 // Registration and coverage bookkeeping (tests/op_suite.ts).
 const suite = new OpSuite("transformer_ops_test.ts");
@@ -450,21 +450,6 @@ cases("multi-head self-attention", { atol: 2e-5, rtol: 2e-5 }, [
 
 // ---------------------------------------------------------------------------------------------
 // Bad shapes fail while the graph is built, naming the op and the shapes.
-
-function expectShapeError(what: string, f: () => unknown, ...needles: string[]) {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  if (!(err instanceof ShapeError)) throw new Error(`${what}: expected a ShapeError, got ${err}`);
-  for (const s of needles) {
-    if (!err.message.includes(s)) {
-      throw new Error(`${what}: message '${err.message}' does not mention '${s}'`);
-    }
-  }
-}
 
 Deno.test("transformer ops: shape errors at graph-build time name the op and shapes", () => {
   const g = new Graph();
