@@ -9,6 +9,7 @@ import { add, assign } from "../graph/mod.ts";
 import type { Ctx } from "../nn/layers.ts";
 import type { Backend, Exe, Runtime } from "../backends/select.ts";
 import { segLoss } from "./loss.ts";
+import { STEP_INPUT } from "../models/lvit_blocks.ts";
 import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
 
 export type Model = (c: Ctx, x: Tensor) => Tensor;
@@ -70,10 +71,17 @@ export class Session {
     return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o);
   }
 
-  /** One Adam step on a batch; returns immediately (the GPU runs it asynchronously). */
-  step(x: Float32Array, y: Float32Array, lr: number): void {
+  /**
+   * One Adam step on a batch; returns immediately (the GPU runs it asynchronously). `extra`
+   * holds the model's other inputs (LViT's `text`); the step counter that keys dropout masks
+   * is written here when the model has dropout.
+   */
+  step(x: Float32Array, y: Float32Array, lr: number, extra: Record<string, Float32Array> = {}) {
     this.t++;
-    this.train.run({ x, y, [HYPER]: adamHyper(lr, this.t, this.o.adam) });
+    const inputs: Record<string, Float32Array> = { ...extra, x, y };
+    inputs[HYPER] = adamHyper(lr, this.t, this.o.adam);
+    if (this.train.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
+    this.train.run(inputs);
   }
 
   /** Sum of the losses since the last call (a sync point), then resets the sum. */
@@ -83,9 +91,9 @@ export class Session {
     return v;
   }
 
-  /** Eval-mode probabilities for one batch. */
-  async predict(x: Float32Array): Promise<Float32Array> {
-    this.evaluate.run({ x });
+  /** Eval-mode probabilities for one batch (`extra`: the model's other inputs, e.g. text). */
+  async predict(x: Float32Array, extra: Record<string, Float32Array> = {}): Promise<Float32Array> {
+    this.evaluate.run({ ...extra, x });
     return await this.evaluate.read("p");
   }
 
