@@ -94,9 +94,8 @@ export function conv2dBackwardData(g: ConvGeom): KernelPlan {
 
 /** dw from x and dy. M = O, N = C*KH*KW, K = B*OH*OW (split over K when the grid is small). */
 export function conv2dBackwardWeight(g: ConvGeom): KernelPlan {
-  const { B, C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
+  const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
   const KK = KH * KW;
-  void B;
   return gemmKernel({
     M: O,
     N: C * KK,

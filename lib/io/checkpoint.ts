@@ -46,6 +46,8 @@ export function matchStateDict(
   const unexpected: string[] = [];
   const ignored: string[] = [];
   const problems: string[] = [];
+  // Names present in the file with the wrong shape: reported as such, not again as missing.
+  const misshapen = new Set<string>();
   for (const [raw, t] of tensors) {
     if (THOP.test(raw)) {
       ignored.push(raw);
@@ -64,13 +66,12 @@ export function matchStateDict(
       problems.push(
         `${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`,
       );
+      misshapen.add(name);
       continue;
     }
     values.set(name, t.data);
   }
-  const missing = [...expected.keys()].filter((k) =>
-    !values.has(k) && !problems.some((p) => p.startsWith(`${k}:`) || p.startsWith(`module.${k}:`))
-  );
+  const missing = [...expected.keys()].filter((k) => !values.has(k) && !misshapen.has(k));
   if (missing.length && !o.allowMissing) problems.push(`missing keys: ${missing.join(", ")}`);
   if (unexpected.length && !o.allowUnexpected) {
     problems.push(`unexpected keys: ${unexpected.join(", ")}`);

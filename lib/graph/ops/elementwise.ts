@@ -275,8 +275,6 @@ elementwise({
 });
 
 const ew = (op: string, ...xs: Tensor[]) => xs[0].graph.apply(op, xs);
-const lift = (t: Tensor | number, like: Tensor): Tensor =>
-  t instanceof Tensor ? t : like.graph.apply("affine", [like], { a: 0, b: t });
 
 /** a + b with broadcasting; a number operand is folded into an `affine` op. */
 export function add(a: Tensor, b: Tensor | number): Tensor {
@@ -289,7 +287,7 @@ export function mul(a: Tensor, b: Tensor | number): Tensor {
   return typeof b === "number" ? affine(a, b, 0) : ew("mul", a, b);
 }
 export function div(a: Tensor, b: Tensor | number): Tensor {
-  return typeof b === "number" ? affine(a, 1 / b, 0) : ew("div", a, lift(b, a));
+  return typeof b === "number" ? affine(a, 1 / b, 0) : ew("div", a, b);
 }
 /** x * s + t in one pass (per-channel affine maps such as batch norm). */
 export const fma = (x: Tensor, s: Tensor, t: Tensor) => ew("fma", x, s, t);
