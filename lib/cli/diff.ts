@@ -2,9 +2,9 @@
  * `deno task diff <experiment.yaml> [--tol 1e-3]`: one training step of the experiment's model
  * on the webgpu and cpu backends, compared layer by layer (activations, gradients, updates).
  */
-import { InputError, parseExperiment } from "../config/demo_schema.ts";
+import { parseExperiment } from "../config/demo_schema.ts";
+import { readExperimentFile, runCli } from "./common.ts";
 import { selectBackend } from "../backends/select.ts";
-import { NoAdapterError } from "../backends/webgpu/device.ts";
 import { blobSet } from "../data/blobs.ts";
 import { unet } from "../models/unet.ts";
 import { diffTrainStep, formatDiff, overTolerance } from "../run/diff.ts";
@@ -25,8 +25,8 @@ async function main(argv: string[]): Promise<number> {
     console.error("usage: deno task diff <experiment.yaml> [--tol 1e-3]");
     return 2;
   }
-  try {
-    const e = parseExperiment(args[0], await Deno.readTextFile(args[0]));
+  {
+    const e = parseExperiment(args[0], await readExperimentFile(args[0]));
     const d = blobSet(e.seed, 0, e.train.batch, e.data.size);
     const [a, b] = [await selectBackend("webgpu"), await selectBackend("cpu")];
     const rows = await diffTrainStep(
@@ -52,17 +52,7 @@ async function main(argv: string[]): Promise<number> {
         : `all ${rows.length} rows within tolerance`,
     );
     return 0;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      console.error(`${args[0]}: no such file`);
-      return 2;
-    }
-    if (err instanceof InputError || err instanceof NoAdapterError) {
-      console.error((err as Error).message);
-      return err instanceof InputError ? 2 : 1;
-    }
-    throw err;
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli(() => main(Deno.args));

@@ -5,7 +5,8 @@
  * and of evaluation. `--json` prints exactly the design.md 5 object (MACs per image).
  * Exit codes (design.md 5): 0 success, 2 bad input (file:line:col), 1 internal error.
  */
-import { InputError, parseModelConfig } from "../config/model_schema.ts";
+import { parseModelConfig } from "../config/model_schema.ts";
+import { readExperimentFile, runCli } from "./common.ts";
 import { countModel, evalPeak, type ModelCount, trainPeak } from "../models/count.ts";
 import { buildModel } from "../models/registry.ts";
 
@@ -109,24 +110,9 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const file = args[0];
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (e) {
-    console.error(`${file}: cannot read the experiment file (${(e as Error).message})`);
-    return 2;
-  }
-  try {
-    const r = inspectText(file, text);
-    console.log(json ? JSON.stringify(toJson(r)) : formatReport(r));
-    return 0;
-  } catch (e) {
-    if (e instanceof InputError) {
-      console.error(e.message);
-      return 2;
-    }
-    throw e;
-  }
+  const r = inspectText(file, await readExperimentFile(file));
+  console.log(json ? JSON.stringify(toJson(r)) : formatReport(r));
+  return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) await runCli(() => main(Deno.args));
