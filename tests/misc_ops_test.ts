@@ -36,21 +36,14 @@ import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { batchNorm1d, conv1d, conv1dLayer } from "../lib/nn/layers.ts";
 import { fillUniform, Stream, uniformAt } from "../lib/rng/philox.ts";
-import { OpSuite, type SuiteCase } from "./op_suite.ts";
-import { assertClose, gpu, noGpu, type OpCase, randn, runOn } from "./harness.ts";
+import { given, numelOf, OpSuite, type Spec, type SuiteCase, T } from "./op_suite.ts";
+import { assertClose, gpu, noGpu, randn, runOn } from "./harness.ts";
 
 // Registration and coverage bookkeeping (tests/op_suite.ts).
 const suite = new OpSuite("misc_ops_test.ts");
 const { cases } = suite;
 type Case = SuiteCase;
 
-type Spec = OpCase["inputs"][string];
-const T = (...shape: number[]): Spec => ({ shape });
-const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-const given = (shape: number[], values: number[]): Spec => ({
-  shape,
-  values: Float64Array.from(values),
-});
 /** Seeded normals times `scale`. */
 const scaled = (shape: number[], seed: number, scale: number): Spec => ({
   shape,

@@ -96,3 +96,14 @@ export class OpSuite {
     });
   }
 }
+
+/** One input of a case. */
+export type Spec = OpCase["inputs"][string];
+/** An input of this shape with seeded normal values. */
+export const T = (...shape: number[]): Spec => ({ shape });
+export const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+/** An input with the given values. */
+export const given = (shape: number[], values: number[]): Spec => ({
+  shape,
+  values: Float64Array.from(values),
+});

@@ -65,6 +65,7 @@ import {
   runOn,
 } from "./harness.ts";
 import { expectShapeError } from "./assert.ts";
+import { given, numelOf, type Spec, T } from "./op_suite.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Bookkeeping for the coverage test at the end of the file.
@@ -125,9 +126,6 @@ function cases(group: string, tol: { atol: number; rtol: number }, list: Case[])
 // ---------------------------------------------------------------------------------------------
 // Input helpers.
 
-type Spec = OpCase["inputs"][string];
-const T = (...shape: number[]): Spec => ({ shape });
-const numelOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 /** Values in [lo, inf): lo + |N(0,1)|, for log / sqrt / rsqrt / denominators. */
 const positive = (shape: number[], seed: number, lo = 0.5): Spec => ({
   shape,
@@ -148,10 +146,6 @@ const mask = (shape: number[], seed: number): Spec => ({
   shape,
   values: Float64Array.from(randn(numelOf(shape), seed), (v) => (v > 0.3 ? 1 : 0)),
   noGrad: true,
-});
-const given = (shape: number[], values: number[]): Spec => ({
-  shape,
-  values: Float64Array.from(values),
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -37,22 +37,14 @@ import {
 import { lnApplyOp, lnStatsOf, softmaxGrad } from "../lib/graph/ops/transformer.ts";
 import { matmulFold, matmulKernel } from "../kernels/transformer.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
-import { OpSuite, type SuiteCase } from "./op_suite.ts";
-import { assertClose, type OpCase, randn } from "./harness.ts";
+import { given, numelOf, OpSuite, type Spec, type SuiteCase, T } from "./op_suite.ts";
+import { assertClose, randn } from "./harness.ts";
 import { expectShapeError } from "./assert.ts";
 
 // Registration and coverage bookkeeping (tests/op_suite.ts).
 const suite = new OpSuite("transformer_ops_test.ts");
 const { cases } = suite;
 type Case = SuiteCase;
-
-type Spec = OpCase["inputs"][string];
-const T = (...shape: number[]): Spec => ({ shape });
-const numelOf = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-const given = (shape: number[], values: number[]): Spec => ({
-  shape,
-  values: Float64Array.from(values),
-});
 
 // ---------------------------------------------------------------------------------------------
 // matmul
