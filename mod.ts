@@ -1,7 +1,15 @@
 /**
  * LViT experiments on Deno + WebGPU: the public API. Re-exports only; see README.md.
  *
- * @example Train the engine's U-Net on generated data
+ * @example Run an experiment file (or YAML text) programmatically
+ * ```ts
+ * import { loadExperiment, runExperiment } from "./mod.ts";
+ * const exp = await loadExperiment("experiments/demo.yaml", ["train.epochs=2"]);
+ * const { dir, summary } = await runExperiment(exp, { out: "runs" });
+ * console.log(dir, summary?.test.dice);
+ * ```
+ *
+ * @example Train the engine's U-Net on generated data with the low-level API
  * ```ts
  * import { blobSet, fit, selectBackend, Session, unet } from "./mod.ts";
  * const backend = await selectBackend("auto");
@@ -33,8 +41,44 @@ export { type Model, Session, type SessionOptions } from "./lib/train/session.ts
 export { type EpochReport, fit, type FitOptions, type Split, validate } from "./lib/train/fit.ts";
 export { meanScores, testScores, valScores } from "./lib/eval/metrics.ts";
 export { blobSet } from "./lib/data/blobs.ts";
-export { type Experiment, InputError, parseExperiment } from "./lib/config/demo_schema.ts";
-export { runExperiment } from "./lib/run/experiment.ts";
+export { didYouMean, InputError } from "./lib/config/errors.ts";
+export {
+  type ExperimentConfig,
+  ExperimentSchema,
+  formatSchemaKeys,
+  modelOptions,
+  schemaKeys,
+} from "./lib/config/schema.ts";
+export { type LoadedExperiment, loadExperiment, resolveExperimentText } from "./lib/config/load.ts";
+export {
+  createSession,
+  experimentModel,
+  prepareData,
+  runExperiment,
+  type RunOptions,
+  type RunResult,
+  type Summary,
+} from "./lib/run/runner.ts";
+export { type EvalOptions, type EvalResult, evaluate } from "./lib/run/evaluate.ts";
+export { runPaths, writeAtomic } from "./lib/run/folder.ts";
+export {
+  type EpochRecord,
+  initialState,
+  type Recipe,
+  type Samples,
+  scoreSplit,
+  train,
+  type TrainerHooks,
+  type TrainerState,
+} from "./lib/train/trainer.ts";
+export { lrAt, type ScheduleConfig } from "./lib/train/schedule.ts";
+export { openDataset, type OpenedDataset, type SplitData } from "./lib/data/dataset.ts";
+export { checkDataset } from "./lib/data/check.ts";
+export { encodeTexts, openTextEncoder, type TextEncoder } from "./lib/data/text.ts";
+export { writeTinyBert } from "./lib/data/tiny_bert.ts";
+export { lineChartSvg } from "./lib/report/svg.ts";
+export { overlayRgb, predictionPng } from "./lib/report/images.ts";
+export { renderReport, writeReport } from "./lib/report/report.ts";
 export * from "./lib/rng/philox.ts";
 export { permutation } from "./lib/rng/shuffle.ts";
 export { batchNorm1d, conv1d, conv1dLayer } from "./lib/nn/layers.ts";

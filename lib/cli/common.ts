@@ -1,10 +1,13 @@
 /**
- * What every command-line entry point shares: reading the experiment file and turning known
- * errors into the exit codes of design.md 5 (2 bad input, 1 no adapter or internal) with a
- * one-paragraph message instead of a stack trace.
+ * What every command-line entry point shares: turning known errors into the exit codes of
+ * design.md 5 (2 bad input: config, data, checkpoint files, usage; 1 no adapter or internal)
+ * with a one-paragraph message instead of a stack trace.
  */
-import { InputError } from "../config/demo_schema.ts";
+import { InputError } from "../config/errors.ts";
 import { NoAdapterError } from "../backends/webgpu/device.ts";
+import { DataError } from "../data/errors.ts";
+import { CheckpointError } from "../io/checkpoint.ts";
+import { SafetensorsError } from "../io/safetensors.ts";
 
 /** The text of an experiment file; an unreadable file is bad input. */
 export async function readExperimentFile(file: string): Promise<string> {
@@ -15,14 +18,20 @@ export async function readExperimentFile(file: string): Promise<string> {
   }
 }
 
+/** Errors that mean bad input (exit 2): their message is the whole story. */
+export function isInputError(e: unknown): boolean {
+  return e instanceof InputError || e instanceof DataError || e instanceof CheckpointError ||
+    e instanceof SafetensorsError;
+}
+
 /** Runs a command's main and exits with its code; known errors print their message only. */
 export async function runCli(main: () => Promise<number>): Promise<never> {
   try {
     Deno.exit(await main());
   } catch (e) {
-    if (e instanceof InputError || e instanceof NoAdapterError) {
-      console.error(e.message);
-      Deno.exit(e instanceof InputError ? 2 : 1);
+    if (isInputError(e) || e instanceof NoAdapterError) {
+      console.error((e as Error).message);
+      Deno.exit(e instanceof NoAdapterError ? 1 : 2);
     }
     throw e;
   }

@@ -1,58 +1,66 @@
 /**
- * `deno task diff <experiment.yaml> [--tol 1e-3]`: one training step of the experiment's model
- * on the webgpu and cpu backends, compared layer by layer (activations, gradients, updates).
+ * `deno task diff <experiment.yaml> [--set key=value]... [--tol 1e-3]`: one training step of the
+ * experiment's model on the webgpu and cpu backends, compared layer by layer (activations,
+ * gradients, updates), on a generated batch at the experiment's image size.
  */
-import { parseExperiment } from "../config/demo_schema.ts";
-import { readExperimentFile, runCli } from "./common.ts";
+import { loadExperiment } from "../config/load.ts";
+import { InputError } from "../config/errors.ts";
+import { runCli } from "./common.ts";
 import { selectBackend } from "../backends/select.ts";
 import { blobSet } from "../data/blobs.ts";
-import { unet } from "../models/unet.ts";
+import { experimentModel } from "../run/runner.ts";
 import { diffTrainStep, formatDiff, overTolerance } from "../run/diff.ts";
+import { TEXT_INPUT } from "../models/lvit.ts";
+import { fillNormal, Stream } from "../rng/philox.ts";
+
+const USAGE = "usage: deno task diff <experiment.yaml> [--set key=value]... [--tol 1e-3]";
 
 async function main(argv: string[]): Promise<number> {
-  const args = [...argv];
   let tol = 1e-3;
-  const ti = args.indexOf("--tol");
-  if (ti >= 0) {
-    tol = Number(args[ti + 1]);
-    args.splice(ti, 2);
-    if (!(tol > 0)) {
-      console.error("--tol must be a positive number");
-      return 2;
-    }
+  const sets: string[] = [];
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--tol") {
+      tol = Number(argv[++i]);
+      if (!(tol > 0)) throw new InputError(`--tol must be a positive number\n${USAGE}`);
+    } else if (argv[i] === "--set") sets.push(argv[++i] ?? "");
+    else if (argv[i].startsWith("-")) throw new InputError(`unknown option ${argv[i]}\n${USAGE}`);
+    else files.push(argv[i]);
   }
-  if (args.length !== 1) {
-    console.error("usage: deno task diff <experiment.yaml> [--tol 1e-3]");
-    return 2;
-  }
-  {
-    const e = parseExperiment(args[0], await readExperimentFile(args[0]));
-    const d = blobSet(e.seed, 0, e.train.batch, e.data.size);
-    const [a, b] = [await selectBackend("webgpu"), await selectBackend("cpu")];
-    const rows = await diffTrainStep(
-      (c, x) => unet(c, x, { widths: e.model.widths }),
-      {
-        batch: e.train.batch,
-        channels: 3,
-        height: e.data.size,
-        width: e.data.size,
-        seed: e.seed,
-        lr: e.train.lr,
-      },
-      { x: d.images, y: d.masks },
-      a,
-      b,
+  if (files.length !== 1) throw new InputError(USAGE);
+  const { config: cfg } = await loadExperiment(files[0], sets);
+  const size = cfg.model.image_size;
+  const B = cfg.train.batch;
+  const d = blobSet(cfg.seed, 0, B, size);
+  const m = experimentModel(cfg);
+  const data: Record<string, Float32Array> & { x: Float32Array; y: Float32Array } = {
+    x: d.images,
+    y: d.masks,
+  };
+  if (cfg.model.name.startsWith("lvit") && m.options.text) {
+    const t = new Float32Array(
+      B * (m.options.textTokens as number) * (m.options.textDim as number),
     );
-    const updateTol = 2 * e.train.lr + tol;
-    console.log(formatDiff(rows, ["webgpu", "cpu"], tol, updateTol));
-    const bad = rows.filter((r) => overTolerance(r, tol, updateTol));
-    console.log(
-      bad.length
-        ? `first layer over tolerance: ${bad[0].phase} ${bad[0].layer} (${bad[0].worst})`
-        : `all ${rows.length} rows within tolerance`,
-    );
-    return 0;
+    fillNormal(t, cfg.seed, Stream.data, 1);
+    data[TEXT_INPUT] = t;
   }
+  const [a, b] = [await selectBackend("webgpu"), await selectBackend("cpu")];
+  const rows = await diffTrainStep(
+    m.fn,
+    { batch: B, channels: 3, height: size, width: size, seed: cfg.seed, lr: cfg.train.lr },
+    data,
+    a,
+    b,
+  );
+  const updateTol = 2 * cfg.train.lr + tol;
+  console.log(formatDiff(rows, ["webgpu", "cpu"], tol, updateTol));
+  const bad = rows.filter((r) => overTolerance(r, tol, updateTol));
+  console.log(
+    bad.length
+      ? `first layer over tolerance: ${bad[0].phase} ${bad[0].layer} (${bad[0].worst})`
+      : `all ${rows.length} rows within tolerance`,
+  );
+  return 0;
 }
 
 if (import.meta.main) await runCli(() => main(Deno.args));

@@ -1,16 +1,18 @@
 /**
- * `deno task inspect <experiment.yaml> [--json]`: builds the experiment's model for one image
- * ([1, 3, S, S], text [1, 10, 768] where the model reads text) and prints a per-module table,
- * the parameter and MAC totals and the planned peak memory of the training step (at train.batch)
- * and of evaluation. `--json` prints exactly the design.md 5 object (MACs per image).
- * Exit codes (design.md 5): 0 success, 2 bad input (file:line:col), 1 internal error.
+ * `deno task inspect <experiment.yaml> [--set a.b=c]... [--json]`: resolves the experiment
+ * (lib/config/load.ts: extends, overrides, schema), builds its model for one image
+ * ([1, 3, S, S], text [1, 10, 768] where the model reads text) and prints the resolved config,
+ * a per-module table, the parameter and MAC totals and the planned peak memory of the training
+ * step (at train.batch) and of evaluation. `--json` prints exactly the design.md 5 object (MACs
+ * per image). Exit codes (design.md 5): 0 success, 2 bad input (file:line:col), 1 internal error.
  */
-import { parseModelConfig } from "../config/model_schema.ts";
-import { readExperimentFile, runCli } from "./common.ts";
+import { type LoadedExperiment, loadExperiment, resolveExperimentText } from "../config/load.ts";
+import { modelOptions } from "../config/schema.ts";
+import { runCli } from "./common.ts";
 import { countModel, evalPeak, type ModelCount, trainPeak } from "../models/count.ts";
 import { buildModel } from "../models/registry.ts";
 
-const USAGE = "usage: deno task inspect <experiment.yaml> [--json]";
+const USAGE = "usage: deno task inspect <experiment.yaml> [--set key.path=value]... [--json]";
 
 /** The design.md 5 contract of `inspect --json`. */
 export interface InspectJson {
@@ -22,8 +24,13 @@ export interface InspectJson {
   peak_bytes_eval: number;
 }
 
-/** Everything `inspect` reports about one experiment file. */
+/** Everything `inspect` reports about one experiment. */
 export interface InspectReport {
+  /** `name/variant` of the experiment. */
+  experiment: string;
+  /** The config hash (8 hex digits) and the resolved config as YAML. */
+  hash: string;
+  yaml: string;
   model: string;
   imageSize: number;
   trainBatch: number;
@@ -32,22 +39,31 @@ export interface InspectReport {
   peakEval: number;
 }
 
-/** Resolves, builds, counts and plans the model of an experiment file's text. */
-export function inspectText(file: string, text: string): InspectReport {
-  const cfg = parseModelConfig(file, text);
+/** Builds, counts and plans the model of a resolved experiment. */
+export function inspectExperiment(loaded: LoadedExperiment): InspectReport {
+  const cfg = loaded.config;
+  const { name, options } = modelOptions(cfg);
   // deno-lint-ignore no-explicit-any
-  const model = buildModel(cfg.name, cfg.options as any);
-  const S = cfg.imageSize;
-  const count = countModel(model, 1, S);
+  const model = buildModel(name, options as any);
+  const S = cfg.model.image_size;
+  const batch = cfg.train.batch;
   return {
-    model: cfg.name,
+    experiment: `${cfg.name}/${cfg.variant}`,
+    hash: loaded.hash,
+    yaml: loaded.yaml,
+    model: name,
     imageSize: S,
-    trainBatch: cfg.trainBatch,
-    count,
-    peakTrain: trainPeak(model, cfg.trainBatch, S).bytes,
+    trainBatch: batch,
+    count: countModel(model, 1, S),
+    peakTrain: trainPeak(model, batch, S).bytes,
     // The evaluation program is planned at the training batch, as the session compiles it.
-    peakEval: evalPeak(model, cfg.trainBatch, S).bytes,
+    peakEval: evalPeak(model, batch, S).bytes,
   };
+}
+
+/** Resolves (with `--set` overrides), builds, counts and plans an experiment file's text. */
+export function inspectText(file: string, text: string, sets: string[] = []): InspectReport {
+  return inspectExperiment(resolveExperimentText(file, text, sets));
 }
 
 /** The design.md 5 object of a report. */
@@ -84,6 +100,10 @@ export function formatReport(r: InspectReport): string {
     cells.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ");
   const c = r.count;
   return [
+    `experiment ${r.experiment}, config hash ${r.hash}`,
+    "",
+    r.yaml.trimEnd(),
+    "",
     `model ${r.model}, image ${r.imageSize}x${r.imageSize}, counted for batch 1`,
     "",
     line(head),
@@ -102,15 +122,24 @@ export function formatReport(r: InspectReport): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = argv.filter((a) => a !== "--json");
-  const json = args.length !== argv.length;
-  const unknown = args.find((a) => a.startsWith("-"));
-  if (unknown || args.length !== 1) {
-    console.error(unknown ? `unknown option ${unknown}\n${USAGE}` : USAGE);
+  let json = false;
+  const sets: string[] = [];
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--json") json = true;
+    else if (a === "--set" && i + 1 < argv.length) sets.push(argv[++i]);
+    else if (a.startsWith("--set=")) sets.push(a.slice(6));
+    else if (a.startsWith("-")) {
+      console.error(`unknown option ${a}\n${USAGE}`);
+      return 2;
+    } else files.push(a);
+  }
+  if (files.length !== 1) {
+    console.error(USAGE);
     return 2;
   }
-  const file = args[0];
-  const r = inspectText(file, await readExperimentFile(file));
+  const r = inspectExperiment(await loadExperiment(files[0], sets));
   console.log(json ? JSON.stringify(toJson(r)) : formatReport(r));
   return 0;
 }

@@ -68,6 +68,9 @@ export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
   if (format === null) {
     throw new DataError(path, "not a PNG, TIFF or JPEG file (unrecognised signature)");
   }
+  // UTIF zero-fills strips it cannot find instead of failing: check the structure first.
+  const cut = format === "tiff" ? tiffTruncation(bytes) : null;
+  if (cut) throw new DataError(path, cut);
   let img: DecodedImage;
   try {
     img = format === "png"
@@ -92,6 +95,87 @@ export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
   }
   if (img.data.length > expected) img = { ...img, data: img.data.subarray(0, expected) };
   return img;
+}
+
+function readU(bytes: Uint8Array, off: number, n: 2 | 4, le: boolean): number {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return n === 2 ? dv.getUint16(off, le) : dv.getUint32(off, le);
+}
+
+/**
+ * Whether a TIFF file is cut short: its first image directory, or the strips or tiles that
+ * directory points to, run past the end of the file. UTIF zero-fills pixel data it cannot find
+ * instead of failing, so a truncated uncompressed TIFF would otherwise decode "fine".
+ * @returns a description of the truncation, or null when everything the directory names is there
+ */
+export function tiffTruncation(bytes: Uint8Array): string | null {
+  const len = bytes.length;
+  if (len < 8) return `truncated TIFF: ${len} bytes, shorter than the 8-byte header`;
+  const le = bytes[0] === 0x49;
+  const ifd = readU(bytes, 4, 4, le);
+  if (ifd + 2 > len) {
+    return `truncated TIFF: the image directory is at byte ${ifd} but the file has ${len} bytes`;
+  }
+  const count = readU(bytes, ifd, 2, le);
+  if (ifd + 2 + 12 * count > len) {
+    return `truncated TIFF: the image directory (${count} entries at byte ${ifd}) runs past ` +
+      `the end of the file (${len} bytes)`;
+  }
+  const tags = new Map<number, number[]>();
+  for (let i = 0; i < count; i++) {
+    const e = ifd + 2 + 12 * i;
+    const tag = readU(bytes, e, 2, le);
+    // Only the offset/byte-count tags matter here: strips (273, 279) and tiles (324, 325).
+    if (![273, 279, 324, 325].includes(tag)) continue;
+    const type = readU(bytes, e + 2, 2, le);
+    const n = readU(bytes, e + 4, 4, le);
+    const width = type === 3 ? 2 : type === 4 ? 4 : 0;
+    if (width === 0) continue;
+    const inline = n * width <= 4;
+    const at = inline ? e + 8 : readU(bytes, e + 8, 4, le);
+    if (at + n * width > len) {
+      return `truncated TIFF: the table of tag ${tag} at byte ${at} runs past the end of the ` +
+        `file (${len} bytes)`;
+    }
+    const values: number[] = [];
+    for (let k = 0; k < n; k++) values.push(readU(bytes, at + k * width, width as 2 | 4, le));
+    tags.set(tag, values);
+  }
+  for (const [offTag, cntTag] of [[273, 279], [324, 325]]) {
+    const offs = tags.get(offTag), cnts = tags.get(cntTag);
+    if (!offs || !cnts) continue;
+    let end = 0;
+    for (let k = 0; k < Math.min(offs.length, cnts.length); k++) {
+      end = Math.max(end, offs[k] + cnts[k]);
+    }
+    if (end > len) {
+      return `truncated TIFF: pixel data runs to byte ${end} but the file has ${len} bytes ` +
+        `(${end - len} missing)`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Whether a PNG file is cut short: walking its chunks runs off the end before the IEND chunk.
+ * Used to say "truncated" where the inflater only reports that decompressing failed.
+ * @returns a description of the truncation, or null when the chunk structure is complete
+ */
+export function pngTruncation(bytes: Uint8Array): string | null {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 8; // past the signature
+  while (pos + 8 <= bytes.length) {
+    const len = dv.getUint32(pos);
+    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    const end = pos + 12 + len; // length, type, data, CRC
+    if (end > bytes.length) {
+      return `truncated PNG: chunk ${type} at byte ${pos} needs ${end} bytes, the file has ` +
+        `${bytes.length}`;
+    }
+    if (type === "IEND") return null;
+    pos = end;
+  }
+  return `truncated PNG: the file ends at byte ${bytes.length} before the IEND chunk`;
 }
 
 /**

@@ -73,6 +73,35 @@ function textFile(kind: DatasetKind, split: Split): string {
   return join(FOLDER[split], `${stem}_text.xlsx`);
 }
 
+/** The folder of a split under the data root, e.g. `Train_Folder`. */
+export function splitFolder(split: Split): string {
+  return FOLDER[split];
+}
+
+/** The text table of a split, relative to the data root (QaTa's train and val share one). */
+export function textTablePath(kind: DatasetKind, split: Split): string {
+  return textFile(kind, split);
+}
+
+/** Whether the reader takes a file name as an image or mask (by extension). */
+export function isImageName(name: string): boolean {
+  return IMAGE_EXT.test(name);
+}
+
+/**
+ * Whether a file in labelcol/ is a mask under the data set's naming: QaTa masks are
+ * `mask_<image>`, the others are PNGs named like their image (4.1).
+ */
+export function isMaskName(kind: DatasetKind, name: string): boolean {
+  if (kind === "qata") return name.startsWith("mask_") && IMAGE_EXT.test(name);
+  return name.endsWith(".png");
+}
+
+/** The mask file name of an image under the data set's naming (4.1). */
+export function maskNameFor(kind: DatasetKind, image: string): string {
+  return kind === "qata" ? `mask_${image}` : image.replace(/\.[^.]+$/, ".png");
+}
+
 /** What the reader expects under the root, for error messages. */
 export function expectedLayout(kind: DatasetKind): string {
   const lines = SPLITS.map((s) =>
@@ -153,7 +182,7 @@ export async function listSplit(
     // QaTa is driven by its masks: every mask_<image>.png names its image.
     const imageNames = new Set(await listNames(imgDir, kind, base));
     for (const mask of await listNames(maskDir, kind, base)) {
-      if (!mask.startsWith("mask_") || !IMAGE_EXT.test(mask)) continue;
+      if (!isMaskName(kind, mask)) continue;
       const image = mask.slice("mask_".length);
       if (!imageNames.has(image)) {
         throw new DataError(join(maskDir, mask), `no image ${join(imgDir, image)} for this mask`);
@@ -165,7 +194,7 @@ export async function listSplit(
     const maskNames = new Set(await listNames(maskDir, kind, base));
     for (const image of await listNames(imgDir, kind, base)) {
       if (!IMAGE_EXT.test(image)) continue;
-      const mask = image.replace(/\.[^.]+$/, ".png");
+      const mask = maskNameFor(kind, image);
       if (!maskNames.has(mask)) {
         throw new DataError(join(imgDir, image), `no mask ${join(maskDir, mask)} for this image`);
       }

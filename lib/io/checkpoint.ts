@@ -4,7 +4,7 @@
  * unless the caller allows them; DataParallel's `module.` prefix and thop's `total_ops` /
  * `total_params` buffers are recognised and dropped.
  */
-import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+import { decodeSafetensors, encodeSafetensors, type OutTensor } from "./safetensors.ts";
 
 export interface LoadOptions {
   allowMissing?: boolean;
@@ -88,7 +88,7 @@ export function matchStateDict(
 /** Writes a checkpoint atomically: a temporary file in the same folder, then a rename. */
 export async function saveCheckpoint(
   path: string,
-  tensors: Map<string, { shape: readonly number[]; data: Float32Array }>,
+  tensors: Map<string, OutTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}`;

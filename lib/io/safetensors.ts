@@ -37,9 +37,19 @@ export class SafetensorsError extends Error {
   }
 }
 
-/** Serialises f32 tensors (in the given order) with optional string metadata. */
+/**
+ * A tensor to write: f32 values, stored as F32 or, for integer counters such as BatchNorm's
+ * `num_batches_tracked` (int64 in PyTorch's state_dict), as I64 of the rounded values.
+ */
+export interface OutTensor {
+  shape: readonly number[];
+  data: Float32Array;
+  dtype?: "F32" | "I64";
+}
+
+/** Serialises tensors (in the given order) with optional string metadata. */
 export function encodeSafetensors(
-  tensors: Map<string, { shape: readonly number[]; data: Float32Array }>,
+  tensors: Map<string, OutTensor>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   const header: Record<string, unknown> = {};
@@ -51,11 +61,16 @@ export function encodeSafetensors(
     if (n !== t.data.length) {
       throw new Error(`${name}: shape [${t.shape}] but ${t.data.length} values`);
     }
+    const width = t.dtype === "I64" ? 8 : 4;
     Object.defineProperty(header, name, {
-      value: { dtype: "F32", shape: [...t.shape], data_offsets: [offset, offset + 4 * n] },
+      value: {
+        dtype: t.dtype ?? "F32",
+        shape: [...t.shape],
+        data_offsets: [offset, offset + width * n],
+      },
       enumerable: true,
     });
-    offset += 4 * n;
+    offset += width * n;
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -67,6 +82,13 @@ export function encodeSafetensors(
   out.set(hb, 8);
   let at = 8 + hb.length;
   for (const t of tensors.values()) {
+    if (t.dtype === "I64") {
+      for (let i = 0; i < t.data.length; i++) {
+        dv.setBigInt64(at + 8 * i, BigInt(Math.round(t.data[i])), true);
+      }
+      at += 8 * t.data.length;
+      continue;
+    }
     const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
     if (isLittleEndian()) out.set(bytes, at);
     else {

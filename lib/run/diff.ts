@@ -3,6 +3,7 @@
  * largest relative difference of activations (forward), gradients (backward) and updated
  * parameters. A wrong kernel shows up as the first layer whose difference jumps.
  */
+import { STEP_INPUT } from "../models/lvit_blocks.ts";
 import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
 import { getOp } from "../graph/op.ts";
 import type { Backend } from "../backends/select.ts";
@@ -59,7 +60,7 @@ export function absDiff(a: Float32Array, b: Float32Array): number {
 export async function diffTrainStep(
   model: Model,
   o: DiffOptions,
-  data: { x: Float32Array; y: Float32Array },
+  data: Record<string, Float32Array> & { x: Float32Array; y: Float32Array },
   a: Backend,
   b: Backend,
 ): Promise<DiffRow[]> {
@@ -81,9 +82,11 @@ export async function diffTrainStep(
     const rt = be.runtime();
     const exe = await rt.load(compile(outputs, g.effects, be.limits, be.name));
     g.leaves().forEach((t, i) =>
-      t.init && rt.write(t.name!, initValues(t.init, t.shape, o.seed, i))
+      t.init && rt.hasLeaf(t.name!) && rt.write(t.name!, initValues(t.init, t.shape, o.seed, i))
     );
-    exe.run({ x: data.x, y: data.y, [HYPER]: adamHyper(o.lr, 1) });
+    const inputs: Record<string, Float32Array> = { ...data, [HYPER]: adamHyper(o.lr, 1) };
+    if (exe.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(1);
+    exe.run(inputs);
     const vals = new Map<string, Float32Array>();
     for (const k of Object.keys(outputs)) vals.set(k, await exe.read(k));
     for (const t of params) vals.set(t.name!, await rt.read(t.name!));

@@ -11,6 +11,7 @@ import type { Backend, Exe, Runtime } from "../backends/select.ts";
 import { segLoss } from "./loss.ts";
 import { STEP_INPUT } from "../models/lvit_blocks.ts";
 import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
+import type { OutTensor } from "../io/safetensors.ts";
 
 export type Model = (c: Ctx, x: Tensor) => Tensor;
 
@@ -21,13 +22,37 @@ export interface SessionOptions {
   width: number;
   seed: number;
   adam?: AdamOptions;
+  /** Weights of the Dice and BCE terms (default 0.5 each, the reference). */
+  loss?: { dice?: number; bce?: number };
 }
 
 const LOSS_SUM = "metrics.loss_sum";
 
+/** A leaf of the training graph: enough to recreate its initial value anywhere. */
+interface LeafInfo {
+  name: string;
+  shape: readonly number[];
+  init: Parameters<typeof initValues>[0] | undefined;
+  index: number;
+}
+
+/**
+ * Whether a leaf belongs to the model's state_dict (parameters and buffers) rather than to the
+ * trainer (Adam moments `optim.*`, accumulators `metrics.*`).
+ */
+export function isModelState(name: string): boolean {
+  return !name.startsWith("optim.") && !name.startsWith("metrics.");
+}
+
+/** PyTorch stores BatchNorm's step counter as an int64 scalar. */
+const isCounter = (name: string) => name.endsWith("num_batches_tracked");
+
 export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
+  /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
+  private readonly offDevice = new Map<string, Float32Array>();
+
   private constructor(
     readonly backend: Backend,
     readonly rt: Runtime,
@@ -36,7 +61,14 @@ export class Session {
     readonly paramNames: string[],
     readonly paramCount: number,
     private readonly o: SessionOptions,
-  ) {}
+    private readonly leafInfo: LeafInfo[],
+  ) {
+    for (const l of leafInfo) {
+      if (!rt.hasLeaf(l.name) && l.init) {
+        this.offDevice.set(l.name, initValues(l.init, l.shape, o.seed, l.index));
+      }
+    }
+  }
 
   static async create(backend: Backend, model: Model, o: SessionOptions): Promise<Session> {
     const { batch: B, channels: C, height: H, width: W } = o;
@@ -44,7 +76,7 @@ export class Session {
     const x = tg.input("x", [B, C, H, W]);
     const y = tg.input("y", [B, 1, H, W]);
     const p = model({ g: tg, training: true }, x);
-    const loss = segLoss(p, y);
+    const loss = segLoss(p, y, o.loss);
     // Only parameters the loss depends on get gradients and Adam moments, as in PyTorch, where
     // registered-but-unused modules (LViT keeps several for checkpoint compatibility) have no
     // .grad and Adam skips them.
@@ -68,7 +100,15 @@ export class Session {
       if (t.init && rt.hasLeaf(t.name!)) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
     });
     const count = params.reduce((s, t) => s + t.size, 0);
-    return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o);
+    // The registration index salts the initial values, so it counts inputs too.
+    const info = tg.leaves().map((t, index) => ({
+      name: t.name!,
+      shape: t.shape,
+      init: t.init,
+      index,
+      kind: t.kind,
+    })).filter((l) => l.kind === "param" || l.kind === "state");
+    return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o, info);
   }
 
   /**
@@ -102,6 +142,46 @@ export class Session {
     const m = new Map<string, Float32Array>();
     for (const n of this.paramNames) m.set(n, await this.rt.read(n));
     return m;
+  }
+
+  /**
+   * Every leaf of the training graph by name, in registration order: the model's state_dict
+   * (with `num_batches_tracked` as int64 scalars, as PyTorch writes them) and, unless
+   * `modelOnly`, the trainer's Adam moments and accumulators. Leaves no program uses keep their
+   * initial (or loaded) values.
+   */
+  async state(modelOnly = false): Promise<Map<string, OutTensor>> {
+    const out = new Map<string, OutTensor>();
+    for (const l of this.leafInfo) {
+      if (modelOnly && !isModelState(l.name)) continue;
+      const data = this.rt.hasLeaf(l.name)
+        ? await this.rt.read(l.name)
+        : this.offDevice.get(l.name);
+      if (!data) continue;
+      out.set(
+        l.name,
+        isCounter(l.name) ? { shape: [], data, dtype: "I64" } : { shape: l.shape, data },
+      );
+    }
+    return out;
+  }
+
+  /** Expected leaf shapes by name (for matching checkpoints); `modelOnly` as in `state`. */
+  leafShapes(modelOnly = false): Map<string, readonly number[]> {
+    const m = new Map<string, readonly number[]>();
+    for (const l of this.leafInfo) {
+      if (!modelOnly || isModelState(l.name)) m.set(l.name, l.shape);
+    }
+    return m;
+  }
+
+  /** Overwrites leaves with loaded values (names from `leafShapes`); sets the Adam step count. */
+  loadState(values: Map<string, Float32Array>, adamSteps?: number): void {
+    for (const [name, v] of values) {
+      if (this.rt.hasLeaf(name)) this.rt.write(name, v);
+      else this.offDevice.set(name, v);
+    }
+    if (adamSteps !== undefined) this.t = adamSteps;
   }
 
   destroy(): void {

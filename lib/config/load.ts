@@ -1,0 +1,439 @@
+/**
+ * Loads an experiment: YAML (npm:yaml, with line:col), `extends:`, `--set` overrides, the zod
+ * schema (lib/config/schema.ts) and a content hash.
+ *
+ * - `extends: base.yaml` or `extends: [a.yaml, b.yaml]`: files relative to the including file,
+ *   merged in order (mappings merge key by key, lists and scalars replace), then the file itself
+ *   on top. Chains may nest; a cycle or a missing file is an error at the `extends` entry.
+ * - `--set a.b=c` overrides are applied after the files, in order (lib/config/overrides.ts).
+ * - Values are plain data: a string containing `${` is rejected (no interpolation).
+ * - Every problem is an InputError naming the node that set the offending value, in whichever
+ *   file set it: `file:line:col: ...` (or `--set a.b=c: ...`), with the key path and the allowed
+ *   keys or values. All problems are listed, one per line, in file order.
+ * - The hash is sha256 of the resolved config as canonical JSON (keys sorted at every level);
+ *   `hash` is its first 8 hex digits, the run folder's name (design.md 5).
+ */
+import { createHash } from "node:crypto";
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  stringifyYaml,
+} from "../deps.ts";
+import { didYouMean, InputError } from "./errors.ts";
+import {
+  choicesOf,
+  expectsOf,
+  type ExperimentConfig,
+  ExperimentSchema,
+  keysOf,
+  schemaAt,
+} from "./schema.ts";
+import {
+  deepMerge,
+  dollarError,
+  isMapping,
+  type KeyPath,
+  type MergeHooks,
+  nest,
+  parseSet,
+  setOwn,
+} from "./overrides.ts";
+
+export { applySets, parseSet } from "./overrides.ts";
+
+/** A resolved experiment. */
+export interface LoadedExperiment {
+  /** The validated configuration, defaults filled. */
+  config: ExperimentConfig;
+  /** First 8 hex digits of `fullHash`: the run folder's name. */
+  hash: string;
+  /** sha256 (hex) of the canonical JSON of `config`. */
+  fullHash: string;
+  /** The file, then every file of its extends chain in the order they were read (each once). */
+  files: string[];
+  /** The resolved configuration as YAML, for the run folder's config.yaml (it loads as is). */
+  yaml: string;
+}
+
+/** Where a value came from: a YAML node, or a `--set` argument. */
+type Origin = { file: string; line: number; col: number } | { set: string };
+
+const fmtOrigin = (o: Origin) => "set" in o ? `--set ${o.set}` : `${o.file}:${o.line}:${o.col}`;
+
+/** The positions of keys and values in a configuration tree, by key path. */
+class Origins {
+  keys = new Map<string, Origin>();
+  values = new Map<string, Origin>();
+  static id(p: readonly (string | number)[]): string {
+    return p.map(String).join("\u0000");
+  }
+  /** Drops every position at or below `p`. */
+  dropUnder(p: KeyPath) {
+    const id = Origins.id(p);
+    for (const m of [this.keys, this.values]) {
+      for (const k of [...m.keys()]) if (k === id || k.startsWith(id + "\u0000")) m.delete(k);
+    }
+  }
+  /** Copies `src`'s positions at or below `p`. */
+  copyUnder(p: KeyPath, src: Origins) {
+    const id = Origins.id(p);
+    for (const [m, s] of [[this.keys, src.keys], [this.values, src.values]]) {
+      for (const [k, o] of s) if (k === id || k.startsWith(id + "\u0000")) m.set(k, o);
+    }
+  }
+  /** Copies `src`'s positions of `p` itself. */
+  copyAt(p: KeyPath, src: Origins) {
+    const id = Origins.id(p);
+    const k = src.keys.get(id), v = src.values.get(id);
+    if (k) this.keys.set(id, k);
+    if (v) this.values.set(id, v);
+  }
+  /** Marks `p` and everything in `value` below it as coming from `o`. */
+  label(p: KeyPath, value: unknown, o: Origin) {
+    this.keys.set(Origins.id(p), o);
+    this.values.set(Origins.id(p), o);
+    if (Array.isArray(value)) value.forEach((v, i) => this.label([...p, i], v, o));
+    else if (isMapping(value)) {
+      for (const [k, v] of Object.entries(value)) this.label([...p, k], v, o);
+    }
+  }
+}
+
+/** One parsed file: its values (without `extends`), their positions and its extends entries. */
+interface ParsedFile {
+  value: Record<string, unknown>;
+  origins: Origins;
+  extends: { target: string; at: Origin }[];
+}
+
+const first = (msg: string) => msg.split("\n")[0].trim();
+
+/** Parses one YAML file into plain data with the position of every key and value. */
+function parseFile(file: string, text: string): ParsedFile {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  const pos = (offset: number): Origin => ({ file, ...lc.linePos(offset) });
+  const at = (node: unknown): Origin | undefined => {
+    const r = (node as { range?: number[] } | null | undefined)?.range;
+    return r ? pos(r[0]) : undefined;
+  };
+  for (const e of [...doc.errors, ...doc.warnings]) {
+    throw new InputError(`${fmtOrigin(pos(e.pos[0]))}: invalid YAML: ${first(e.message)}`);
+  }
+  try {
+    doc.toJS({ maxAliasCount: 100 }); // bounds alias expansion before the walk below
+  } catch (e) {
+    throw new InputError(`${file}: invalid YAML: ${first((e as Error).message)}`);
+  }
+  const origins = new Origins();
+  const fail = (node: unknown, msg: string): never => {
+    const o = at(node);
+    throw new InputError(`${o ? fmtOrigin(o) : file}: ${msg}`);
+  };
+  const walk = (node: unknown, p: KeyPath): unknown => {
+    if (node === null || node === undefined) return null;
+    if (isAlias(node)) return walk(node.resolve(doc), p);
+    if (isScalar(node)) {
+      const v = node.value;
+      if (typeof v === "string" && v.includes("${")) {
+        throw dollarError(fmtOrigin(at(node) ?? { file, line: 1, col: 1 }), fmtPath(p));
+      }
+      if (v === null || ["string", "number", "boolean"].includes(typeof v)) return v;
+      return fail(node, `'${fmtPath(p)}' is not plain data (a string, number, boolean or null)`);
+    }
+    if (isMap(node)) {
+      const o: Record<string, unknown> = {};
+      for (const pair of node.items) {
+        const k = pair.key;
+        const key = isScalar(k) ? k.value : undefined;
+        if (!["string", "number", "boolean"].includes(typeof key)) {
+          fail(k ?? node, `keys must be plain names (in '${fmtPath(p) || "the file"}')`);
+        }
+        const q = [...p, String(key)];
+        origins.keys.set(Origins.id(q), at(k)!);
+        origins.values.set(Origins.id(q), at(pair.value) ?? at(k)!);
+        setOwn(o, String(key), walk(pair.value, q));
+      }
+      return o;
+    }
+    if (isSeq(node)) {
+      return node.items.map((it, i) => {
+        const q = [...p, i];
+        const o = at(it);
+        if (o) origins.values.set(Origins.id(q), o);
+        return walk(it, q);
+      });
+    }
+    return fail(node, `'${fmtPath(p)}' is not plain data`);
+  };
+  const root = doc.contents;
+  if (root !== null && !isMap(root)) fail(root, "an experiment file must be a mapping of keys");
+  const value = walk(root, []) as Record<string, unknown> | null ?? {};
+
+  const ext: ParsedFile["extends"] = [];
+  if (Object.hasOwn(value, "extends")) {
+    const v = value.extends;
+    const list = typeof v === "string" ? [v] : Array.isArray(v) ? v : null;
+    const whereV = origins.values.get(Origins.id(["extends"]))!;
+    if (!list || list.length === 0 || list.some((x) => typeof x !== "string" || x === "")) {
+      throw new InputError(
+        `${fmtOrigin(whereV)}: 'extends' must be a file name or a list of file names ` +
+          `(got ${show(v)})`,
+      );
+    }
+    list.forEach((target, i) => {
+      const o = typeof v === "string" ? whereV : origins.values.get(Origins.id(["extends", i]));
+      ext.push({ target: target as string, at: o ?? whereV });
+    });
+    delete value.extends;
+    origins.dropUnder(["extends"]);
+  }
+  return { value, origins, extends: ext };
+}
+
+/** `a.b[2].c` */
+function fmtPath(p: readonly (string | number)[]): string {
+  return p.map((s, i) => typeof s === "number" ? `[${s}]` : i ? `.${s}` : s).join("");
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
+  const s = JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Collapses `.`, `..` and repeated separators; keeps the path relative when it was. */
+export function normalizePath(p: string): string {
+  const abs = p.startsWith("/");
+  const out: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      if (out.length && out[out.length - 1] !== "..") out.pop();
+      else if (!abs) out.push("..");
+      continue;
+    }
+    out.push(seg);
+  }
+  return (abs ? "/" : "") + out.join("/") || (abs ? "/" : ".");
+}
+
+/** `target` relative to the folder of the file `from` (absolute targets stay as they are). */
+function relativeTo(from: string, target: string): string {
+  if (target.startsWith("/")) return normalizePath(target);
+  const i = from.lastIndexOf("/");
+  return normalizePath(i < 0 ? target : `${from.slice(0, i + 1)}${target}`);
+}
+
+/** Reads `file` and its extends chain into one merged tree with positions. */
+function resolveChain(
+  file: string,
+  text: string,
+  readFile: (p: string) => string,
+  stack: string[],
+  files: string[],
+): { value: Record<string, unknown>; origins: Origins } {
+  const parsed = parseFile(file, text);
+  if (!files.includes(file)) files.push(file);
+  const value: Record<string, unknown> = {};
+  const origins = new Origins();
+  const mergeFrom = (over: Record<string, unknown>, src: Origins) => {
+    const hooks: MergeHooks = {
+      replaced: (p) => {
+        origins.dropUnder(p);
+        origins.copyUnder(p, src);
+      },
+      merged: (p) => origins.copyAt(p, src),
+    };
+    deepMerge(value, over, hooks);
+  };
+  for (const e of parsed.extends) {
+    const target = relativeTo(file, e.target);
+    if (stack.includes(target)) {
+      const cycle = [...stack.slice(stack.indexOf(target)), target];
+      throw new InputError(`${fmtOrigin(e.at)}: cyclic extends: ${cycle.join(" -> ")}`);
+    }
+    let t: string;
+    try {
+      t = readFile(target);
+    } catch (err) {
+      const notFound = err instanceof Deno.errors.NotFound ||
+        (err as { code?: string }).code === "ENOENT";
+      throw new InputError(
+        `${fmtOrigin(e.at)}: ` +
+          (notFound
+            ? `extends target '${e.target}' not found (looked for ${target})`
+            : `cannot read extends target '${e.target}' (${target}): ${(err as Error).message}`),
+      );
+    }
+    const sub = resolveChain(target, t, readFile, [...stack, target], files);
+    mergeFrom(sub.value, sub.origins);
+  }
+  mergeFrom(parsed.value, parsed.origins);
+  return { value, origins };
+}
+
+/** Canonical JSON: keys sorted at every level, no whitespace. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (isMapping(v)) {
+    const keys = Object.keys(v).filter((k) => v[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v ?? null);
+}
+
+/** One problem, ready to sort and print. */
+interface Problem {
+  at?: Origin;
+  text: string;
+}
+
+/** Turns the schema's issues into positioned messages. */
+function describeIssues(
+  issues: readonly Record<string, unknown>[],
+  raw: Record<string, unknown>,
+  origins: Origins,
+): Problem[] {
+  const get = (p: KeyPath): unknown => {
+    let v: unknown = raw;
+    for (const s of p) {
+      if (v === null || typeof v !== "object" || !Object.hasOwn(v, s)) return undefined;
+      v = (v as Record<string, unknown>)[s];
+    }
+    return v;
+  };
+  /** The node at `p` (or one of `alts`), else the nearest enclosing key that was set. */
+  const find = (p: KeyPath, kind: "key" | "value", alts: KeyPath[] = []): Origin | undefined => {
+    for (const q of [p, ...alts]) {
+      const id = Origins.id(q);
+      const o = kind === "key"
+        ? origins.keys.get(id) ?? origins.values.get(id)
+        : origins.values.get(id);
+      if (o) return o;
+    }
+    for (let n = p.length - 1; n > 0; n--) {
+      const o = origins.keys.get(Origins.id(p.slice(0, n)));
+      if (o) return o;
+    }
+    return undefined;
+  };
+  const out: Problem[] = [];
+  for (const issue of issues) {
+    const p = issue.path as KeyPath;
+    const v = get(p);
+    const full = fmtPath(p);
+    if (issue.code === "unrecognized_keys") {
+      const allowed = keysOf(schemaAt(p, raw)) ?? [];
+      const forModel = full === "model" ? ` for model ${String(get(["model", "name"]))}` : "";
+      for (const k of issue.keys as string[]) {
+        out.push({
+          at: find([...p, k], "key"),
+          text: `unknown key '${fmtPath([...p, k])}'${forModel}${didYouMean(k, allowed)}; ` +
+            `allowed: ${allowed.join(", ")}`,
+        });
+      }
+      continue;
+    }
+    if (issue.code === "custom") {
+      const alts = ((issue.params as { alt?: KeyPath[] } | undefined)?.alt) ?? [];
+      out.push({ at: find(p, "value", alts), text: String(issue.message) });
+      continue;
+    }
+    let choices: (string | number)[] | undefined;
+    let want: string;
+    if (issue.code === "invalid_union" && Array.isArray(issue.options)) {
+      choices = issue.options as string[];
+      want = `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`;
+    } else {
+      const s = schemaAt(p, raw);
+      choices = s && choicesOf(s);
+      want = s ? expectsOf(s) : String(issue.message);
+    }
+    const hint = typeof v === "string" && choices
+      ? didYouMean(v, choices.filter((c): c is string => typeof c === "string"))
+      : "";
+    out.push(
+      v === undefined
+        ? { at: find(p, "key"), text: `missing key '${full}' (${want})` }
+        : { at: find(p, "value"), text: `'${full}' must be ${want} (got ${show(v)})${hint}` },
+    );
+  }
+  return out;
+}
+
+/**
+ * Resolves an experiment from its text: `file` names it in messages and anchors relative
+ * `extends` paths; `readFile` reads the extends targets (default: Deno.readTextFileSync).
+ * Throws an InputError for any problem (see the module doc).
+ */
+export function resolveExperimentText(
+  file: string,
+  text: string,
+  sets: readonly string[] = [],
+  readFile: (p: string) => string = Deno.readTextFileSync,
+): LoadedExperiment {
+  const files: string[] = [];
+  const { value, origins } = resolveChain(file, text, readFile, [normalizePath(file)], files);
+  for (const spec of sets) {
+    const s = parseSet(spec);
+    const label: Origin = { set: spec };
+    deepMerge(value, nest(s.path, s.value), {
+      replaced: (p, v) => {
+        origins.dropUnder(p);
+        origins.label(p, v, label);
+      },
+    });
+  }
+  const r = ExperimentSchema.safeParse(value);
+  if (!r.success) {
+    const problems = describeIssues(
+      r.error.issues as unknown as Record<string, unknown>[],
+      value,
+      origins,
+    );
+    const rank = (o?: Origin): [number, number, number] =>
+      !o
+        ? [Infinity, 0, 0]
+        : "set" in o
+        ? [files.length + sets.indexOf(o.set), 0, 0]
+        : [files.indexOf(o.file), o.line, o.col];
+    problems.sort((a, b) => {
+      const x = rank(a.at), y = rank(b.at);
+      return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+    });
+    const lines = [...new Set(problems.map((q) => `${q.at ? fmtOrigin(q.at) : file}: ${q.text}`))];
+    throw new InputError(lines.join("\n"));
+  }
+  const config = r.data;
+  const fullHash = createHash("sha256").update(canonicalJson(config)).digest("hex");
+  return {
+    config,
+    hash: fullHash.slice(0, 8),
+    fullHash,
+    files,
+    yaml: stringifyYaml(config, { lineWidth: 0 }),
+  };
+}
+
+/**
+ * Reads, resolves and validates an experiment file, then applies `sets` (`a.b=c` strings, as
+ * given to `--set`). Throws an InputError for any problem, including an unreadable file.
+ */
+export async function loadExperiment(
+  path: string,
+  sets: readonly string[] = [],
+): Promise<LoadedExperiment> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    throw new InputError(`${path}: cannot read the experiment file (${(e as Error).message})`);
+  }
+  return resolveExperimentText(path, text, sets);
+}

@@ -1,0 +1,487 @@
+/**
+ * Runs an experiment end to end into its run folder (design.md 5): data and text features,
+ * model and backend, the reference training recipe with checkpoints, test metrics with the best
+ * checkpoint, prediction PNGs, summary.json and report.md. Resumable: `resume` continues from
+ * checkpoints/last.safetensors bitwise as if the run had never stopped.
+ */
+import { join } from "node:path";
+import type { LoadedExperiment } from "../config/load.ts";
+import { type ExperimentConfig, modelOptions } from "../config/schema.ts";
+import { InputError } from "../config/errors.ts";
+import { type BackendRequest, selectBackend } from "../backends/select.ts";
+import { MODELS } from "../models/registry.ts";
+import { TEXT_INPUT } from "../models/lvit.ts";
+import { Session } from "../train/session.ts";
+import {
+  type EpochRecord,
+  initialState,
+  type Samples,
+  scoreSplit,
+  stepsPerEpoch,
+  train,
+  type TrainerState,
+} from "../train/trainer.ts";
+import { loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
+import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset.ts";
+import { generateSynth } from "../data/synth.ts";
+import { encodeTexts, openTextEncoder } from "../data/text.ts";
+import { cacheKey } from "../data/text_cache.ts";
+import { testScores } from "../eval/metrics.ts";
+import { overlayRgb, predictionPng } from "../report/images.ts";
+import { writeReport } from "../report/report.ts";
+import {
+  appendMetric,
+  fileExists,
+  gitCommit,
+  readMetrics,
+  type RunPaths,
+  runPaths,
+  writeAtomic,
+  writeMetrics,
+} from "./folder.ts";
+import { Progress } from "./progress.ts";
+
+/** How to run (the experiment file says what). */
+export interface RunOptions {
+  /** Runs root (default `runs`). */
+  out?: string;
+  /** Continue an interrupted run from checkpoints/last.safetensors. */
+  resume?: boolean;
+  /** Start over even if the run folder holds a run. */
+  force?: boolean;
+  /** Overrides the experiment's backend. */
+  backend?: BackendRequest;
+  /** Line output (default console.log). */
+  log?: (line: string) => void;
+  /** Live progress on stderr (default true). */
+  progress?: boolean;
+  /** Checkpoint and stop on SIGINT/SIGTERM (default true; off for library use in tests). */
+  signals?: boolean;
+  /**
+   * Behave as if interrupted once this many steps have been taken in total (checkpoint and
+   * return): reproducible interruptions for tests and time-boxed jobs.
+   */
+  stopAfterSteps?: number;
+}
+
+/** design.md 5's summary.json. */
+export interface Summary {
+  experiment: string;
+  variant: string;
+  seed: number;
+  backend: string;
+  adapter: string;
+  params: number;
+  epochs: number;
+  steps: number;
+  best_epoch: number | null;
+  val: { dice: number | null; iou: number | null };
+  test: { dice: number; iou: number; f1: number };
+  train_seconds: number;
+  step_ms_median: number | null;
+  config_hash: string;
+  dataset_fingerprint: string;
+  stopped_early: boolean;
+  eval_split: "test" | "val";
+  eval_checkpoint: "best" | "last";
+}
+
+export interface RunResult {
+  dir: string;
+  /** Null when the run was interrupted before finishing. */
+  summary: Summary | null;
+  interrupted: boolean;
+}
+
+const FORMAT = "lvit-deno-run-v1";
+
+/** The data set of an experiment, generating the synthetic one on first use. */
+export async function prepareData(
+  cfg: ExperimentConfig,
+  log: (s: string) => void,
+): Promise<OpenedDataset> {
+  const size = cfg.model.image_size;
+  let root = cfg.data.root ?? undefined;
+  if (cfg.data.dataset === "synth" && !root) {
+    const s = cfg.data.synth;
+    const key = (await cacheKey(["synth-v1", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
+    root = join(cfg.data.cache_dir, "synth", key);
+    if (!(await fileExists(join(root, "synth.json")))) {
+      // Generate into a fresh folder and rename, so an interrupted generation is never reused.
+      const tmp = `${root}.tmp-${Deno.pid}`;
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      log(`data: generating the synthetic data set (${s.train}/${s.val}/${s.test}) in ${root}`);
+      await generateSynth({
+        out: tmp,
+        seed: s.seed,
+        train: s.train,
+        val: s.val,
+        test: s.test,
+        size,
+      });
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+      await Deno.rename(tmp, root);
+    }
+  }
+  const kind = cfg.data.dataset === "synth" ? "qata" : cfg.data.dataset;
+  return await openDataset(kind, root, size, { cacheDir: cfg.data.cache_dir, log });
+}
+
+/** A split plus its text features as the trainer's Samples. */
+function samples(split: SplitData, text: Float32Array[] | null): Samples {
+  return { n: split.n, read: (i, x, y) => split.read(i, x, y), text };
+}
+
+/** The model function and options of an experiment. */
+export function experimentModel(cfg: ExperimentConfig) {
+  const { name, options } = modelOptions(cfg);
+  const entry = MODELS[name];
+  const full = { ...entry.defaults, ...options } as Record<string, unknown>;
+  // deno-lint-ignore no-explicit-any
+  const fn = entry.build(full as any);
+  return { name, options: full, fn };
+}
+
+/** Builds the session (train + eval programs) of an experiment on a backend. */
+export async function createSession(cfg: ExperimentConfig, backend: BackendRequest) {
+  const be = await selectBackend(backend);
+  const m = experimentModel(cfg);
+  const size = cfg.model.image_size;
+  const s = await Session.create(be, m.fn, {
+    batch: cfg.train.batch,
+    channels: 3,
+    height: size,
+    width: size,
+    seed: cfg.seed,
+    adam: {
+      beta1: cfg.train.betas[0],
+      beta2: cfg.train.betas[1],
+      eps: cfg.train.eps,
+      weightDecay: cfg.train.weight_decay,
+    },
+    loss: cfg.train.loss,
+  });
+  return { backend: be, session: s, model: m };
+}
+
+/** Text features of every sample of each split, or null when the model reads no text. */
+export async function textFeaturesFor(
+  cfg: ExperimentConfig,
+  s: Session,
+  options: Record<string, unknown>,
+  ds: OpenedDataset,
+  log: (s: string) => void,
+): Promise<Record<"train" | "val" | "test", Float32Array[] | null>> {
+  if (!s.train.program.leaves.has(TEXT_INPUT) && !s.evaluate.program.leaves.has(TEXT_INPUT)) {
+    return { train: null, val: null, test: null };
+  }
+  const enc = await openTextEncoder({
+    encoder: cfg.text.encoder,
+    model_dir: cfg.text.model_dir,
+    tokens: options.textTokens as number,
+    dim: options.textDim as number,
+    seed: cfg.seed,
+  });
+  const out = { train: null, val: null, test: null } as Record<
+    "train" | "val" | "test",
+    Float32Array[] | null
+  >;
+  try {
+    for (const split of ["train", "val", "test"] as const) {
+      out[split] = await encodeTexts(enc, ds.splits[split].texts, join(cfg.data.cache_dir, "text"));
+    }
+  } finally {
+    await enc.close?.();
+  }
+  log(`text: ${enc.id}, ${enc.tokens} x ${enc.dim} per sample`);
+  return out;
+}
+
+/** The trainer's state as checkpoint metadata (JSON numbers round-trip float64 exactly). */
+function stateMeta(st: TrainerState, hash: string): Record<string, string> {
+  const bestDice = Number.isFinite(st.bestDice) ? st.bestDice : null;
+  return {
+    format: FORMAT,
+    config_hash: hash,
+    trainer_state: JSON.stringify({ ...st, bestDice }),
+  };
+}
+
+function parseStateMeta(meta: Map<string, string>, file: string, hash: string): TrainerState {
+  if (meta.get("format") !== FORMAT || !meta.has("trainer_state")) {
+    throw new InputError(`${file}: not a resumable checkpoint of this runner (no trainer state)`);
+  }
+  if (meta.get("config_hash") !== hash) {
+    throw new InputError(
+      `${file}: written for config ${meta.get("config_hash")}, this run is ${hash}; ` +
+        `a changed config is a new run (use another --out or drop --resume)`,
+    );
+  }
+  const st = JSON.parse(meta.get("trainer_state")!) as TrainerState & { bestDice: number | null };
+  return { ...st, bestDice: st.bestDice ?? -Infinity };
+}
+
+function median(xs: number[]): number | null {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Why an existing run folder blocks a fresh start. */
+async function checkFolder(p: RunPaths, o: RunOptions): Promise<"fresh" | "resume" | "done"> {
+  const hasLast = await fileExists(p.last);
+  const hasSummary = await fileExists(p.summary);
+  if (o.force) {
+    await Deno.remove(p.dir, { recursive: true }).catch(() => {});
+    return "fresh";
+  }
+  if (hasSummary && !o.resume) return "done";
+  if (o.resume) return hasLast ? "resume" : "fresh";
+  if (hasLast) {
+    throw new InputError(
+      `${p.dir}: holds an unfinished run of this config; pass --resume to continue it or ` +
+        `--force to start over`,
+    );
+  }
+  return "fresh";
+}
+
+/** Runs (or resumes) an experiment into its run folder. */
+export async function runExperiment(
+  exp: LoadedExperiment,
+  o: RunOptions = {},
+): Promise<RunResult> {
+  const cfg = exp.config;
+  const log = o.log ?? ((s: string) => console.log(s));
+  const paths = runPaths(o.out ?? "runs", cfg.name, cfg.variant, exp.hash);
+  const mode = await checkFolder(paths, o);
+  if (mode === "done") {
+    log(`${paths.summary} exists: this run is finished (use --force to run it again)`);
+    return {
+      dir: paths.dir,
+      summary: JSON.parse(await Deno.readTextFile(paths.summary)),
+      interrupted: false,
+    };
+  }
+  await Deno.mkdir(join(paths.dir, "checkpoints"), { recursive: true });
+  await writeAtomic(paths.config, exp.yaml);
+
+  const t0 = performance.now();
+  const ds = await prepareData(cfg, log);
+  const { backend, session: s, model } = await createSession(cfg, o.backend ?? cfg.backend);
+  log(
+    `model: ${model.name}, ${
+      s.paramCount.toLocaleString("en-US")
+    } trained parameters, image ${cfg.model.image_size}x${cfg.model.image_size}, batch ${cfg.train.batch}`,
+  );
+  const text = await textFeaturesFor(cfg, s, model.options, ds, log);
+  const data = {
+    train: samples(ds.splits.train, text.train),
+    val: samples(ds.splits.val, text.val),
+    test: samples(ds.splits.test, text.test),
+  };
+  log(
+    `data: ${ds.kind} at ${ds.root}: ${data.train.n}/${data.val.n}/${data.test.n} ` +
+      `train/val/test (fingerprint ${ds.fingerprint.slice(0, 12)}); setup ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s`,
+  );
+  await writeAtomic(
+    paths.env,
+    JSON.stringify(
+      {
+        deno: Deno.version,
+        os: Deno.build.os,
+        arch: Deno.build.arch,
+        backend: backend.name,
+        backend_why: backend.why,
+        adapter: backend.device,
+        git_commit: await gitCommit(),
+        config_hash: exp.fullHash,
+        dataset: { kind: ds.kind, root: ds.root, fingerprint: ds.fingerprint },
+        started: new Date().toISOString(),
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+
+  let state = initialState();
+  let records: EpochRecord[] = [];
+  if (mode === "resume") {
+    const r = await loadCheckpoint(paths.last, s.leafShapes(false));
+    state = parseStateMeta(r.metadata, paths.last, exp.hash);
+    s.loadState(r.values, state.steps);
+    // The log keeps what the checkpoint covers: epochs before the one in progress.
+    records = (await readMetrics(paths.metrics)).filter((m) =>
+      m.kind === "epoch" && (m.epoch as number) < state.epoch
+    ) as unknown as EpochRecord[];
+    log(`resume: epoch ${state.epoch}, step ${state.stepInEpoch} (${state.steps} steps done)`);
+  }
+  await writeMetrics(paths.metrics, records);
+
+  let stop = false;
+  const onSignal = () => {
+    if (stop) Deno.exit(130);
+    stop = true;
+    log("\nstopping: writing a checkpoint after this step (again to quit at once)");
+  };
+  const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
+  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+
+  const recipe = cfg.train;
+  const steps = stepsPerEpoch(data.train.n, recipe);
+  const progress = new Progress(undefined, o.progress === false ? false : undefined);
+  progress.start(state.steps);
+  const saveLast = async (st: TrainerState) =>
+    await saveCheckpoint(paths.last, await s.state(false), stateMeta(st, exp.hash));
+  try {
+    state = await train(
+      s,
+      data,
+      recipe,
+      { seed: cfg.seed, size: cfg.model.image_size, augment: cfg.data.augment },
+      state,
+      {
+        onStep: (p) => {
+          if (o.progress === false) return;
+          progress.update({
+            ...p,
+            epochs: recipe.epochs,
+            done: (p.epoch - 1) * steps + p.step,
+            total: recipe.epochs * steps,
+          });
+        },
+        onEpoch: async (r: EpochRecord) => {
+          records.push(r);
+          await appendMetric(paths.metrics, r);
+          const v = r.val_dice === null
+            ? ""
+            : `  val dice ${r.val_dice.toFixed(4)} iou ${r.val_iou!.toFixed(4)}${
+              r.best ? " (best)" : ""
+            }`;
+          progress.line(
+            `epoch ${r.epoch}/${recipe.epochs}  loss ${r.loss.toFixed(4)}  lr ${
+              r.lr.toExponential(2)
+            }${v}  ${(r.steps / r.seconds).toFixed(2)} it/s  ${r.seconds.toFixed(1)} s`,
+          );
+        },
+        checkpoint: saveLast,
+        saveBest: async (st) =>
+          await saveCheckpoint(paths.best, await s.state(true), {
+            format: FORMAT,
+            config_hash: exp.hash,
+            epoch: String(st.bestEpoch),
+            val_dice: String(st.bestDice),
+          }),
+        interrupted: () => stop || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
+      },
+    );
+  } finally {
+    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+  }
+  if (!state.done) {
+    log(`interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`);
+    s.destroy();
+    ds.close();
+    return { dir: paths.dir, summary: null, interrupted: true };
+  }
+  if (state.stoppedEarly) log(`early stop: ${recipe.patience} epochs without a better val Dice`);
+
+  const summary = await evaluateRun(cfg, exp.hash, paths, s, data, ds, records, state, {
+    backend: backend.name,
+    adapter: backend.device,
+    log,
+  });
+  s.destroy();
+  ds.close();
+  return { dir: paths.dir, summary, interrupted: false };
+}
+
+/** Test metrics with the best checkpoint, predictions, summary.json and report.md. */
+async function evaluateRun(
+  cfg: ExperimentConfig,
+  hash: string,
+  paths: RunPaths,
+  s: Session,
+  data: Record<"train" | "val" | "test", Samples>,
+  ds: OpenedDataset,
+  records: EpochRecord[],
+  state: TrainerState,
+  o: { backend: string; adapter: string; log: (s: string) => void },
+): Promise<Summary> {
+  const which = state.bestEpoch !== null ? "best" : "last";
+  if (which === "best") {
+    const r = await loadCheckpoint(paths.best, s.leafShapes(true));
+    s.loadState(r.values);
+  } else {
+    o.log(
+      `no best checkpoint (no epoch >= ${cfg.train.min_save_epoch} improved val Dice): ` +
+        `testing the last weights`,
+    );
+  }
+  const split = cfg.eval.split;
+  const size = cfg.model.image_size;
+  const plane = size * size;
+  const keys = ds.splits[split].keys;
+  const overlays: { key: string; rgb: Uint8Array; dice: number }[] = [];
+  const img = new Float32Array(3 * plane);
+  const msk = new Float32Array(plane);
+  const res = await scoreSplit(s, data[split], cfg.train.batch, size, "test", async (i, p, y) => {
+    const key = keys[i];
+    if (cfg.eval.save_predictions) {
+      await writeAtomic(
+        join(paths.predictions, key.replace(/\.[^.]+$/, "") + ".png"),
+        predictionPng(p, size),
+      );
+    }
+    if (overlays.length < cfg.eval.overlays) {
+      await ds.splits[split].read([i], img, msk);
+      const sc = testScores(p, y, 0, plane);
+      overlays.push({ key, rgb: overlayRgb(img, y, p, size), dice: sc.dice });
+    }
+  });
+  const test = { dice: res.mean.dice, iou: res.mean.iou, f1: res.mean.dice };
+  await appendMetric(paths.metrics, { kind: "test", split, checkpoint: which, ...test });
+  o.log(
+    `${split}: dice ${test.dice.toFixed(4)}  iou ${test.iou.toFixed(4)} ` +
+      `(${data[split].n} images, ${which} checkpoint${
+        which === "best" ? ` from epoch ${state.bestEpoch}` : ""
+      })`,
+  );
+  const epochs = records;
+  const bestRec = epochs.find((r) => r.epoch === state.bestEpoch);
+  const summary: Summary = {
+    experiment: cfg.name,
+    variant: cfg.variant,
+    seed: cfg.seed,
+    backend: o.backend,
+    adapter: o.adapter,
+    params: s.paramCount,
+    epochs: epochs.length,
+    steps: state.steps,
+    best_epoch: state.bestEpoch,
+    val: { dice: bestRec?.val_dice ?? null, iou: bestRec?.val_iou ?? null },
+    test,
+    train_seconds: epochs.reduce((t, r) => t + r.seconds, 0),
+    step_ms_median: median(
+      epochs.filter((r) => r.steps > 0).map((r) => 1000 * r.train_seconds / r.steps),
+    ),
+    config_hash: hash,
+    dataset_fingerprint: ds.fingerprint,
+    stopped_early: state.stoppedEarly,
+    eval_split: split,
+    eval_checkpoint: which,
+  };
+  await writeAtomic(paths.summary, JSON.stringify(summary, null, 2) + "\n");
+  await writeReport(paths.dir, {
+    summary: summary as unknown as Record<string, unknown>,
+    epochs,
+    configYaml: await Deno.readTextFile(paths.config),
+    overlays,
+    tileSize: size,
+  });
+  o.log(`run folder: ${paths.dir}`);
+  return summary;
+}

@@ -1,0 +1,284 @@
+/**
+ * The reference training recipe as a resumable loop (lvit-reference.md 5): Adam with a per-epoch
+ * learning-rate schedule, seeded shuffling and augmentation, validation Dice after each epoch,
+ * a "best" checkpoint only from `min_save_epoch` on, early stopping after `patience` epochs
+ * without a new best.
+ *
+ * Everything random is a pure function of (seed, epoch, index) and the Adam step count, and the
+ * host keeps no other state than `TrainerState`; so a run resumed from a checkpoint of the
+ * device leaves plus that state continues bitwise as if it had never stopped. Files are the
+ * caller's business (hooks): this module never touches the disk.
+ */
+import { permutation } from "../rng/shuffle.ts";
+import { augmentSample } from "../data/augment.ts";
+import { type ImageScores, meanScores, testScores, valScores } from "../eval/metrics.ts";
+import type { Session } from "./session.ts";
+import { lrAt, type ScheduleConfig } from "./schedule.ts";
+import { TEXT_INPUT } from "../models/lvit.ts";
+
+/** A split as the trainer sees it: streamed images and masks, plus text features. */
+export interface Samples {
+  n: number;
+  /** Fills images (k x C x S x S) and masks (k x S x S) for `indices` in order. */
+  read(indices: readonly number[], images: Float32Array, masks: Float32Array): Promise<void>;
+  /** Per-sample text features (tokens x dim), or null for a model without text. */
+  text: Float32Array[] | null;
+}
+
+/** The recipe (the experiment file's `train` section, resolved). */
+export interface Recipe {
+  epochs: number;
+  batch: number;
+  lr: number;
+  schedule: ScheduleConfig;
+  patience: number;
+  min_save_epoch: number;
+  eval_every: number;
+  /** Periodic checkpoint every this many steps (0: at epoch ends only). */
+  checkpoint_every: number;
+  max_steps_per_epoch: number | null;
+}
+
+/** Where the loop is; saved with every checkpoint and enough to continue exactly. */
+export interface TrainerState {
+  /** The epoch in progress (1-based). */
+  epoch: number;
+  /** Steps of that epoch already taken. */
+  stepInEpoch: number;
+  /** Steps taken in total (equals the Adam step count). */
+  steps: number;
+  /** Sum of the losses read back so far in this epoch (float64 on the host). */
+  lossSum: number;
+  bestDice: number;
+  /** 1-based epoch of the best checkpoint; null before one was saved. */
+  bestEpoch: number | null;
+  /** Epochs since the best validation Dice (early stopping counts these). */
+  sinceBest: number;
+  done: boolean;
+  stoppedEarly: boolean;
+}
+
+/** One finished epoch, as logged to metrics.jsonl. */
+export interface EpochRecord {
+  kind: "epoch";
+  epoch: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  val_dice: number | null;
+  val_iou: number | null;
+  /** Wall time of the epoch, validation included. */
+  seconds: number;
+  /** Wall time of the training steps alone (ends with the loss read-back, a sync). */
+  train_seconds: number;
+  best: boolean;
+}
+
+/** What the caller does around the loop: progress, logs, checkpoints, interruption. */
+export interface TrainerHooks {
+  /** After every step (cheap; the GPU may still be working). */
+  onStep?(p: { epoch: number; step: number; steps: number; loss: number | null }): void;
+  onEpoch?(r: EpochRecord): Promise<void> | void;
+  /** Saves the leaves and `state` as the resumable checkpoint. */
+  checkpoint(state: TrainerState): Promise<void>;
+  /** Saves the model as the best checkpoint (validation Dice improved). */
+  saveBest(state: TrainerState): Promise<void>;
+  /** True once the user asked to stop (SIGINT/SIGTERM): checkpoint and return. */
+  interrupted(): boolean;
+}
+
+/** The loss is read back every this many steps: a fixed count keeps the sums reproducible. */
+export const LOSS_EVERY = 10;
+
+export function initialState(): TrainerState {
+  return {
+    epoch: 1,
+    stepInEpoch: 0,
+    steps: 0,
+    lossSum: 0,
+    bestDice: -Infinity,
+    bestEpoch: null,
+    // The reference's best_epoch starts at 1 and its check is epoch_index - best_epoch + 1 with
+    // a 0-based epoch_index, so after epoch 1 the count is 0.
+    sinceBest: -1,
+    done: false,
+    stoppedEarly: false,
+  };
+}
+
+/** Steps per epoch: drop_last (the compiled batch is fixed), capped for quick runs. */
+export function stepsPerEpoch(n: number, r: Recipe): number {
+  const full = Math.floor(n / r.batch);
+  return r.max_steps_per_epoch ? Math.min(full, r.max_steps_per_epoch) : full;
+}
+
+/** Batch buffers for one split and a gather of text features. */
+class Batcher {
+  readonly x: Float32Array;
+  readonly y: Float32Array;
+  private readonly rawX: Float32Array;
+  private readonly rawY: Float32Array;
+  readonly text: Float32Array | null;
+
+  constructor(readonly s: Samples, readonly batch: number, readonly size: number) {
+    const plane = size * size;
+    this.x = new Float32Array(batch * 3 * plane);
+    this.y = new Float32Array(batch * plane);
+    this.rawX = new Float32Array(batch * 3 * plane);
+    this.rawY = new Float32Array(batch * plane);
+    const per = s.text?.[0]?.length ?? 0;
+    this.text = s.text ? new Float32Array(batch * per) : null;
+  }
+
+  /** Loads `idx` (padding a short batch with its last sample); augments when `aug` is set. */
+  async load(
+    idx: readonly number[],
+    aug: { seed: number; epoch: number } | null,
+  ): Promise<Record<string, Float32Array>> {
+    const full = Array.from({ length: this.batch }, (_, k) => idx[Math.min(k, idx.length - 1)]);
+    const plane = this.size * this.size;
+    await this.s.read(full, aug ? this.rawX : this.x, aug ? this.rawY : this.y);
+    if (aug) {
+      for (let k = 0; k < this.batch; k++) {
+        augmentSample(
+          aug.seed,
+          aug.epoch,
+          full[k],
+          this.rawX.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+          this.rawY.subarray(k * plane, (k + 1) * plane),
+          3,
+          this.size,
+          this.size,
+          this.x.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+          this.y.subarray(k * plane, (k + 1) * plane),
+        );
+      }
+    }
+    if (this.text && this.s.text) {
+      const per = this.s.text[0].length;
+      full.forEach((j, k) => this.text!.set(this.s.text![j], k * per));
+    }
+    return this.text ? { [TEXT_INPUT]: this.text } : {};
+  }
+}
+
+/** Per-image scores of a split in eval mode; `each` sees every image's probabilities. */
+export async function scoreSplit(
+  s: Session,
+  data: Samples,
+  batch: number,
+  size: number,
+  rule: "val" | "test",
+  each?: (index: number, prob: Float32Array, mask: Float32Array) => Promise<void> | void,
+): Promise<{ mean: ImageScores; per: ImageScores[] }> {
+  const b = new Batcher(data, batch, size);
+  const plane = size * size;
+  const score = rule === "val" ? valScores : testScores;
+  const per: ImageScores[] = [];
+  for (let i = 0; i < data.n; i += batch) {
+    const idx = Array.from({ length: Math.min(batch, data.n - i) }, (_, k) => i + k);
+    const extra = await b.load(idx, null);
+    const p = await s.predict(b.x, extra);
+    for (let k = 0; k < idx.length; k++) {
+      per.push(score(p, b.y.subarray(k * plane, (k + 1) * plane), k * plane, plane));
+      if (each) {
+        await each(
+          idx[k],
+          p.subarray(k * plane, (k + 1) * plane),
+          b.y.subarray(k * plane, (k + 1) * plane),
+        );
+      }
+    }
+  }
+  return { mean: meanScores(per), per };
+}
+
+/**
+ * Trains from `state` until the epochs run out, early stopping triggers or the user interrupts.
+ * Returns the state (done or interrupted) after the last checkpoint was written.
+ */
+export async function train(
+  s: Session,
+  data: { train: Samples; val: Samples },
+  r: Recipe,
+  o: { seed: number; size: number; augment: boolean },
+  state: TrainerState,
+  hooks: TrainerHooks,
+): Promise<TrainerState> {
+  const st = { ...state };
+  const steps = stepsPerEpoch(data.train.n, r);
+  if (steps < 1) {
+    throw new RangeError(
+      `the training split has ${data.train.n} samples, fewer than one batch of ${r.batch}`,
+    );
+  }
+  const batcher = new Batcher(data.train, r.batch, o.size);
+  let lastLoss: number | null = null;
+  while (!st.done && st.epoch <= r.epochs) {
+    const e = st.epoch;
+    const lr = lrAt(r.schedule, r.lr, e - 1);
+    const order = permutation(data.train.n, o.seed, e);
+    const t0 = performance.now();
+    const startStep = st.stepInEpoch;
+    for (let b = st.stepInEpoch; b < steps; b++) {
+      const extra = await batcher.load(
+        order.slice(b * r.batch, (b + 1) * r.batch),
+        o.augment ? { seed: o.seed, epoch: e } : null,
+      );
+      s.step(batcher.x, batcher.y, lr, extra);
+      st.steps++;
+      st.stepInEpoch = b + 1;
+      if (st.stepInEpoch % LOSS_EVERY === 0) {
+        const sum = await s.takeLossSum();
+        st.lossSum += sum;
+        lastLoss = sum / LOSS_EVERY;
+      }
+      hooks.onStep?.({ epoch: e, step: st.stepInEpoch, steps, loss: lastLoss });
+      const periodic = r.checkpoint_every > 0 && st.steps % r.checkpoint_every === 0;
+      if (hooks.interrupted() || periodic) {
+        await hooks.checkpoint(st);
+        if (hooks.interrupted()) return st;
+      }
+    }
+    st.lossSum += await s.takeLossSum();
+    const trainSeconds = (performance.now() - t0) / 1000;
+    const loss = st.lossSum / steps;
+    let v: ImageScores | null = null;
+    if (e % r.eval_every === 0 || e === r.epochs) {
+      v = (await scoreSplit(s, data.val, r.batch, o.size, "val")).mean;
+    }
+    // The reference saves only on a strict improvement and only after epoch min_save_epoch-1.
+    const best = v !== null && e >= r.min_save_epoch && v.dice > st.bestDice;
+    if (best) {
+      st.bestDice = v!.dice;
+      st.bestEpoch = e;
+      st.sinceBest = 0;
+      await hooks.saveBest(st);
+    } else st.sinceBest++;
+    const seconds = (performance.now() - t0) / 1000;
+    await hooks.onEpoch?.({
+      kind: "epoch",
+      epoch: e,
+      steps: steps - startStep,
+      loss,
+      lr,
+      val_dice: v?.dice ?? null,
+      val_iou: v?.iou ?? null,
+      seconds,
+      train_seconds: trainSeconds,
+      best,
+    });
+    st.epoch = e + 1;
+    st.stepInEpoch = 0;
+    st.lossSum = 0;
+    // Early stopping as the reference: stop when epochs since the best exceed the patience.
+    if (st.sinceBest > r.patience) {
+      st.done = true;
+      st.stoppedEarly = true;
+    }
+    if (st.epoch > r.epochs) st.done = true;
+    await hooks.checkpoint(st);
+    if (hooks.interrupted()) return st;
+  }
+  return st;
+}
