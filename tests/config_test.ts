@@ -99,6 +99,16 @@ Deno.test("defaults: the reference recipe and the registry's model options fill 
     loss: { dice: 0.5, bce: 0.5 },
     checkpoint_every: 0,
     max_steps_per_epoch: null,
+    labeled_fraction: 1,
+  });
+  assertEquals(c.semi, {
+    prototype_epochs: 10,
+    epi: true,
+    epi_beta: 0.99,
+    binarize: false,
+    lv_loss: true,
+    lv_weight: 0.1,
+    contrastive_dir: null,
   });
   assertEquals(c.eval, { split: "test", overlays: 16, save_predictions: true });
   // Model defaults are the registry's, per model.
@@ -313,7 +323,7 @@ Deno.test("errors: YAML syntax, unknown keys, types, enums name file:line:col an
   fails("unknown tag", `${MIN}description: !js/function "x"\n`, [/^e\.yaml:4:14: invalid YAML: /]);
   fails("root list", "- a\n- b\n", [/^e\.yaml:1:1: an experiment file must be a mapping/]);
   fails("unknown top", `${MIN}trian: {epochs: 2}\n`, [
-    /^e\.yaml:4:1: unknown key 'trian' \(did you mean 'train'\?\); allowed: name, variant, description, seed, backend, data, text, model, train, eval$/,
+    /^e\.yaml:4:1: unknown key 'trian' \(did you mean 'train'\?\); allowed: name, variant, description, seed, backend, data, text, model, train, semi, eval$/,
   ]);
   fails("unknown nested", `${MIN}train:\n  schedule: {kind: constant, t_0: 3}\n`, [
     /^e\.yaml:5:30: unknown key 'train\.schedule\.t_0' \(did you mean 't0'\?\); allowed: kind, t0, t_mult, eta_min$/,

@@ -153,13 +153,19 @@ Deno.test("synth: same seed gives identical bytes, another seed different ones",
     await gen("b", 3);
     await gen("c", 4);
     const [a, b, c] = await Promise.all(["a", "b", "c"].map((n) => filesUnder(join(dir, n))));
-    assert(a.size === 2 * 10 + 2 + 1, `file count ${a.size}`);
+    // 10 images + 10 masks, 2 text tables, synth.json, and LV_loss/ (14 figures + its table).
+    assert(a.size === 2 * 10 + 2 + 1 + 15, `file count ${a.size}`);
+    const lv = [...a.keys()].filter((n) => n.startsWith("LV_loss/")).sort();
+    const figs = Array.from({ length: 14 }, (_, i) => `LV_loss/fig${i + 1}.png`);
+    assert(lv.join() === [...figs, "LV_loss/LV_loss.xlsx"].sort().join(), `LV_loss: ${lv}`);
     for (const [name, bytes] of a) {
       assert(b.has(name) && sameBytes(bytes, b.get(name)!), `same seed, same bytes: ${name}`);
     }
     const img = "Train_Folder/img/synth_00000.png";
     assert(!sameBytes(a.get(img)!, c.get(img)!), "different seed, different image");
     assert(!sameBytes(a.get("synth.json")!, c.get("synth.json")!), "different seed, layout");
+    // The contrastive set is drawn from the fixed lung geometry: the seed does not change it.
+    for (const name of lv) assert(sameBytes(a.get(name)!, c.get(name)!), `seed-free: ${name}`);
     // Refuses to mix with an earlier run's files.
     let refused = false;
     await gen("a", 3).catch((e) => (refused = e instanceof Deno.errors.AlreadyExists));

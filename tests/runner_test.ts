@@ -9,6 +9,9 @@ import { resolveExperimentText } from "../lib/config/load.ts";
 import { runExperiment } from "../lib/run/runner.ts";
 import { lrAt } from "../lib/train/schedule.ts";
 import { readMetrics } from "../lib/run/folder.ts";
+import { scoreSplit } from "../lib/train/trainer.ts";
+import type { Session } from "../lib/train/session.ts";
+import { testScores, valScores } from "../lib/eval/metrics.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const quiet = { progress: false, signals: false, log: () => {} };
@@ -273,4 +276,49 @@ Deno.test("bad experiment files and arguments: exit 2, file:line:col, no stack t
     }
     noTrace(r.text);
   });
+});
+
+Deno.test("scoreSplit scores every image of a batch against its own mask", async () => {
+  // A stand-in session whose "prediction" is a function of the input image, so the expected
+  // per-image scores are known without a model.
+  const size = 4, plane = 16, n = 5;
+  const masks = Array.from(
+    { length: n },
+    (_, i) => Float32Array.from({ length: plane }, (_, j) => ((i + j) % 3 === 0 ? 1 : 0)),
+  );
+  const probs = Array.from(
+    { length: n },
+    (_, i) => Float32Array.from({ length: plane }, (_, j) => ((i * 7 + j) % 4) / 3),
+  );
+  const data = {
+    n,
+    text: null,
+    read(idx: readonly number[], x: Float32Array, y: Float32Array) {
+      idx.forEach((i, k) => {
+        x.fill(i, k * 3 * plane, (k + 1) * 3 * plane);
+        y.set(masks[i], k * plane);
+      });
+      return Promise.resolve();
+    },
+  };
+  const fake = {
+    predict(x: Float32Array) {
+      const B = x.length / (3 * plane);
+      const p = new Float32Array(B * plane);
+      for (let k = 0; k < B; k++) p.set(probs[x[k * 3 * plane]], k * plane);
+      return Promise.resolve(p);
+    },
+  } as unknown as Session;
+  for (const rule of ["val", "test"] as const) {
+    const f = rule === "val" ? valScores : testScores;
+    const want = masks.map((m, i) => f(probs[i], m, 0, plane));
+    for (const batch of [1, 2, 3]) {
+      const got = await scoreSplit(fake, data, batch, size, rule);
+      for (let i = 0; i < n; i++) {
+        if (got.per[i].dice !== want[i].dice || got.per[i].iou !== want[i].iou) {
+          throw new Error(`${rule} batch ${batch} image ${i}: ${JSON.stringify(got.per[i])}`);
+        }
+      }
+    }
+  }
 });

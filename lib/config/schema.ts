@@ -381,7 +381,47 @@ const Shape = {
       "Cap on the training steps of one epoch, for quick runs; null: the whole train split",
       "steps",
     ),
+    labeled_fraction: field(
+      expects(z.number().gt(0).lte(1), "a number in (0, 1]"),
+      1,
+      "Fraction of the train split used with its masks, picked from the seed; below 1 the rest " +
+        "is trained semi-supervised (see semi)",
+    ),
   }, "Optimiser, schedule, early stopping and checkpoints"),
+  semi: section({
+    prototype_epochs: field(
+      nonNegInt(),
+      10,
+      "Epochs on the labeled subset alone before pseudo labels are made and the unlabeled " +
+        "images join (the reference's prototype model)",
+      "epochs",
+    ),
+    epi: field(
+      bool(),
+      true,
+      "Exponential Pseudo-label Iteration: each epoch, pseudo labels become " +
+        "epi_beta * previous + (1 - epi_beta) * prediction; false: the latest prediction",
+    ),
+    epi_beta: field(rate(), 0.99, "EPI's smoothing factor beta"),
+    binarize: field(
+      bool(),
+      false,
+      "Train on pseudo labels thresholded at 0.5 instead of the smoothed probabilities",
+    ),
+    lv_loss: field(
+      bool(),
+      true,
+      "Add the language-vision loss on unlabeled images: 1 - cosine(prediction, contrastive " +
+        "mask whose text is most similar)",
+    ),
+    lv_weight: field(nonNegNum(), 0.1, "Weight of the LV loss (the reference helper's 0.1)"),
+    contrastive_dir: field(
+      nullablePath(),
+      null,
+      "Folder of the contrastive labels (LV_loss.xlsx + masks); null: <data root>/LV_loss " +
+        "(the generated data set writes one)",
+    ),
+  }, "Semi-supervised training, used when train.labeled_fraction < 1"),
   eval: section({
     split: field(z.enum(["test", "val"]), "test", "Split the final evaluation scores"),
     overlays: field(nonNegInt(), 16, "Overlay images in report.md", "images"),

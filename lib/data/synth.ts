@@ -24,6 +24,7 @@ import { encodePng } from "../deps.ts";
 import { fillNormal, Stream, uniformAt } from "../rng/philox.ts";
 import type { Split } from "./lvit_folder.ts";
 import { buildXlsx } from "./xlsx_write.ts";
+import { CONTRASTIVE_DIR, CONTRASTIVE_TABLE } from "./contrastive.ts";
 
 /** Vertical thirds of a lung, top to bottom. */
 export type Level = "upper" | "middle" | "lower";
@@ -337,7 +338,9 @@ async function ensureEmptyDir(dir: string): Promise<void> {
  * with img/ and labelcol/, plus `Train_Folder/Train_Val_text.xlsx` (train and val rows) and
  * `Test_Folder/Test_text.xlsx`, readable with `listSplit("qata", ...)`. Samples are numbered
  * across splits (train first), so sample i is the same whatever the split sizes after it.
- * Also writes `synth.json` at the root: parameters and every sample's lesions and distractors.
+ * Also writes `synth.json` at the root: parameters and every sample's lesions and distractors;
+ * and `LV_loss/`, the contrastive label set of the semi-supervised setting
+ * ({@link writeContrastiveSet}), which depends on the size only, not on the seed.
  * @param onProgress called after each sample with (done, total)
  * @throws RangeError for bad counts or size; Deno.errors.AlreadyExists for a non-empty `out`
  */
@@ -394,10 +397,156 @@ export async function generateSynth(
     buildXlsx(header, [...rows.train, ...rows.val]),
   );
   await Deno.writeFile(join(o.out, folders.test, "Test_text.xlsx"), buildXlsx(header, rows.test));
+  await writeContrastiveSet(join(o.out, CONTRASTIVE_DIR), o.size);
   const params = { seed: o.seed, size: o.size, counts };
   await Deno.writeTextFile(
     join(o.out, "synth.json"),
     JSON.stringify({ generator: "lib/data/synth.ts", ...params, samples: meta }, null, 1) + "\n",
   );
   return { out: o.out, ...params };
+}
+
+// ---------------------------------------------------------------- contrastive label set
+
+/** One row of the contrastive label set: its mask file, its sentence and the zones it covers. */
+export interface ContrastiveFig {
+  /** Mask file name, `fig1.png` ... `fig14.png`. */
+  image: string;
+  text: string;
+  /** The zones whose union the mask covers, in LEVELS x SIDES order. */
+  zones: Zone[];
+}
+
+/**
+ * The reference's 14 contrastive rows (lvit-reference.md 3.2) as [count word, left lung,
+ * right lung]: "all" for the whole lung, a list of levels, or null for an uninvolved lung.
+ */
+const REFERENCE_FIGS: readonly [string, string | null, string | null][] = [
+  ["one", "all", null],
+  ["two", "upper middle lower", null],
+  ["three", "upper middle lower", null],
+  ["one", null, "all"],
+  ["two", null, "upper middle lower"],
+  ["three", null, "upper middle lower"],
+  ["two", "all", "all"],
+  ["two", "all", "upper middle"],
+  ["two", "all", "middle lower"],
+  ["two", "upper middle", "all"],
+  ["two", "middle lower", "all"],
+  ["three", "all", "upper middle lower"],
+  ["three", "upper middle lower", "all"],
+  ["four", "upper middle lower", "upper middle lower"],
+];
+
+/**
+ * The contrastive rows of the synthetic set, mirroring the reference's 14 in order and wording
+ * and spelled out in full in the template of {@link describeZones} (laterality, count, then the
+ * levels of each named lung, left lung first). "all left lung" is kept as the reference writes
+ * it rather than rewritten as "upper middle lower left lung": that keeps figs 12 and 13 distinct,
+ * and with position-wise token features (the builtin encoder) it matches the generated sentences
+ * better, because "all" takes one token position as a single level does. Measured over all 41
+ * sentences the generator can write, 14 tokens: the picked mask covers 92 of their 96 named zones
+ * (89 with "upper middle lower"), and all of a sentence's zones for 37 of 41 (34).
+ * The zones follow the synth's radiological convention (the patient's left lung on the image
+ * right), unlike the reference figures, which draw the left lung on the image left.
+ */
+export const CONTRASTIVE_FIGS: readonly ContrastiveFig[] = REFERENCE_FIGS.map(
+  ([count, left, right], i) => {
+    const parts: string[] = [];
+    const zones: Zone[] = [];
+    for (const side of SIDES) {
+      const spec = side === "left" ? left : right;
+      if (spec === null) continue;
+      const levels = spec === "all" ? LEVELS : spec.split(" ") as Level[];
+      zones.push(...levels.map((level) => ({ level, side })));
+      parts.push(`${spec} ${side} lung`);
+    }
+    const lateral = left !== null && right !== null ? "Bilateral" : "Unilateral";
+    const areas = `${count} infected area${count === "one" ? "" : "s"}`;
+    // Sort into the LEVELS x SIDES order the rest of the module uses for zone lists.
+    const order = (z: Zone) => LEVELS.indexOf(z.level) * 2 + SIDES.indexOf(z.side);
+    return {
+      image: `fig${i + 1}.png`,
+      text: `${lateral} pulmonary infection, ${areas}, ${parts.join(" and ")}.`,
+      zones: zones.sort((a, b) => order(a) - order(b)),
+    };
+  },
+);
+
+/** Vertical samples per pixel row of a contrastive mask; horizontal coverage is exact. */
+const MASK_SUBROWS = 8;
+
+/**
+ * A contrastive mask as grey levels: 255 inside the union of `zones`, 0 outside, and the pixel's
+ * covered fraction in between along the edges, like the reference's anti-aliased figures (so the
+ * reader's > 127 binarisation is exercised, not just passed through). Coverage is exact along
+ * each of {@link MASK_SUBROWS} sample lines per pixel row: the lungs are ellipses, so a line
+ * meets a lung in one interval, and the line's level comes from {@link zoneAt} itself.
+ * @returns size * size grey levels
+ */
+export function contrastiveMaskPixels(zones: readonly Zone[], size: number): Uint8Array {
+  const cover = new Float64Array(size * size);
+  for (let y = 0; y < size; y++) {
+    for (let s = 0; s < MASK_SUBROWS; s++) {
+      const v = (y + (s + 0.5) / MASK_SUBROWS) / size;
+      for (const side of SIDES) {
+        const e = LUNGS[side];
+        const zone = zoneAt(e.cx, v); // the lung's own centre line: null above or below it
+        if (zone === null || zone.side !== side) continue;
+        if (!zones.some((z) => z.side === side && z.level === zone.level)) continue;
+        const dy = (v - e.cy) / e.ry;
+        const half = e.rx * Math.sqrt(Math.max(0, 1 - dy * dy));
+        const a = Math.max(0, (e.cx - half) * size), b = Math.min(size, (e.cx + half) * size);
+        const x0 = Math.floor(a), x1 = Math.ceil(b);
+        const row = y * size;
+        // Whole pixels inside the interval take a full share; only the two end pixels are cut.
+        for (let x = x0; x < x1; x++) cover[row + x] += 1 / MASK_SUBROWS;
+        if (x1 > x0) {
+          cover[row + x0] -= (a - x0) / MASK_SUBROWS;
+          cover[row + x1 - 1] -= (x1 - b) / MASK_SUBROWS;
+        }
+      }
+    }
+  }
+  const out = new Uint8Array(size * size);
+  for (let i = 0; i < out.length; i++) {
+    out[i] = Math.round(255 * Math.min(1, Math.max(0, cover[i])));
+  }
+  return out;
+}
+
+/** A 256-entry grey palette: index i is grey level i. */
+const GREY_PALETTE: number[][] = Array.from({ length: 256 }, (_, i) => [i, i, i]);
+
+/**
+ * Writes the synthetic contrastive label set into `dir` (created if missing): `fig1.png` ...
+ * `fig14.png` as size x size 8-bit palette PNGs (the reference figures' format) drawn by
+ * {@link contrastiveMaskPixels}, and `LV_loss.xlsx` (one sheet, Image | Description, in
+ * {@link CONTRASTIVE_FIGS} order). Depends on `size` only; the bytes are the same on every run.
+ * Read it back with `readContrastiveSet` (contrastive.ts).
+ * @returns the rows written
+ */
+export async function writeContrastiveSet(
+  dir: string,
+  size: number,
+): Promise<readonly ContrastiveFig[]> {
+  checkCount("size", size, 1);
+  await Deno.mkdir(dir, { recursive: true });
+  for (const fig of CONTRASTIVE_FIGS) {
+    const data = contrastiveMaskPixels(fig.zones, size);
+    const png = encodePng({
+      width: size,
+      height: size,
+      channels: 1,
+      depth: 8,
+      data,
+      palette: GREY_PALETTE,
+    });
+    await Deno.writeFile(join(dir, fig.image), png);
+  }
+  await Deno.writeFile(
+    join(dir, CONTRASTIVE_TABLE),
+    buildXlsx(["Image", "Description"], CONTRASTIVE_FIGS.map((f) => [f.image, f.text])),
+  );
+  return CONTRASTIVE_FIGS;
 }

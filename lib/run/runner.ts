@@ -13,11 +13,12 @@ import { MODELS } from "../models/registry.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { Session } from "../train/session.ts";
 import {
+  epochBatches,
   type EpochRecord,
   initialState,
   type Samples,
   scoreSplit,
-  stepsPerEpoch,
+  supervisedPlan,
   train,
   type TrainerState,
 } from "../train/trainer.ts";
@@ -40,6 +41,7 @@ import {
   writeMetrics,
 } from "./folder.ts";
 import { Progress } from "./progress.ts";
+import { pseudoFiles, semiPlan, usesSemi } from "./semi.ts";
 
 /** How to run (the experiment file says what). */
 export interface RunOptions {
@@ -104,23 +106,29 @@ export async function prepareData(
   let root = cfg.data.root ?? undefined;
   if (cfg.data.dataset === "synth" && !root) {
     const s = cfg.data.synth;
-    const key = (await cacheKey(["synth-v1", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
+    // v2: the generator also writes the contrastive label set (LV_loss/).
+    const key = (await cacheKey(["synth-v2", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
     root = join(cfg.data.cache_dir, "synth", key);
     if (!(await fileExists(join(root, "synth.json")))) {
       // Generate into a fresh folder and rename, so an interrupted generation is never reused.
       const tmp = `${root}.tmp-${Deno.pid}`;
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
       log(`data: generating the synthetic data set (${s.train}/${s.val}/${s.test}) in ${root}`);
-      await generateSynth({
-        out: tmp,
-        seed: s.seed,
-        train: s.train,
-        val: s.val,
-        test: s.test,
-        size,
-      });
-      await Deno.remove(root, { recursive: true }).catch(() => {});
-      await Deno.rename(tmp, root);
+      const opts = { out: tmp, seed: s.seed, train: s.train, val: s.val, test: s.test, size };
+      await generateSynth(opts);
+      try {
+        await Deno.rename(tmp, root);
+      } catch (e) {
+        // Another process (a parallel sweep point) finished the same set first: its copy is
+        // byte-identical, keep it. Anything else in the way (a torn folder) is replaced.
+        if (!(await fileExists(join(root, "synth.json")))) {
+          await Deno.remove(root, { recursive: true }).catch(() => {});
+          await Deno.rename(tmp, root).catch(() => {
+            throw e;
+          });
+        }
+        await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      }
     }
   }
   const kind = cfg.data.dataset === "synth" ? "qata" : cfg.data.dataset;
@@ -160,6 +168,7 @@ export async function createSession(cfg: ExperimentConfig, backend: BackendReque
       weightDecay: cfg.train.weight_decay,
     },
     loss: cfg.train.loss,
+    semi: usesSemi(cfg) ? { lvWeight: cfg.semi.lv_loss ? cfg.semi.lv_weight : 0 } : undefined,
   });
   return { backend: be, session: s, model: m };
 }
@@ -331,7 +340,14 @@ export async function runExperiment(
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
 
   const recipe = cfg.train;
-  const steps = stepsPerEpoch(data.train.n, recipe);
+  const plan = cfg.train.labeled_fraction < 1
+    ? await semiPlan(cfg, ds, paths.dir, {
+      tokens: (model.options.textTokens as number | undefined) ?? 10,
+      dim: (model.options.textDim as number | undefined) ?? 768,
+    }, log)
+    : undefined;
+  const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * cfg.model.image_size ** 2);
+  const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
   const progress = new Progress(undefined, o.progress === false ? false : undefined);
   progress.start(state.steps);
   const saveLast = async (st: TrainerState) =>
@@ -341,7 +357,7 @@ export async function runExperiment(
       s,
       data,
       recipe,
-      { seed: cfg.seed, size: cfg.model.image_size, augment: cfg.data.augment },
+      { seed: cfg.seed, size: cfg.model.image_size, augment: cfg.data.augment, plan },
       state,
       {
         onStep: (p) => {
@@ -375,6 +391,7 @@ export async function runExperiment(
             epoch: String(st.bestEpoch),
             val_dice: String(st.bestDice),
           }),
+        ...pseudo,
         interrupted: () => stop || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
       },
     );

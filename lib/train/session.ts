@@ -9,6 +9,7 @@ import { add, assign } from "../graph/mod.ts";
 import type { Ctx } from "../nn/layers.ts";
 import type { Backend, Exe, Runtime } from "../backends/select.ts";
 import { segLoss } from "./loss.ts";
+import { semiLoss } from "./lv_loss.ts";
 import { STEP_INPUT } from "../models/lvit_blocks.ts";
 import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
 import type { OutTensor } from "../io/safetensors.ts";
@@ -24,7 +25,12 @@ export interface SessionOptions {
   adam?: AdamOptions;
   /** Weights of the Dice and BCE terms (default 0.5 each, the reference). */
   loss?: { dice?: number; bce?: number };
+  /** Also compile the unlabeled-batch step (pseudo labels + LV loss of weight lvWeight). */
+  semi?: { lvWeight: number };
 }
+
+/** Input name of the contrastive masks of the LV loss. */
+export const CONTRASTIVE_INPUT = "c";
 
 const LOSS_SUM = "metrics.loss_sum";
 
@@ -50,6 +56,9 @@ const isCounter = (name: string) => name.endsWith("num_batches_tracked");
 export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
+  /** The unlabeled-batch training program (semi-supervised sessions only). */
+  semiTrain: Exe | null = null;
+
   /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
   private readonly offDevice = new Map<string, Float32Array>();
 
@@ -72,20 +81,39 @@ export class Session {
 
   static async create(backend: Backend, model: Model, o: SessionOptions): Promise<Session> {
     const { batch: B, channels: C, height: H, width: W } = o;
-    const tg = new Graph();
-    const x = tg.input("x", [B, C, H, W]);
-    const y = tg.input("y", [B, 1, H, W]);
-    const p = model({ g: tg, training: true }, x);
-    const loss = segLoss(p, y, o.loss);
-    // Only parameters the loss depends on get gradients and Adam moments, as in PyTorch, where
-    // registered-but-unused modules (LViT keeps several for checkpoint compatibility) have no
-    // .grad and Adam skips them.
-    const used = new Set(schedule([loss], []));
-    const params = tg.params().filter((t) => used.has(t));
-    adamUpdate(tg, params, gradients(loss, params), o.adam);
-    const acc = tg.state(LOSS_SUM, [1], { kind: "const", value: 0 });
-    assign(acc, add(acc, loss));
-    const trainProg = compile({ loss }, tg.effects, backend.limits, backend.name);
+    /**
+     * One training-step graph: forward, `lossOf`, backward, Adam and the loss accumulator.
+     * Every training graph registers the same leaves under the same names, so programs
+     * compiled from them share parameters, batch-norm statistics and Adam moments at run time.
+     */
+    const trainGraph = (lossOf: (g: Graph, p: Tensor, y: Tensor) => Tensor) => {
+      const g = new Graph();
+      const x = g.input("x", [B, C, H, W]);
+      const y = g.input("y", [B, 1, H, W]);
+      const p = model({ g, training: true }, x);
+      const loss = lossOf(g, p, y);
+      // Only parameters the loss depends on get gradients and Adam moments, as in PyTorch,
+      // where registered-but-unused modules (LViT keeps several for checkpoint compatibility)
+      // have no .grad and Adam skips them.
+      const used = new Set(schedule([loss], []));
+      const params = g.params().filter((t) => used.has(t));
+      adamUpdate(g, params, gradients(loss, params), o.adam);
+      const acc = g.state(LOSS_SUM, [1], { kind: "const", value: 0 });
+      assign(acc, add(acc, loss));
+      return { g, params, prog: compile({ loss }, g.effects, backend.limits, backend.name) };
+    };
+    const sup = trainGraph((_, p, y) => segLoss(p, y, o.loss));
+    const tg = sup.g;
+    const params = sup.params;
+    const semi = o.semi
+      ? trainGraph((g, p, y) =>
+        semiLoss(p, y, g.input(CONTRASTIVE_INPUT, [B, 1, H, W]), {
+          dice: o.loss?.dice ?? 0.5,
+          bce: o.loss?.bce ?? 0.5,
+          lv: o.semi!.lvWeight,
+        })
+      )
+      : null;
 
     const eg = new Graph();
     const xe = eg.input("x", [B, C, H, W]);
@@ -93,7 +121,11 @@ export class Session {
     const evalProg = compile({ p: pe }, [], backend.limits, backend.name);
 
     const rt = backend.runtime();
-    const [train, evaluate] = await Promise.all([rt.load(trainProg), rt.load(evalProg)]);
+    const [train, evaluate, semiExe] = await Promise.all([
+      rt.load(sup.prog),
+      rt.load(evalProg),
+      semi ? rt.load(semi.prog) : Promise.resolve(null),
+    ]);
     // Leaves are initialised from (seed, registration index): independent of the device.
     tg.leaves().forEach((t, i) => {
       // Leaves no program uses (unused modules) have no device buffer and are not written.
@@ -108,7 +140,18 @@ export class Session {
       index,
       kind: t.kind,
     })).filter((l) => l.kind === "param" || l.kind === "state");
-    return new Session(backend, rt, train, evaluate, params.map((t) => t.name!), count, o, info);
+    const session = new Session(
+      backend,
+      rt,
+      train,
+      evaluate,
+      params.map((t) => t.name!),
+      count,
+      o,
+      info,
+    );
+    session.semiTrain = semiExe;
+    return session;
   }
 
   /**
@@ -122,6 +165,26 @@ export class Session {
     inputs[HYPER] = adamHyper(lr, this.t, this.o.adam);
     if (this.train.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
     this.train.run(inputs);
+  }
+
+  /**
+   * One Adam step on an unlabeled batch (semi-supervised): `y` holds the pseudo labels and `c`
+   * the contrastive masks of the LV loss. Needs a session created with `semi`.
+   */
+  stepSemi(
+    x: Float32Array,
+    y: Float32Array,
+    c: Float32Array,
+    lr: number,
+    extra: Record<string, Float32Array> = {},
+  ) {
+    if (!this.semiTrain) throw new Error("stepSemi: the session was created without semi");
+    this.t++;
+    const inputs: Record<string, Float32Array> = { ...extra, x, y };
+    if (this.semiTrain.program.leaves.has(CONTRASTIVE_INPUT)) inputs[CONTRASTIVE_INPUT] = c;
+    inputs[HYPER] = adamHyper(lr, this.t, this.o.adam);
+    if (this.semiTrain.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
+    this.semiTrain.run(inputs);
   }
 
   /** Sum of the losses since the last call (a sync point), then resets the sum. */
@@ -186,6 +249,7 @@ export class Session {
 
   destroy(): void {
     this.train.destroy();
+    this.semiTrain?.destroy();
     this.evaluate.destroy();
     this.rt.destroy();
   }

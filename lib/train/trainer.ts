@@ -10,7 +10,8 @@
  * caller's business (hooks): this module never touches the disk.
  */
 import { permutation } from "../rng/shuffle.ts";
-import { augmentSample } from "../data/augment.ts";
+import { applyAugment, augmentSample, drawAugment } from "../data/augment.ts";
+import { binarizePseudo, epiUpdate } from "./epi.ts";
 import { type ImageScores, meanScores, testScores, valScores } from "../eval/metrics.ts";
 import type { Session } from "./session.ts";
 import { lrAt, type ScheduleConfig } from "./schedule.ts";
@@ -37,6 +38,26 @@ export interface Recipe {
   /** Periodic checkpoint every this many steps (0: at epoch ends only). */
   checkpoint_every: number;
   max_steps_per_epoch: number | null;
+}
+
+/**
+ * The labeled/unlabeled split of the train split and the semi-supervised schedule
+ * (lvit-reference.md 3.2): epochs 1..prototype_epochs train on the labeled subset alone; from
+ * then on every epoch starts by predicting the unlabeled images and updating their pseudo
+ * labels (EPI: P = beta * P + (1 - beta) * prediction), then trains on labeled batches (ground
+ * truth) and unlabeled batches (pseudo labels + LV loss) in a seeded order.
+ */
+export interface SemiPlan {
+  /** Train-split indices trained with their masks (sorted). */
+  labeled: number[];
+  /** Train-split indices trained without masks (sorted). */
+  unlabeled: number[];
+  prototype_epochs: number;
+  epi: boolean;
+  epi_beta: number;
+  binarize: boolean;
+  /** Per unlabeled position, the contrastive mask of its text (null: no LV loss). */
+  contrastive: Float32Array[] | null;
 }
 
 /** Where the loop is; saved with every checkpoint and enough to continue exactly. */
@@ -85,6 +106,10 @@ export interface TrainerHooks {
   saveBest(state: TrainerState): Promise<void>;
   /** True once the user asked to stop (SIGINT/SIGTERM): checkpoint and return. */
   interrupted(): boolean;
+  /** Stores the pseudo labels an epoch trains with (semi-supervised runs; atomically). */
+  savePseudo?(epoch: number, labels: Float32Array): Promise<void>;
+  /** The pseudo labels saved for `epoch`, or null if there are none. */
+  loadPseudo?(epoch: number): Promise<Float32Array | null>;
 }
 
 /** The loss is read back every this many steps: a fixed count keeps the sums reproducible. */
@@ -111,6 +136,58 @@ export function stepsPerEpoch(n: number, r: Recipe): number {
   const full = Math.floor(n / r.batch);
   return r.max_steps_per_epoch ? Math.min(full, r.max_steps_per_epoch) : full;
 }
+
+/** The plan of a fully supervised run: every sample labeled, no second stage. */
+export function supervisedPlan(n: number): SemiPlan {
+  return {
+    labeled: Array.from({ length: n }, (_, i) => i),
+    unlabeled: [],
+    prototype_epochs: Infinity,
+    epi: false,
+    epi_beta: 0,
+    binarize: false,
+    contrastive: null,
+  };
+}
+
+/** Whether epoch `e` (1-based) trains on the unlabeled images too. */
+export function isSemiEpoch(plan: SemiPlan, e: number): boolean {
+  return plan.unlabeled.length > 0 && e > plan.prototype_epochs;
+}
+
+/** One batch of an epoch: train-split indices, and whether they are the unlabeled kind. */
+interface BatchPlan {
+  unlabeled: boolean;
+  /** Positions in plan.labeled or plan.unlabeled. */
+  pos: number[];
+}
+
+/**
+ * The batches of epoch `e`: labeled positions shuffled by (seed, e); in a semi epoch also the
+ * unlabeled positions, and the batch order shuffled again on a separate counter range so it
+ * does not repeat the sample shuffles. A fully supervised run gets exactly the batches of the
+ * plain loop (permutation(n, seed, e) in chunks).
+ */
+export function epochBatches(plan: SemiPlan, r: Recipe, seed: number, e: number): BatchPlan[] {
+  const chunks = (n: number, unlabeled: boolean, salt: number) => {
+    const order = permutation(n, seed, e + salt);
+    return Array.from({ length: Math.floor(n / r.batch) }, (_, b) => ({
+      unlabeled,
+      pos: order.slice(b * r.batch, (b + 1) * r.batch),
+    }));
+  };
+  let batches = chunks(plan.labeled.length, false, 0);
+  if (isSemiEpoch(plan, e)) {
+    const all = [...batches, ...chunks(plan.unlabeled.length, true, SALT_UNLABELED)];
+    batches = permutation(all.length, seed, e + SALT_ORDER).map((i) => all[i]);
+  }
+  return r.max_steps_per_epoch ? batches.slice(0, r.max_steps_per_epoch) : batches;
+}
+
+// Epoch-counter offsets that give the unlabeled shuffle and the batch order their own Philox
+// blocks (epochs stay far below 2^20).
+const SALT_UNLABELED = 2 ** 20;
+const SALT_ORDER = 2 ** 21;
 
 /** Batch buffers for one split and a gather of text features. */
 class Batcher {
@@ -154,12 +231,73 @@ class Batcher {
         );
       }
     }
+    return this.gatherText(full);
+  }
+
+  private gatherText(full: readonly number[]): Record<string, Float32Array> {
     if (this.text && this.s.text) {
       const per = this.s.text[0].length;
       full.forEach((j, k) => this.text!.set(this.s.text![j], k * per));
     }
     return this.text ? { [TEXT_INPUT]: this.text } : {};
   }
+
+  /**
+   * Loads unlabeled samples `idx` (train indices) with their pseudo labels (rows `pos` of
+   * `pseudo`) as the masks and their contrastive masks into `c`; one augmentation draw per
+   * sample moves image, pseudo label and contrastive mask alike.
+   */
+  async loadUnlabeled(
+    idx: readonly number[],
+    pos: readonly number[],
+    pseudo: Float32Array,
+    contrastive: Float32Array[] | null,
+    c: Float32Array,
+    aug: { seed: number; epoch: number } | null,
+  ): Promise<Record<string, Float32Array>> {
+    const plane = this.size * this.size;
+    const S = this.size;
+    await this.s.read(idx, aug ? this.rawX : this.x, this.rawY);
+    const cRaw = new Float32Array(plane);
+    const cOut = c;
+    for (let k = 0; k < idx.length; k++) {
+      const y = pseudo.subarray(pos[k] * plane, (pos[k] + 1) * plane);
+      const cm = contrastive ? contrastive[pos[k]] : cRaw;
+      const outY = this.y.subarray(k * plane, (k + 1) * plane);
+      const outC = cOut.subarray(k * plane, (k + 1) * plane);
+      if (!aug) {
+        outY.set(y);
+        outC.set(cm);
+        continue;
+      }
+      const op = drawAugment(aug.seed, aug.epoch, idx[k]);
+      const xk = this.rawX.subarray(k * 3 * plane, (k + 1) * 3 * plane);
+      applyAugment(op, xk, y, 3, S, S, this.x.subarray(k * 3 * plane, (k + 1) * 3 * plane), outY);
+      // The contrastive mask turns with the image, as a one-channel image beside the label.
+      applyAugment(op, cm, y, 1, S, S, outC, this.rawY.subarray(0, plane));
+    }
+    return this.gatherText(idx);
+  }
+}
+
+/** Eval-mode probabilities of the samples `indices`, in order (n x S x S). */
+export async function predictAll(
+  s: Session,
+  data: Samples,
+  indices: readonly number[],
+  batch: number,
+  size: number,
+): Promise<Float32Array> {
+  const b = new Batcher(data, batch, size);
+  const plane = size * size;
+  const out = new Float32Array(indices.length * plane);
+  for (let i = 0; i < indices.length; i += batch) {
+    const idx = indices.slice(i, i + batch);
+    const extra = await b.load(idx, null);
+    const p = await s.predict(b.x, extra);
+    out.set(p.subarray(0, idx.length * plane), i * plane);
+  }
+  return out;
 }
 
 /** Per-image scores of a split in eval mode; `each` sees every image's probabilities. */
@@ -180,7 +318,8 @@ export async function scoreSplit(
     const extra = await b.load(idx, null);
     const p = await s.predict(b.x, extra);
     for (let k = 0; k < idx.length; k++) {
-      per.push(score(p, b.y.subarray(k * plane, (k + 1) * plane), k * plane, plane));
+      // Prediction and masks share the batch layout: image k is at k * plane in both.
+      per.push(score(p, b.y, k * plane, plane));
       if (each) {
         await each(
           idx[k],
@@ -201,31 +340,47 @@ export async function train(
   s: Session,
   data: { train: Samples; val: Samples },
   r: Recipe,
-  o: { seed: number; size: number; augment: boolean },
+  o: { seed: number; size: number; augment: boolean; plan?: SemiPlan },
   state: TrainerState,
   hooks: TrainerHooks,
 ): Promise<TrainerState> {
   const st = { ...state };
-  const steps = stepsPerEpoch(data.train.n, r);
-  if (steps < 1) {
+  const plan = o.plan ?? supervisedPlan(data.train.n);
+  if (Math.floor(plan.labeled.length / r.batch) < 1) {
     throw new RangeError(
-      `the training split has ${data.train.n} samples, fewer than one batch of ${r.batch}`,
+      `the labeled training samples (${plan.labeled.length}) are fewer than one batch of ${r.batch}`,
     );
   }
   const batcher = new Batcher(data.train, r.batch, o.size);
+  const cBuf = new Float32Array(r.batch * o.size * o.size);
+  let pseudo: Float32Array | null = null;
   let lastLoss: number | null = null;
   while (!st.done && st.epoch <= r.epochs) {
     const e = st.epoch;
     const lr = lrAt(r.schedule, r.lr, e - 1);
-    const order = permutation(data.train.n, o.seed, e);
+    const batches = epochBatches(plan, r, o.seed, e);
+    const steps = batches.length;
     const t0 = performance.now();
     const startStep = st.stepInEpoch;
+    if (isSemiEpoch(plan, e)) pseudo = await pseudoLabels(s, data.train, plan, r, o, e, st, hooks);
     for (let b = st.stepInEpoch; b < steps; b++) {
-      const extra = await batcher.load(
-        order.slice(b * r.batch, (b + 1) * r.batch),
-        o.augment ? { seed: o.seed, epoch: e } : null,
-      );
-      s.step(batcher.x, batcher.y, lr, extra);
+      const bp = batches[b];
+      const aug = o.augment ? { seed: o.seed, epoch: e } : null;
+      if (bp.unlabeled) {
+        const idx = bp.pos.map((p) => plan.unlabeled[p]);
+        const extra = await batcher.loadUnlabeled(
+          idx,
+          bp.pos,
+          pseudo!,
+          plan.contrastive,
+          cBuf,
+          aug,
+        );
+        s.stepSemi(batcher.x, batcher.y, cBuf, lr, extra);
+      } else {
+        const extra = await batcher.load(bp.pos.map((p) => plan.labeled[p]), aug);
+        s.step(batcher.x, batcher.y, lr, extra);
+      }
       st.steps++;
       st.stepInEpoch = b + 1;
       if (st.stepInEpoch % LOSS_EVERY === 0) {
@@ -281,4 +436,37 @@ export async function train(
     if (hooks.interrupted()) return st;
   }
   return st;
+}
+
+/**
+ * The pseudo labels epoch `e` trains with. At the epoch's start they are made from the current
+ * model (eval mode): the first semi epoch takes the prototype's predictions, later ones the EPI
+ * update of the previous epoch's labels (or the plain prediction when EPI is off), and they
+ * are saved before the first step. A run resumed inside the epoch reloads them instead, so it
+ * trains on exactly the labels the interrupted run used.
+ */
+async function pseudoLabels(
+  s: Session,
+  train: Samples,
+  plan: SemiPlan,
+  r: Recipe,
+  o: { size: number },
+  e: number,
+  st: TrainerState,
+  hooks: TrainerHooks,
+): Promise<Float32Array> {
+  if (st.stepInEpoch > 0) {
+    const saved = await hooks.loadPseudo?.(e);
+    if (!saved) throw new Error(`the pseudo labels of epoch ${e} are missing; cannot resume`);
+    return plan.binarize ? binarizePseudo(saved) : saved;
+  }
+  const pred = await predictAll(s, train, plan.unlabeled, r.batch, o.size);
+  let labels = pred;
+  if (plan.epi && e - 1 > plan.prototype_epochs) {
+    const prev = await hooks.loadPseudo?.(e - 1);
+    if (!prev) throw new Error(`the pseudo labels of epoch ${e - 1} are missing`);
+    labels = epiUpdate(prev, pred, plan.epi_beta);
+  }
+  await hooks.savePseudo?.(e, labels);
+  return plan.binarize ? binarizePseudo(labels) : labels;
 }

@@ -1,0 +1,107 @@
+/**
+ * `deno task sweep <file.sweep.yaml> [--workers N] [--resume] [--dry-run] [--out DIR]
+ * [--backend auto|webgpu|cpu]`: expands a sweep file (lib/sweep/spec.ts), checks every point
+ * through the experiment loader before anything runs, then runs the missing points as `deno
+ * task run` subprocesses and writes the sweep tables (lib/sweep/exec.ts, aggregate.ts).
+ * `--dry-run` prints the points (variant, seed, config hash, status, run folder and the
+ * equivalent `deno task run` command) and exits. Exit codes: 0 success, 2 bad input, 1 a point
+ * failed (or an internal error), 130 interrupted.
+ */
+import { InputError } from "../config/errors.ts";
+import { type BackendRequest, BACKENDS } from "../backends/select.ts";
+import { runCli } from "./common.ts";
+import { loadSweep, type ResolvedSweep, runCommandLine } from "../sweep/spec.ts";
+import { pointStates, runSweep } from "../sweep/exec.ts";
+
+const USAGE = "usage: deno task sweep <file.sweep.yaml> [--workers N] [--resume] [--dry-run] " +
+  "[--out DIR] [--backend auto|webgpu|cpu]";
+
+/** Parsed command line of `sweep`. */
+export interface SweepArgs {
+  file: string;
+  workers: number;
+  resume: boolean;
+  dryRun: boolean;
+  out?: string;
+  backend?: BackendRequest;
+}
+
+/** Parses the sweep command line; bad usage is an InputError with the usage line. */
+export function parseSweepArgs(argv: string[]): SweepArgs {
+  const a: SweepArgs = { file: "", workers: 1, resume: false, dryRun: false };
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new InputError(`${arg} needs a value\n${USAGE}`);
+      return v;
+    };
+    if (arg === "--workers" || arg.startsWith("--workers=")) {
+      const v = arg === "--workers" ? value() : arg.slice(10);
+      if (!/^[1-9][0-9]*$/.test(v)) {
+        throw new InputError(`--workers must be a positive integer (got ${v})\n${USAGE}`);
+      }
+      a.workers = Number(v);
+    } else if (arg === "--out") a.out = value();
+    else if (arg === "--resume") a.resume = true;
+    else if (arg === "--dry-run") a.dryRun = true;
+    else if (arg === "--backend") {
+      const b = value();
+      if (!BACKENDS.includes(b as BackendRequest)) {
+        throw new InputError(
+          `--backend must be one of ${BACKENDS.join(", ")} (got ${b})\n${USAGE}`,
+        );
+      }
+      a.backend = b as BackendRequest;
+    } else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
+    else files.push(arg);
+  }
+  if (files.length !== 1) throw new InputError(USAGE);
+  a.file = files[0];
+  return a;
+}
+
+/** The --dry-run listing: one header, then two lines per point. */
+export async function dryRunText(sw: ResolvedSweep, backend?: BackendRequest): Promise<string> {
+  const states = await pointStates(sw);
+  const seeds = [...new Set(sw.points.map((p) => p.seed))];
+  const out = [
+    `sweep ${sw.spec.name}: ${sw.points.length} points, ${sw.variants.length} variants, ` +
+    `seeds ${seeds.join(", ")}; base ${sw.spec.base}`,
+    `sweep folder ${sw.sweepDir} (tables, points.json, logs/); baseline ${sw.baseline}`,
+    ...sw.warnings.map((w) => `warning: ${w}`),
+  ];
+  const w = Math.max(...sw.points.map((p) => p.variant.length), 7);
+  const sw8 = Math.max(...sw.points.map((p) => String(p.seed).length), 4);
+  out.push(
+    `${"#".padStart(3)}  ${"variant".padEnd(w)}  ${"seed".padEnd(sw8)}  hash      status      ` +
+      "run folder",
+  );
+  for (const s of states) {
+    const p = s.point;
+    const extra = [
+      ...(s.status === "unfinished" ? ["--resume"] : []),
+      ...(backend ? ["--backend", backend] : []),
+    ];
+    out.push(
+      `${String(p.index).padStart(3)}  ${p.variant.padEnd(w)}  ${String(p.seed).padEnd(sw8)}  ` +
+        `${p.hash}  ${s.status.padEnd(10)}  ${p.dir}`,
+      `     ${runCommandLine(sw, p, extra)}`,
+    );
+  }
+  return out.join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const a = parseSweepArgs(argv);
+  const sw = await loadSweep(a.file, { out: a.out });
+  if (a.dryRun) {
+    console.log(await dryRunText(sw, a.backend));
+    return 0;
+  }
+  for (const w of sw.warnings) console.log(`warning: ${w}`);
+  return await runSweep(sw, { workers: a.workers, resume: a.resume, backend: a.backend });
+}
+
+if (import.meta.main) await runCli(() => main(Deno.args));
