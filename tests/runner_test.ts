@@ -9,6 +9,7 @@ import { resolveExperimentText } from "../lib/config/load.ts";
 import { runExperiment } from "../lib/run/runner.ts";
 import { lrAt } from "../lib/train/schedule.ts";
 import { readMetrics } from "../lib/run/folder.ts";
+import { assertNoStackTrace, denoRun, sha256File } from "./process.ts";
 import { scoreSplit } from "../lib/train/trainer.ts";
 import type { Session } from "../lib/train/session.ts";
 import { testScores, valScores } from "../lib/eval/metrics.ts";
@@ -28,11 +29,6 @@ function tiny(extra = "", name = "tiny") {
     "eval: { overlays: 2 }",
     extra,
   ].join("\n");
-}
-
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function withTmp(f: (dir: string) => Promise<void>) {
@@ -105,8 +101,8 @@ Deno.test("a run writes every file of the run folder; two runs are bitwise ident
     if (preds !== 4) throw new Error(`${preds} prediction PNGs, want 4`);
     for (const f of ["best", "last"]) {
       const [ha, hb] = await Promise.all([
-        sha256(join(a.dir, "checkpoints", `${f}.safetensors`)),
-        sha256(join(b.dir, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(a.dir, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(b.dir, "checkpoints", `${f}.safetensors`)),
       ]);
       if (ha !== hb) throw new Error(`${f}.safetensors differs between two runs`);
     }
@@ -125,8 +121,8 @@ Deno.test("interrupted mid-epoch and resumed: bitwise the uninterrupted run", as
     const r = await runExperiment(exp(dir, tiny()), { ...quiet, out, resume: true });
     for (const f of ["best", "last"]) {
       const [ha, hb] = await Promise.all([
-        sha256(join(full.dir, "checkpoints", `${f}.safetensors`)),
-        sha256(join(r.dir, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(full.dir, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(r.dir, "checkpoints", `${f}.safetensors`)),
       ]);
       if (ha !== hb) throw new Error(`${f}.safetensors differs after resume`);
     }
@@ -160,23 +156,8 @@ Deno.test("early stopping: patience counts epochs without a new best", async () 
   });
 });
 
-async function cli(args: string[], cwd = ROOT) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-webgpu", ...args],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-    env: { XDG_RUNTIME_DIR: "/tmp" },
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
-
-function noTrace(text: string) {
-  if (/^\s+at /m.test(text) || text.includes("Uncaught")) {
-    throw new Error(`stack trace printed:\n${text}`);
-  }
-}
+const cli = (args: string[]) => denoRun(args, ROOT);
+const noTrace = assertNoStackTrace;
 
 Deno.test("SIGTERM writes a checkpoint; --resume finishes bitwise like an uninterrupted run", async () => {
   await withTmp(async (dir) => {
@@ -223,8 +204,8 @@ Deno.test("SIGTERM writes a checkpoint; --resume finishes bitwise like an uninte
     const hash = [...Deno.readDirSync(metrics)][0].name;
     for (const f of ["best", "last"]) {
       const [ha, hb] = await Promise.all([
-        sha256(join(dir, "a", "tiny", "default", hash, "checkpoints", `${f}.safetensors`)),
-        sha256(join(metrics, hash, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(dir, "a", "tiny", "default", hash, "checkpoints", `${f}.safetensors`)),
+        sha256File(join(metrics, hash, "checkpoints", `${f}.safetensors`)),
       ]);
       if (ha !== hb) throw new Error(`${f}.safetensors differs after SIGTERM + resume`);
     }

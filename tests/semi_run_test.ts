@@ -9,6 +9,7 @@ import { runExperiment } from "../lib/run/runner.ts";
 import { splitLabeled } from "../lib/run/semi.ts";
 import { epochBatches, supervisedPlan } from "../lib/train/trainer.ts";
 import { permutation } from "../lib/rng/shuffle.ts";
+import { sha256File } from "./process.ts";
 
 const quiet = { progress: false, signals: false, log: () => {} };
 
@@ -24,11 +25,6 @@ function semi(dir: string, semiLine = "semi: { prototype_epochs: 1 }") {
     "eval: { overlays: 0, save_predictions: false }",
   ].join("\n");
   return resolveExperimentText(join(dir, "semi.yaml"), text);
-}
-
-async function sha256(path: string): Promise<string> {
-  const d = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
-  return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 Deno.test("labeled split: seeded, sorted, disjoint, round(n * fraction) labeled", () => {
@@ -67,21 +63,21 @@ Deno.test("semi run: resumed inside the pseudo-label stage equals the uninterrup
     if (!cut.interrupted) throw new Error("not interrupted");
     const r = await runExperiment(semi(dir), { ...quiet, out, resume: true });
     for (const f of ["checkpoints/best.safetensors", "checkpoints/last.safetensors"]) {
-      if ((await sha256(join(full.dir, f))) !== (await sha256(join(r.dir, f)))) {
+      if ((await sha256File(join(full.dir, f))) !== (await sha256File(join(r.dir, f)))) {
         throw new Error(`${f} differs after resume`);
       }
     }
     for (const f of ["pseudo/epoch-3.f32", "pseudo/epoch-4.f32"]) {
-      if ((await sha256(join(full.dir, f))) !== (await sha256(join(r.dir, f)))) {
+      if ((await sha256File(join(full.dir, f))) !== (await sha256File(join(r.dir, f)))) {
         throw new Error(`${f} differs after resume`);
       }
     }
     // The switches reach the training: each ablation gives other weights.
-    const base = await sha256(join(full.dir, "checkpoints/last.safetensors"));
+    const base = await sha256File(join(full.dir, "checkpoints/last.safetensors"));
     for (const off of ["epi: false", "lv_loss: false"]) {
       const line = `semi: { prototype_epochs: 1, ${off} }`;
       const v = await runExperiment(semi(dir, line), { ...quiet, out: join(dir, "c") });
-      if ((await sha256(join(v.dir, "checkpoints/last.safetensors"))) === base) {
+      if ((await sha256File(join(v.dir, "checkpoints/last.safetensors"))) === base) {
         throw new Error(`${off} trains the same weights`);
       }
     }

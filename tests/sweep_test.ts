@@ -4,6 +4,7 @@
  * and the acceptance run: a sweep on generated data interrupted with SIGTERM and finished with
  * --resume, whose table equals the statistics recomputed from the runs' summary.json files.
  */
+import { assertNoStackTrace, denoRun } from "./process.ts";
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { InputError } from "../lib/config/errors.ts";
@@ -62,22 +63,8 @@ function throwsInput(f: () => unknown, ...needles: string[]): string {
   throw new Error(`no InputError (wanted ${needles.join(", ")})`);
 }
 
-async function cli(args: string[], cwd = ROOT) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--unstable-webgpu", SWEEP, ...args],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  return { code: out.code, text };
-}
-
-function noTrace(text: string) {
-  if (/^\s+at /m.test(text) || text.includes("Uncaught")) {
-    throw new Error(`stack trace printed:\n${text}`);
-  }
-}
+const cli = (args: string[], cwd = ROOT) => denoRun([SWEEP, ...args], cwd);
+const noTrace = assertNoStackTrace;
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 

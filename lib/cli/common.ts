@@ -5,6 +5,7 @@
  */
 import { InputError } from "../config/errors.ts";
 import { NoAdapterError } from "../backends/webgpu/device.ts";
+import { type BackendRequest, BACKENDS } from "../backends/select.ts";
 import { DataError } from "../data/errors.ts";
 import { CheckpointError } from "../io/checkpoint.ts";
 import { SafetensorsError } from "../io/safetensors.ts";
@@ -16,6 +17,16 @@ export async function readExperimentFile(file: string): Promise<string> {
   } catch (e) {
     throw new InputError(`${file}: cannot read the experiment file (${(e as Error).message})`);
   }
+}
+
+/** The value of a `--backend` option; anything else is bad input (with the usage line). */
+export function parseBackend(value: string | undefined, usage: string): BackendRequest {
+  if (!BACKENDS.includes(value as BackendRequest)) {
+    throw new InputError(
+      `--backend must be one of ${BACKENDS.join(", ")} (got ${value})\n${usage}`,
+    );
+  }
+  return value as BackendRequest;
 }
 
 /** Errors that mean bad input (exit 2): their message is the whole story. */

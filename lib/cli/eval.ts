@@ -3,9 +3,9 @@
  * re-evaluates a checkpoint with the reference's test rules and prints Dice and IoU.
  */
 import { InputError } from "../config/errors.ts";
-import { runCli } from "./common.ts";
+import { parseBackend, runCli } from "./common.ts";
 import { evaluate } from "../run/evaluate.ts";
-import { type BackendRequest, BACKENDS } from "../backends/select.ts";
+import type { BackendRequest } from "../backends/select.ts";
 
 const USAGE =
   "usage: deno task eval <run-dir|checkpoint.safetensors> [--split test|val|train] [--backend auto|webgpu|cpu]";
@@ -22,15 +22,8 @@ async function main(argv: string[]): Promise<number> {
         throw new InputError(`--split must be test, val or train (got ${v})\n${USAGE}`);
       }
       split = v;
-    } else if (a === "--backend") {
-      const v = argv[++i];
-      if (!BACKENDS.includes(v as BackendRequest)) {
-        throw new InputError(
-          `--backend must be one of ${BACKENDS.join(", ")} (got ${v})\n${USAGE}`,
-        );
-      }
-      backend = v as BackendRequest;
-    } else if (a.startsWith("-")) throw new InputError(`unknown option ${a}\n${USAGE}`);
+    } else if (a === "--backend") backend = parseBackend(argv[++i], USAGE);
+    else if (a.startsWith("-")) throw new InputError(`unknown option ${a}\n${USAGE}`);
     else pos.push(a);
   }
   if (pos.length !== 1) throw new InputError(USAGE);

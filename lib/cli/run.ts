@@ -5,9 +5,9 @@
  */
 import { loadExperiment } from "../config/load.ts";
 import { InputError } from "../config/errors.ts";
-import { runCli } from "./common.ts";
+import { parseBackend, runCli } from "./common.ts";
 import { runExperiment } from "../run/runner.ts";
-import { type BackendRequest, BACKENDS } from "../backends/select.ts";
+import type { BackendRequest } from "../backends/select.ts";
 
 const USAGE = "usage: deno task run <experiment.yaml> [--set key=value]... [--out DIR] " +
   "[--resume] [--force] [--backend auto|webgpu|cpu]";
@@ -38,15 +38,8 @@ export function parseRunArgs(argv: string[]): RunArgs {
     else if (arg === "--out") a.out = value();
     else if (arg === "--resume") a.resume = true;
     else if (arg === "--force") a.force = true;
-    else if (arg === "--backend") {
-      const b = value();
-      if (!BACKENDS.includes(b as BackendRequest)) {
-        throw new InputError(
-          `--backend must be one of ${BACKENDS.join(", ")} (got ${b})\n${USAGE}`,
-        );
-      }
-      a.backend = b as BackendRequest;
-    } else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
+    else if (arg === "--backend") a.backend = parseBackend(value(), USAGE);
+    else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
     else files.push(arg);
   }
   if (files.length !== 1) throw new InputError(USAGE);

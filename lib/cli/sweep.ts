@@ -8,8 +8,8 @@
  * failed (or an internal error), 130 interrupted.
  */
 import { InputError } from "../config/errors.ts";
-import { type BackendRequest, BACKENDS } from "../backends/select.ts";
-import { runCli } from "./common.ts";
+import type { BackendRequest } from "../backends/select.ts";
+import { parseBackend, runCli } from "./common.ts";
 import { loadSweep, type ResolvedSweep, runCommandLine } from "../sweep/spec.ts";
 import { pointStates, runSweep } from "../sweep/exec.ts";
 
@@ -46,15 +46,8 @@ export function parseSweepArgs(argv: string[]): SweepArgs {
     } else if (arg === "--out") a.out = value();
     else if (arg === "--resume") a.resume = true;
     else if (arg === "--dry-run") a.dryRun = true;
-    else if (arg === "--backend") {
-      const b = value();
-      if (!BACKENDS.includes(b as BackendRequest)) {
-        throw new InputError(
-          `--backend must be one of ${BACKENDS.join(", ")} (got ${b})\n${USAGE}`,
-        );
-      }
-      a.backend = b as BackendRequest;
-    } else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
+    else if (arg === "--backend") a.backend = parseBackend(value(), USAGE);
+    else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
     else files.push(arg);
   }
   if (files.length !== 1) throw new InputError(USAGE);

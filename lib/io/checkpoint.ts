@@ -4,6 +4,7 @@
  * unless the caller allows them; DataParallel's `module.` prefix and thop's `total_ops` /
  * `total_params` buffers are recognised and dropped.
  */
+import { writeAtomic } from "./atomic.ts";
 import { decodeSafetensors, encodeSafetensors, type OutTensor } from "./safetensors.ts";
 
 export interface LoadOptions {
@@ -91,9 +92,7 @@ export async function saveCheckpoint(
   tensors: Map<string, OutTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeFile(tmp, encodeSafetensors(tensors, metadata));
-  await Deno.rename(tmp, path);
+  await writeAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
 export async function loadCheckpoint(

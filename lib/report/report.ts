@@ -7,22 +7,17 @@
  * can be regenerated at any time and comes out byte-identical. Writing is separate and atomic
  * per file, so a crash mid-write never leaves a truncated report behind.
  */
-import { dirname, isAbsolute, join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { gridPng } from "./images.ts";
+import { writeAtomic } from "../io/atomic.ts";
+import type { EpochRecord as TrainerEpochRecord } from "../train/trainer.ts";
 import { lineChartSvg } from "./svg.ts";
 
-/** One `kind: "epoch"` line of metrics.jsonl. */
-export interface EpochRecord {
-  kind: "epoch";
-  epoch: number;
-  steps: number;
-  loss: number;
-  lr: number;
-  val_dice: number | null;
-  val_iou: number | null;
-  seconds: number;
-  best: boolean;
-}
+/** One `kind: "epoch"` line of metrics.jsonl (only the fields the report reads are needed). */
+export type EpochRecord = Pick<
+  TrainerEpochRecord,
+  "kind" | "epoch" | "steps" | "loss" | "lr" | "val_dice" | "val_iou" | "seconds" | "best"
+>;
 
 /** One overlay picture (lib/report/images.ts `overlayRgb`) and the Dice of its prediction. */
 export interface OverlayTile {
@@ -257,29 +252,6 @@ export function renderReport(input: ReportInput): RenderedReport {
   push(f + "yaml", ...(cfg ? [cfg] : []), f, "", "</details>");
 
   return { markdown: lines.join("\n") + "\n", files };
-}
-
-/** Random hex for temporary names, so concurrent writers never share a temp file. */
-function tmpSuffix(): string {
-  const b = crypto.getRandomValues(new Uint8Array(6));
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * Writes `content` to `path` through `<path>.tmp-<random>` and a rename, so a reader sees the
- * old file or the new one, never a partial one. The temp file is removed if anything fails.
- */
-async function writeAtomic(path: string, content: Uint8Array | string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${tmpSuffix()}`;
-  try {
-    if (typeof content === "string") await Deno.writeTextFile(tmp, content);
-    else await Deno.writeFile(tmp, content);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 /**

@@ -4,7 +4,10 @@
  * report.md. Every file is written atomically (temporary file in the same folder, then a
  * rename), so a crash or kill -9 leaves either the old or the new version, never a torn one.
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
+import { writeAtomic } from "../io/atomic.ts";
+
+export { writeAtomic };
 
 /** Paths inside one run folder. */
 export interface RunPaths {
@@ -33,20 +36,6 @@ export function runPaths(out: string, name: string, variant: string, hash: strin
     best: join(dir, "checkpoints", "best.safetensors"),
     predictions: join(dir, "predictions"),
   };
-}
-
-/** Writes a file atomically: a uniquely named temporary next to it, then a rename. */
-export async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-    else await Deno.writeFile(tmp, data);
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
 }
 
 /** Whether a file exists (a missing folder on the way counts as missing). */
