@@ -159,7 +159,7 @@ Deno.test("early stopping: patience counts epochs without a new best", async () 
 const cli = (args: string[]) => denoRun(args, ROOT);
 const noTrace = assertNoStackTrace;
 
-Deno.test("SIGTERM writes a checkpoint; --resume finishes bitwise like an uninterrupted run", async () => {
+Deno.test("SIGTERM and kill -9 mid-run, then --resume: bitwise the uninterrupted run", async () => {
   await withTmp(async (dir) => {
     // Enough epochs (~4 ms each) that the signal lands mid-run.
     const text = tiny().replace("epochs: 4", "epochs: 1000").replace("CACHE", join(dir, "cache"));
@@ -167,48 +167,60 @@ Deno.test("SIGTERM writes a checkpoint; --resume finishes bitwise like an uninte
     const run = join(ROOT, "lib/cli/run.ts");
     const full = await cli([run, join(dir, "e.yaml"), "--out", join(dir, "a")]);
     if (full.code !== 0) throw new Error(full.text);
-    const out = join(dir, "b");
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--unstable-webgpu", run, join(dir, "e.yaml"), "--out", out],
-      stdout: "piped",
-      stderr: "piped",
-      env: { XDG_RUNTIME_DIR: "/tmp" },
-    }).spawn();
-    // Wait for the first finished epoch, then interrupt wherever the run happens to be.
-    const metrics = join(out, "tiny", "default");
-    for (let i = 0; i < 600; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      let dirs: Deno.DirEntry[] = [];
-      try {
-        dirs = [...Deno.readDirSync(metrics)];
-      } catch {
-        continue;
+    const hashOf = (out: string) => [...Deno.readDirSync(join(out, "tiny", "default"))][0].name;
+    for (
+      const [signal, out] of [["SIGTERM", join(dir, "b")], ["SIGKILL", join(dir, "c")]] as const
+    ) {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--unstable-webgpu", run, join(dir, "e.yaml"), "--out", out],
+        stdout: "piped",
+        stderr: "piped",
+        env: { XDG_RUNTIME_DIR: "/tmp" },
+      }).spawn();
+      // Wait for the first finished epoch, then interrupt wherever the run happens to be.
+      const runs = join(out, "tiny", "default");
+      for (let i = 0; i < 600; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        let dirs: Deno.DirEntry[] = [];
+        try {
+          dirs = [...Deno.readDirSync(runs)];
+        } catch {
+          continue;
+        }
+        if (!dirs.length) continue;
+        const m = await readMetrics(join(runs, dirs[0].name, "metrics.jsonl"));
+        if (m.length >= 1) break;
       }
-      if (!dirs.length) continue;
-      const m = await readMetrics(join(metrics, dirs[0].name, "metrics.jsonl"));
-      if (m.length >= 1) break;
+      child.kill(signal);
+      const st = await child.output();
+      const log = new TextDecoder().decode(st.stdout) + new TextDecoder().decode(st.stderr);
+      if (signal === "SIGTERM") {
+        // A clean stop: checkpoint written, message, exit 130; a plain rerun refuses.
+        noTrace(log);
+        if (st.code !== 130 || !log.includes("resume with --resume")) {
+          throw new Error(`no clean stop (exit ${st.code}):\n${log}`);
+        }
+        const again = await cli([run, join(dir, "e.yaml"), "--out", out]);
+        if (again.code !== 2 || !again.text.includes("--resume")) {
+          throw new Error(`rerun without --resume should refuse: ${again.code}\n${again.text}`);
+        }
+      } else if (st.signal !== "SIGKILL") {
+        throw new Error(`the run was not killed (exit ${st.code}):\n${log}`);
+      }
+      // After kill -9 the run continues from its last periodic or epoch-end checkpoint.
+      const res = await cli([run, join(dir, "e.yaml"), "--out", out, "--resume"]);
+      if (res.code !== 0) throw new Error(res.text);
+      const hash = hashOf(out);
+      for (const f of ["best", "last"]) {
+        const [ha, hb] = await Promise.all([
+          sha256File(join(dir, "a", "tiny", "default", hash, "checkpoints", `${f}.safetensors`)),
+          sha256File(join(runs, hash, "checkpoints", `${f}.safetensors`)),
+        ]);
+        if (ha !== hb) throw new Error(`${f}.safetensors differs after ${signal} + resume`);
+      }
     }
-    child.kill("SIGTERM");
-    const st = await child.output();
-    const log = new TextDecoder().decode(st.stdout) + new TextDecoder().decode(st.stderr);
-    noTrace(log);
-    if (st.code !== 130 || !log.includes("resume with --resume")) {
-      throw new Error(`no clean stop (exit ${st.code}):\n${log}`);
-    }
-    const again = await cli([run, join(dir, "e.yaml"), "--out", out]);
-    if (again.code !== 2 || !again.text.includes("--resume")) {
-      throw new Error(`rerun without --resume should refuse: ${again.code}\n${again.text}`);
-    }
-    const res = await cli([run, join(dir, "e.yaml"), "--out", out, "--resume"]);
-    if (res.code !== 0) throw new Error(res.text);
-    const hash = [...Deno.readDirSync(metrics)][0].name;
-    for (const f of ["best", "last"]) {
-      const [ha, hb] = await Promise.all([
-        sha256File(join(dir, "a", "tiny", "default", hash, "checkpoints", `${f}.safetensors`)),
-        sha256File(join(metrics, hash, "checkpoints", `${f}.safetensors`)),
-      ]);
-      if (ha !== hb) throw new Error(`${f}.safetensors differs after SIGTERM + resume`);
-    }
+    const metrics = join(dir, "b", "tiny", "default");
+    const hash = hashOf(join(dir, "b"));
     // `deno task eval` on the finished run reproduces the summary's test Dice.
     const ev = await cli([join(ROOT, "lib/cli/eval.ts"), join(metrics, hash)]);
     if (ev.code !== 0) throw new Error(ev.text);
