@@ -10,7 +10,9 @@
  * The set is built so that the text is worth reading: lesions are faint against the lung
  * texture, and each image also holds 0-2 *distractor* blobs that look exactly like lesions but
  * sit in lung zones the sentence does not name and are absent from the mask. An image-only model
- * cannot tell them apart; one that reads the text can.
+ * cannot tell them apart; one that reads the text could. Measured so far (3 seeds, 64x64, builtin
+ * text encoder), LViT-T does not learn to: text on/off test Dice 58.3 vs 58.4% with 128 training
+ * images and 66.5 vs 67.2% with 512 (experiments/ablations/text-*-synth*.sweep.yaml).
  *
  * Locations follow the radiological convention of the real reports: the patient's **left** lung
  * is on the **right** of the image. Each lung is cut into upper / middle / lower thirds, giving
