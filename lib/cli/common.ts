@@ -6,6 +6,7 @@
 import { InputError } from "../config/errors.ts";
 import { NoAdapterError } from "../backends/webgpu/device.ts";
 import { type BackendRequest, BACKENDS } from "../backends/select.ts";
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { DataError } from "../data/errors.ts";
 import { CheckpointError } from "../io/checkpoint.ts";
 import { SafetensorsError } from "../io/safetensors.ts";
@@ -16,6 +17,22 @@ export async function readExperimentFile(file: string): Promise<string> {
     return await Deno.readTextFile(file);
   } catch (e) {
     throw new InputError(`${file}: cannot read the experiment file (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Parses a command line with Node's `util.parseArgs` (strict: unknown options and missing
+ * values are errors), turning its errors into bad input that carries the usage line.
+ */
+export function cliArgs<O extends NonNullable<ParseArgsConfig["options"]>>(
+  argv: string[],
+  options: O,
+  usage: string,
+) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new InputError(`${(e as Error).message}\n${usage}`);
   }
 }
 

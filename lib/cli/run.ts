@@ -5,7 +5,7 @@
  */
 import { loadExperiment } from "../config/load.ts";
 import { InputError } from "../config/errors.ts";
-import { parseBackend, runCli } from "./common.ts";
+import { cliArgs, parseBackend, runCli } from "./common.ts";
 import { runExperiment } from "../run/runner.ts";
 import type { BackendRequest } from "../backends/select.ts";
 
@@ -24,28 +24,23 @@ export interface RunArgs {
 
 /** Parses the run command line; bad usage is an InputError with the usage line. */
 export function parseRunArgs(argv: string[]): RunArgs {
-  const a: RunArgs = { file: "", sets: [], resume: false, force: false };
-  const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new InputError(`${arg} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (arg === "--set") a.sets.push(value());
-    else if (arg.startsWith("--set=")) a.sets.push(arg.slice(6));
-    else if (arg === "--out") a.out = value();
-    else if (arg === "--resume") a.resume = true;
-    else if (arg === "--force") a.force = true;
-    else if (arg === "--backend") a.backend = parseBackend(value(), USAGE);
-    else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
-    else files.push(arg);
-  }
-  if (files.length !== 1) throw new InputError(USAGE);
-  if (a.resume && a.force) throw new InputError(`--resume and --force exclude each other`);
-  a.file = files[0];
-  return a;
+  const { values: v, positionals } = cliArgs(argv, {
+    set: { type: "string", multiple: true },
+    out: { type: "string" },
+    resume: { type: "boolean" },
+    force: { type: "boolean" },
+    backend: { type: "string" },
+  }, USAGE);
+  if (positionals.length !== 1) throw new InputError(USAGE);
+  if (v.resume && v.force) throw new InputError(`--resume and --force exclude each other`);
+  return {
+    file: positionals[0],
+    sets: v.set ?? [],
+    out: v.out,
+    resume: v.resume ?? false,
+    force: v.force ?? false,
+    backend: v.backend === undefined ? undefined : parseBackend(v.backend, USAGE),
+  };
 }
 
 async function main(argv: string[]): Promise<number> {

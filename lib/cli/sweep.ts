@@ -9,7 +9,7 @@
  */
 import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
-import { parseBackend, runCli } from "./common.ts";
+import { cliArgs, parseBackend, runCli } from "./common.ts";
 import { loadSweep, type ResolvedSweep, runCommandLine } from "../sweep/spec.ts";
 import { pointStates, runSweep } from "../sweep/exec.ts";
 
@@ -28,31 +28,25 @@ export interface SweepArgs {
 
 /** Parses the sweep command line; bad usage is an InputError with the usage line. */
 export function parseSweepArgs(argv: string[]): SweepArgs {
-  const a: SweepArgs = { file: "", workers: 1, resume: false, dryRun: false };
-  const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new InputError(`${arg} needs a value\n${USAGE}`);
-      return v;
-    };
-    if (arg === "--workers" || arg.startsWith("--workers=")) {
-      const v = arg === "--workers" ? value() : arg.slice(10);
-      if (!/^[1-9][0-9]*$/.test(v)) {
-        throw new InputError(`--workers must be a positive integer (got ${v})\n${USAGE}`);
-      }
-      a.workers = Number(v);
-    } else if (arg === "--out") a.out = value();
-    else if (arg === "--resume") a.resume = true;
-    else if (arg === "--dry-run") a.dryRun = true;
-    else if (arg === "--backend") a.backend = parseBackend(value(), USAGE);
-    else if (arg.startsWith("-")) throw new InputError(`unknown option ${arg}\n${USAGE}`);
-    else files.push(arg);
+  const { values: v, positionals } = cliArgs(argv, {
+    workers: { type: "string" },
+    resume: { type: "boolean" },
+    "dry-run": { type: "boolean" },
+    out: { type: "string" },
+    backend: { type: "string" },
+  }, USAGE);
+  if (positionals.length !== 1) throw new InputError(USAGE);
+  if (v.workers !== undefined && !/^[1-9][0-9]*$/.test(v.workers)) {
+    throw new InputError(`--workers must be a positive integer (got ${v.workers})\n${USAGE}`);
   }
-  if (files.length !== 1) throw new InputError(USAGE);
-  a.file = files[0];
-  return a;
+  return {
+    file: positionals[0],
+    workers: v.workers === undefined ? 1 : Number(v.workers),
+    resume: v.resume ?? false,
+    dryRun: v["dry-run"] ?? false,
+    out: v.out,
+    backend: v.backend === undefined ? undefined : parseBackend(v.backend, USAGE),
+  };
 }
 
 /** The --dry-run listing: one header, then two lines per point. */
