@@ -180,19 +180,30 @@ export function applyAugment(
   outImage: Float32Array,
   outMask: Float32Array,
 ): { height: number; width: number } {
-  if (op.kind === "rotflip") {
-    rot90FlipInto(image, outImage, channels, height, width, op.k, op.axis);
-    rot90FlipInto(mask, outMask, 1, height, width, op.k, op.axis);
-  } else if (op.kind === "rotate") {
-    rotateNearestInto(image, outImage, channels, height, width, op.angle);
-    rotateNearestInto(mask, outMask, 1, height, width, op.angle);
-  } else {
-    checkSizes(image, outImage, channels, height, width);
-    checkSizes(mask, outMask, 1, height, width);
-    outImage.set(image);
-    outMask.set(mask);
-  }
+  transformPlanes(op, image, outImage, channels, height, width);
+  transformPlanes(op, mask, outMask, 1, height, width);
   return outputShape(op, height, width);
+}
+
+/**
+ * Applies `op` to `channels` planes of `src` into `dst`: what `applyAugment` does to the image
+ * and to the mask, for any further plane that must move with them (a pseudo label, a
+ * contrastive mask).
+ */
+export function transformPlanes(
+  op: AugmentOp,
+  src: Float32Array,
+  dst: Float32Array,
+  channels: number,
+  height: number,
+  width: number,
+): void {
+  if (op.kind === "rotflip") rot90FlipInto(src, dst, channels, height, width, op.k, op.axis);
+  else if (op.kind === "rotate") rotateNearestInto(src, dst, channels, height, width, op.angle);
+  else {
+    checkSizes(src, dst, channels, height, width);
+    dst.set(src);
+  }
 }
 
 /**

@@ -9,9 +9,8 @@ import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { scoreSplit } from "../train/trainer.ts";
-import { predictionPng } from "../report/images.ts";
-import { createSession, prepareData, textFeaturesFor } from "./runner.ts";
-import { fileExists, writeAtomic } from "./folder.ts";
+import { createSession, prepareData, samples, textFeaturesFor } from "./runner.ts";
+import { fileExists, savePrediction, writeAtomic } from "./folder.ts";
 
 export interface EvalOptions {
   split?: "test" | "val" | "train";
@@ -72,20 +71,12 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
     const predDir = join(dir, "eval", `${split}-${name}`);
     const res = await scoreSplit(
       s,
-      {
-        n: ds.splits[split].n,
-        read: (i, x, y) => ds.splits[split].read(i, x, y),
-        text: text[split],
-      },
+      samples(ds.splits[split], text[split]),
       cfg.train.batch,
       size,
       "test",
       async (i, p) => {
-        if (o.predictions === false) return;
-        await writeAtomic(
-          join(predDir, keys[i].replace(/\.[^.]+$/, "") + ".png"),
-          predictionPng(p, size),
-        );
+        if (o.predictions !== false) await savePrediction(predDir, keys[i], p, size);
       },
     );
     const out: EvalResult = {

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { writeAtomic } from "../io/atomic.ts";
+import { predictionPng } from "../report/images.ts";
 
 export { writeAtomic };
 
@@ -36,6 +37,19 @@ export function runPaths(out: string, name: string, variant: string, hash: strin
     best: join(dir, "checkpoints", "best.safetensors"),
     predictions: join(dir, "predictions"),
   };
+}
+
+/**
+ * Writes the prediction PNG of one sample as `<dir>/<key without extension>.png` (0/255 at
+ * prob > 0.5, as the reference saves test predictions).
+ */
+export async function savePrediction(
+  dir: string,
+  key: string,
+  prob: Float32Array,
+  size: number,
+): Promise<void> {
+  await writeAtomic(join(dir, key.replace(/\.[^.]+$/, "") + ".png"), predictionPng(prob, size));
 }
 
 /** Whether a file exists (a missing folder on the way counts as missing). */

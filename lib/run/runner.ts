@@ -27,8 +27,7 @@ import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset
 import { generateSynth } from "../data/synth.ts";
 import { encodeTexts, openTextEncoder } from "../data/text.ts";
 import { cacheKey } from "../data/text_cache.ts";
-import { testScores } from "../eval/metrics.ts";
-import { overlayRgb, predictionPng } from "../report/images.ts";
+import { overlayRgb } from "../report/images.ts";
 import { writeReport } from "../report/report.ts";
 import {
   appendMetric,
@@ -37,6 +36,7 @@ import {
   readMetrics,
   type RunPaths,
   runPaths,
+  savePrediction,
   writeAtomic,
   writeMetrics,
 } from "./folder.ts";
@@ -136,7 +136,7 @@ export async function prepareData(
 }
 
 /** A split plus its text features as the trainer's Samples. */
-function samples(split: SplitData, text: Float32Array[] | null): Samples {
+export function samples(split: SplitData, text: Float32Array[] | null): Samples {
   return { n: split.n, read: (i, x, y) => split.read(i, x, y), text };
 }
 
@@ -344,6 +344,7 @@ export async function runExperiment(
     ? await semiPlan(cfg, ds, paths.dir, {
       tokens: (model.options.textTokens as number | undefined) ?? 10,
       dim: (model.options.textDim as number | undefined) ?? 768,
+      train: text.train,
     }, log)
     : undefined;
   const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * cfg.model.image_size ** 2);
@@ -440,25 +441,17 @@ async function evaluateRun(
   }
   const split = cfg.eval.split;
   const size = cfg.model.image_size;
-  const plane = size * size;
   const keys = ds.splits[split].keys;
   const overlays: { key: string; rgb: Uint8Array; dice: number }[] = [];
-  const img = new Float32Array(3 * plane);
-  const msk = new Float32Array(plane);
-  const res = await scoreSplit(s, data[split], cfg.train.batch, size, "test", async (i, p, y) => {
-    const key = keys[i];
-    if (cfg.eval.save_predictions) {
-      await writeAtomic(
-        join(paths.predictions, key.replace(/\.[^.]+$/, "") + ".png"),
-        predictionPng(p, size),
-      );
-    }
+  const each = async (i: number, p: Float32Array, y: Float32Array, x: Float32Array, sc: {
+    dice: number;
+  }) => {
+    if (cfg.eval.save_predictions) await savePrediction(paths.predictions, keys[i], p, size);
     if (overlays.length < cfg.eval.overlays) {
-      await ds.splits[split].read([i], img, msk);
-      const sc = testScores(p, y, 0, plane);
-      overlays.push({ key, rgb: overlayRgb(img, y, p, size), dice: sc.dice });
+      overlays.push({ key: keys[i], rgb: overlayRgb(x, y, p, size), dice: sc.dice });
     }
-  });
+  };
+  const res = await scoreSplit(s, data[split], cfg.train.batch, size, "test", each);
   const test = { dice: res.mean.dice, iou: res.mean.iou, f1: res.mean.dice };
   await appendMetric(paths.metrics, { kind: "test", split, checkpoint: which, ...test });
   o.log(

@@ -35,13 +35,14 @@ export function splitLabeled(n: number, fraction: number, seed: number) {
 /**
  * Builds the plan: the split (written to `labeled.json` in the run folder) and, with the LV
  * loss on, each unlabeled image's contrastive mask, chosen by the cosine similarity of its
- * text features with the contrastive texts (both through the experiment's text encoder).
+ * text features with the contrastive texts (both through the experiment's text encoder;
+ * `text.train` passes the train split's features when the model already has them).
  */
 export async function semiPlan(
   cfg: ExperimentConfig,
   ds: OpenedDataset,
   runDir: string,
-  text: { tokens: number; dim: number },
+  text: { tokens: number; dim: number; train: Float32Array[] | null },
   log: (s: string) => void,
 ): Promise<SemiPlan> {
   const train = ds.splits.train;
@@ -79,7 +80,10 @@ export async function semiPlan(
     try {
       const cache = join(cfg.data.cache_dir, "text");
       const bank = await encodeTexts(enc, set.texts, cache);
-      const feats = await encodeTexts(enc, unlabeled.map((i) => train.texts[i]), cache);
+      // A model that reads text has the train features already (same encoder and settings).
+      const feats = text.train
+        ? unlabeled.map((i) => text.train![i])
+        : await encodeTexts(enc, unlabeled.map((i) => train.texts[i]), cache);
       const picks = feats.map((f) => pickContrastive(f, bank));
       contrastive = picks.map((k) => set.masks[k]);
       const used = new Set(picks).size;

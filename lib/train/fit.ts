@@ -4,7 +4,7 @@
  * run folders, checkpoints and schedules is a later milestone (issue 6).
  */
 import { permutation } from "../rng/shuffle.ts";
-import { meanScores, valScores } from "../eval/metrics.ts";
+import { type Samples, scoreSplit } from "./trainer.ts";
 import type { Session } from "./session.ts";
 
 export interface Split {
@@ -32,25 +32,29 @@ export interface EpochReport {
   stepsPerSecond: number;
 }
 
-function gather(src: Float32Array, per: number, idx: number[], dst: Float32Array) {
+function gather(src: Float32Array, per: number, idx: readonly number[], dst: Float32Array) {
   idx.forEach((j, k) => dst.set(src.subarray(j * per, (j + 1) * per), k * per));
+}
+
+/** An in-memory split as the trainer's Samples (3-channel images, no text). */
+function asSamples(sp: Split): Samples {
+  const per = sp.images.length / sp.n;
+  const perM = sp.masks.length / sp.n;
+  return {
+    n: sp.n,
+    text: null,
+    read(idx, x, y) {
+      gather(sp.images, per, idx, x);
+      gather(sp.masks, perM, idx, y);
+      return Promise.resolve();
+    },
+  };
 }
 
 /** Validation Dice/IoU (reference validation rules) of the session's eval program on a split. */
 export async function validate(s: Session, val: Split, batch: number) {
-  const per = val.images.length / val.n;
-  const perM = val.masks.length / val.n;
-  const x = new Float32Array(batch * per);
-  const scores = [];
-  for (let i = 0; i < val.n; i += batch) {
-    const idx = Array.from({ length: batch }, (_, k) => Math.min(i + k, val.n - 1));
-    gather(val.images, per, idx, x);
-    const p = await s.predict(x);
-    for (let k = 0; k < batch && i + k < val.n; k++) {
-      scores.push(valScores(p, val.masks.subarray(i * perM), k * perM, perM));
-    }
-  }
-  return meanScores(scores);
+  const size = Math.round(Math.sqrt(val.masks.length / val.n));
+  return (await scoreSplit(s, asSamples(val), batch, size, "val")).mean;
 }
 
 export async function fit(s: Session, train: Split, val: Split, batch: number, o: FitOptions) {

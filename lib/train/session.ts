@@ -56,9 +56,6 @@ const isCounter = (name: string) => name.endsWith("num_batches_tracked");
 export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
-  /** The unlabeled-batch training program (semi-supervised sessions only). */
-  semiTrain: Exe | null = null;
-
   /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
   private readonly offDevice = new Map<string, Float32Array>();
 
@@ -71,6 +68,8 @@ export class Session {
     readonly paramCount: number,
     private readonly o: SessionOptions,
     private readonly leafInfo: LeafInfo[],
+    /** The unlabeled-batch training program (semi-supervised sessions only). */
+    readonly semiTrain: Exe | null = null,
   ) {
     for (const l of leafInfo) {
       if (!rt.hasLeaf(l.name) && l.init) {
@@ -140,7 +139,7 @@ export class Session {
       index,
       kind: t.kind,
     })).filter((l) => l.kind === "param" || l.kind === "state");
-    const session = new Session(
+    return new Session(
       backend,
       rt,
       train,
@@ -149,9 +148,8 @@ export class Session {
       count,
       o,
       info,
+      semiExe,
     );
-    session.semiTrain = semiExe;
-    return session;
   }
 
   /**

@@ -10,7 +10,7 @@
  * caller's business (hooks): this module never touches the disk.
  */
 import { permutation } from "../rng/shuffle.ts";
-import { applyAugment, augmentSample, drawAugment } from "../data/augment.ts";
+import { applyAugment, augmentSample, drawAugment, transformPlanes } from "../data/augment.ts";
 import { binarizePseudo, epiUpdate } from "./epi.ts";
 import { type ImageScores, meanScores, testScores, valScores } from "../eval/metrics.ts";
 import type { Session } from "./session.ts";
@@ -73,8 +73,6 @@ export interface TrainerState {
   bestDice: number;
   /** 1-based epoch of the best checkpoint; null before one was saved. */
   bestEpoch: number | null;
-  /** Epochs since the best validation Dice (early stopping counts these). */
-  sinceBest: number;
   done: boolean;
   stoppedEarly: boolean;
 }
@@ -123,18 +121,9 @@ export function initialState(): TrainerState {
     lossSum: 0,
     bestDice: -Infinity,
     bestEpoch: null,
-    // The reference's best_epoch starts at 1 and its check is epoch_index - best_epoch + 1 with
-    // a 0-based epoch_index, so after epoch 1 the count is 0.
-    sinceBest: -1,
     done: false,
     stoppedEarly: false,
   };
-}
-
-/** Steps per epoch: drop_last (the compiled batch is fixed), capped for quick runs. */
-export function stepsPerEpoch(n: number, r: Recipe): number {
-  const full = Math.floor(n / r.batch);
-  return r.max_steps_per_epoch ? Math.min(full, r.max_steps_per_epoch) : full;
 }
 
 /** The plan of a fully supervised run: every sample labeled, no second stage. */
@@ -196,9 +185,12 @@ class Batcher {
   private readonly rawX: Float32Array;
   private readonly rawY: Float32Array;
   readonly text: Float32Array | null;
+  /** The contrastive mask of runs without the LV loss (the program does not read it). */
+  private readonly noMask: Float32Array;
 
   constructor(readonly s: Samples, readonly batch: number, readonly size: number) {
     const plane = size * size;
+    this.noMask = new Float32Array(plane);
     this.x = new Float32Array(batch * 3 * plane);
     this.y = new Float32Array(batch * plane);
     this.rawX = new Float32Array(batch * 3 * plane);
@@ -257,14 +249,13 @@ class Batcher {
   ): Promise<Record<string, Float32Array>> {
     const plane = this.size * this.size;
     const S = this.size;
+    // The masks of unlabeled images are read (the split's reader fills both) but never used.
     await this.s.read(idx, aug ? this.rawX : this.x, this.rawY);
-    const cRaw = new Float32Array(plane);
-    const cOut = c;
     for (let k = 0; k < idx.length; k++) {
       const y = pseudo.subarray(pos[k] * plane, (pos[k] + 1) * plane);
-      const cm = contrastive ? contrastive[pos[k]] : cRaw;
+      const cm = contrastive ? contrastive[pos[k]] : this.noMask;
       const outY = this.y.subarray(k * plane, (k + 1) * plane);
-      const outC = cOut.subarray(k * plane, (k + 1) * plane);
+      const outC = c.subarray(k * plane, (k + 1) * plane);
       if (!aug) {
         outY.set(y);
         outC.set(cm);
@@ -273,8 +264,8 @@ class Batcher {
       const op = drawAugment(aug.seed, aug.epoch, idx[k]);
       const xk = this.rawX.subarray(k * 3 * plane, (k + 1) * 3 * plane);
       applyAugment(op, xk, y, 3, S, S, this.x.subarray(k * 3 * plane, (k + 1) * 3 * plane), outY);
-      // The contrastive mask turns with the image, as a one-channel image beside the label.
-      applyAugment(op, cm, y, 1, S, S, outC, this.rawY.subarray(0, plane));
+      // The contrastive mask turns with the image, like the label.
+      transformPlanes(op, cm, outC, 1, S, S);
     }
     return this.gatherText(idx);
   }
@@ -307,7 +298,13 @@ export async function scoreSplit(
   batch: number,
   size: number,
   rule: "val" | "test",
-  each?: (index: number, prob: Float32Array, mask: Float32Array) => Promise<void> | void,
+  each?: (
+    index: number,
+    prob: Float32Array,
+    mask: Float32Array,
+    image: Float32Array,
+    score: ImageScores,
+  ) => Promise<void> | void,
 ): Promise<{ mean: ImageScores; per: ImageScores[] }> {
   const b = new Batcher(data, batch, size);
   const plane = size * size;
@@ -319,14 +316,15 @@ export async function scoreSplit(
     const p = await s.predict(b.x, extra);
     for (let k = 0; k < idx.length; k++) {
       // Prediction and masks share the batch layout: image k is at k * plane in both.
-      per.push(score(p, b.y, k * plane, plane));
-      if (each) {
-        await each(
-          idx[k],
-          p.subarray(k * plane, (k + 1) * plane),
-          b.y.subarray(k * plane, (k + 1) * plane),
-        );
-      }
+      const sc = score(p, b.y, k * plane, plane);
+      per.push(sc);
+      await each?.(
+        idx[k],
+        p.subarray(k * plane, (k + 1) * plane),
+        b.y.subarray(k * plane, (k + 1) * plane),
+        b.x.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+        sc,
+      );
     }
   }
   return { mean: meanScores(per), per };
@@ -407,9 +405,8 @@ export async function train(
     if (best) {
       st.bestDice = v!.dice;
       st.bestEpoch = e;
-      st.sinceBest = 0;
       await hooks.saveBest(st);
-    } else st.sinceBest++;
+    }
     const seconds = (performance.now() - t0) / 1000;
     await hooks.onEpoch?.({
       kind: "epoch",
@@ -426,8 +423,9 @@ export async function train(
     st.epoch = e + 1;
     st.stepInEpoch = 0;
     st.lossSum = 0;
-    // Early stopping as the reference: stop when epochs since the best exceed the patience.
-    if (st.sinceBest > r.patience) {
+    // Early stopping as the reference: its best_epoch starts at 1 and it stops when
+    // epoch_index - best_epoch + 1 > patience with a 0-based epoch_index, i.e. e - best.
+    if (e - (st.bestEpoch ?? 1) > r.patience) {
       st.done = true;
       st.stoppedEarly = true;
     }
