@@ -114,6 +114,8 @@ Deno.test("synth: folder reads back as qata; masks match the sentences; distract
         );
         const sides = new Set([...found].map((z) => z.split(" ")[1]));
         assert((sides.size === 2) === (parsed.lateral === "Bilateral"), `${s.key}: laterality`);
+        // At most one lesion per lung, so each location word has a fixed token position.
+        assert(comps.length === sides.size, `${s.key}: one lesion per lung at most`);
         bilateral += sides.size === 2 ? 1 : 0;
         multi += comps.length > 1 ? 1 : 0;
 
@@ -121,6 +123,8 @@ Deno.test("synth: folder reads back as qata; masks match the sentences; distract
         const r = renderSample(11, index, SIZE);
         assert(r.text === s.text, `${s.key}: rendered text`);
         assert(r.maskPixels.every((v, i) => (v > 0 ? 1 : 0) === mask[i]), `${s.key}: mask file`);
+        // As many look-alikes as lesions on average, drawn like them.
+        assert(r.distractors.length >= 1 && r.distractors.length <= 3, `${s.key}: distractors`);
         for (const d of r.distractors) {
           distractors++;
           assert(!parsed.zones.has(key(d.zone)), `${s.key}: distractor in a named zone`);
@@ -244,4 +248,24 @@ Deno.test("data:synth CLI: arguments and usage errors", async () => {
   const tooSmall = await run(["--out", "/nonexistent/never", "--size", "8"]);
   assert(tooSmall.code === 2, `size 8 exits 2, got ${tooSmall.code}`);
   assert(new TextDecoder().decode(tooSmall.stderr).includes("usage:"), "usage printed");
+});
+
+Deno.test("synth: at 64x64 every zone lies in one row and one half of the 16-pixel patch grid", () => {
+  // The text enters LViT on a grid of 16-pixel patches; zones that cut across patch rows made the
+  // zone words slower to learn, so the geometry keeps them apart (synth.ts module note).
+  const S = 64, P = 16;
+  const cells = new Map<string, Set<string>>();
+  for (let y = 0; y < S; y++) {
+    for (let x = 0; x < S; x++) {
+      const z = zoneAt((x + 0.5) / S, (y + 0.5) / S);
+      if (!z) continue;
+      const k = key(z);
+      if (!cells.has(k)) cells.set(k, new Set());
+      cells.get(k)!.add(`${Math.floor(y / P)} ${x < S / 2 ? "image-left" : "image-right"}`);
+    }
+  }
+  assert(cells.size === 6, `${cells.size} zones`);
+  for (const [zone, c] of cells) assert(c.size === 1, `${zone} spans ${[...c].join(" | ")}`);
+  const rows = [...cells.values()].map((c) => [...c][0]);
+  assert(new Set(rows).size === 6, `zones share a cell: ${rows}`);
 });

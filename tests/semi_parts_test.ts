@@ -348,7 +348,7 @@ Deno.test("pickContrastive on the synthetic set's texts (builtin encoder, 14 tok
   CONTRASTIVE_FIGS.forEach((f, i) => {
     assert(pickContrastive(enc(f.text), bank) === i, `${f.image} picks itself`);
   });
-  // Every sentence the generator can write (1-3 lesions in distinct zones): the picked mask
+  // Every sentence describeZones can write (1-3 lesions in distinct zones): the picked mask
   // should mostly cover the zones the sentence names. Measured: 92 of 96 (synth.ts says more).
   const all: Zone[] = LEVELS.flatMap((level) => SIDES.map((side) => ({ level, side })));
   let named = 0, covered = 0;

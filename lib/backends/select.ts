@@ -26,6 +26,8 @@ export interface Runtime {
   load(p: Program): Promise<Exe>;
   write(name: string, data: Float32Array): void;
   read(name: string): Promise<Float32Array>;
+  /** Several leaves at once: one sync for all of them, values in the order asked. */
+  readMany(names: readonly string[]): Promise<Float32Array[]>;
   hasLeaf(name: string): boolean;
   /** Resolves when submitted work is done (timing). */
   sync(): Promise<void>;

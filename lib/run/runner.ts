@@ -106,8 +106,8 @@ export async function prepareData(
   let root = cfg.data.root ?? undefined;
   if (cfg.data.dataset === "synth" && !root) {
     const s = cfg.data.synth;
-    // v2: the generator also writes the contrastive label set (LV_loss/).
-    const key = (await cacheKey(["synth-v2", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
+    // v3: lesions one per lung, 1-3 distractors, stronger contrast (v2 added LV_loss/).
+    const key = (await cacheKey(["synth-v3", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
     root = join(cfg.data.cache_dir, "synth", key);
     if (!(await fileExists(join(root, "synth.json")))) {
       // Generate into a fresh folder and rename, so an interrupted generation is never reused.

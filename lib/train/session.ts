@@ -200,9 +200,8 @@ export class Session {
 
   /** Current values of every parameter, by state_dict name. */
   async parameters(): Promise<Map<string, Float32Array>> {
-    const m = new Map<string, Float32Array>();
-    for (const n of this.paramNames) m.set(n, await this.rt.read(n));
-    return m;
+    const values = await this.rt.readMany(this.paramNames);
+    return new Map(this.paramNames.map((n, i) => [n, values[i]]));
   }
 
   /**
@@ -213,11 +212,12 @@ export class Session {
    */
   async state(modelOnly = false): Promise<Map<string, OutTensor>> {
     const out = new Map<string, OutTensor>();
-    for (const l of this.leafInfo) {
-      if (modelOnly && !isModelState(l.name)) continue;
-      const data = this.rt.hasLeaf(l.name)
-        ? await this.rt.read(l.name)
-        : this.offDevice.get(l.name);
+    const wanted = this.leafInfo.filter((l) => !modelOnly || isModelState(l.name));
+    const onDevice = wanted.filter((l) => this.rt.hasLeaf(l.name)).map((l) => l.name);
+    const read = await this.rt.readMany(onDevice);
+    const values = new Map(onDevice.map((n, i) => [n, read[i]]));
+    for (const l of wanted) {
+      const data = values.get(l.name) ?? this.offDevice.get(l.name);
       if (!data) continue;
       out.set(
         l.name,

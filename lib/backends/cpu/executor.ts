@@ -38,6 +38,11 @@ export class CpuRuntime {
     return Promise.resolve(l.slice());
   }
 
+  /** Copies of several leaves' values, in the order asked. */
+  readMany(names: readonly string[]): Promise<Float32Array[]> {
+    return Promise.all(names.map((n) => this.read(n)));
+  }
+
   load(program: Program): Promise<CpuExecutable> {
     if (program.target !== "cpu") {
       throw new Error("CpuRuntime.load: program was compiled for webgpu");

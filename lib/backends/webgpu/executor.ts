@@ -58,6 +58,56 @@ export class WebGPURuntime {
     return this.readBuffer(l.buffer, l.floats);
   }
 
+  /**
+   * Reads many leaves back with one submit and one wait: every leaf is copied into staging
+   * buffers of at most `chunkBytes` each (a larger leaf gets its own), which are then mapped
+   * together. Reading leaf by leaf costs one sync each (a checkpoint of the demo model, ~1,050
+   * leaves, took ~4 s that way on an H200).
+   */
+  async readMany(names: readonly string[], chunkBytes = 64 << 20): Promise<Float32Array[]> {
+    const leaves = names.map((n) => {
+      const l = this.leaves.get(n);
+      if (!l) throw new Error(`no device tensor named '${n}'`);
+      return l;
+    });
+    // Greedy grouping in request order: [first index, end index, bytes] per staging buffer.
+    const groups: [number, number, number][] = [];
+    leaves.forEach((l, i) => {
+      const g = groups[groups.length - 1];
+      const bytes = l.floats * 4;
+      if (g && g[2] + bytes <= chunkBytes) (g[1] = i + 1, g[2] += bytes);
+      else groups.push([i, i + 1, bytes]);
+    });
+    const enc = this.device.createCommandEncoder();
+    const staging = groups.map(([a, b, bytes]) => {
+      const buf = this.device.createBuffer({
+        size: Math.max(4, bytes),
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      let off = 0;
+      for (let i = a; i < b; i++) {
+        const n = leaves[i].floats * 4;
+        if (n > 0) enc.copyBufferToBuffer(leaves[i].buffer, 0, buf, off, n);
+        off += n;
+      }
+      return buf;
+    });
+    this.device.queue.submit([enc.finish()]);
+    await Promise.all(staging.map((b) => b.mapAsync(GPUMapMode.READ)));
+    const out: Float32Array[] = new Array(leaves.length);
+    groups.forEach(([a, b], k) => {
+      const all = new Float32Array(staging[k].getMappedRange());
+      let off = 0;
+      for (let i = a; i < b; i++) {
+        out[i] = all.slice(off, off + leaves[i].floats);
+        off += leaves[i].floats;
+      }
+      staging[k].unmap();
+      staging[k].destroy();
+    });
+    return out;
+  }
+
   async readBuffer(buffer: GPUBuffer, floats: number): Promise<Float32Array> {
     const staging = this.device.createBuffer({
       size: floats * 4,
