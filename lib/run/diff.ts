@@ -89,7 +89,8 @@ export async function diffTrainStep(
     exe.run(inputs);
     const vals = new Map<string, Float32Array>();
     for (const k of Object.keys(outputs)) vals.set(k, await exe.read(k));
-    for (const t of params) vals.set(t.name!, await rt.read(t.name!));
+    const names = params.map((t) => t.name!);
+    (await rt.readMany(names)).forEach((v, i) => vals.set(names[i], v));
     exe.destroy();
     rt.destroy();
     return vals;
