@@ -12,7 +12,7 @@
  * the sentence does not name, and absent from the mask. An image-only model cannot tell them
  * apart and settles on segmenting every blob; one that reads the sentence can keep only the named
  * zones. Lesions are one per lung at most, so every location word sits at a fixed token position
- * (words 9-10, and 13-14 for the second lung).
+ * (tokens 9-10, and 13-14 for the second lung; punctuation counts as a token).
  *
  * Locations follow the radiological convention of the real reports: the patient's **left** lung
  * is on the **right** of the image. Each lung is cut into upper / middle / lower thirds, giving
@@ -463,8 +463,9 @@ const REFERENCE_FIGS: readonly [string, string | null, string | null][] = [
  * it rather than rewritten as "upper middle lower left lung": that keeps figs 12 and 13 distinct,
  * and with position-wise token features (the builtin encoder) it matches the generated sentences
  * better, because "all" takes one token position as a single level does. Measured over all 41
- * sentences {@link describeZones} can write for 1-3 zones, 14 tokens: the picked mask covers 92 of their 96 named zones
- * (89 with "upper middle lower"), and all of a sentence's zones for 37 of 41 (34).
+ * sentences {@link describeZones} can write for 1-3 zones, 14 tokens: the picked mask covers 92
+ * of their 96 named zones (89 with "upper middle lower"), and all of a sentence's zones for 37 of
+ * 41 (34).
  * The zones follow the synth's radiological convention (the patient's left lung on the image
  * right), unlike the reference figures, which draw the left lung on the image left.
  */

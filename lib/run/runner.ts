@@ -106,7 +106,7 @@ export async function prepareData(
   let root = cfg.data.root ?? undefined;
   if (cfg.data.dataset === "synth" && !root) {
     const s = cfg.data.synth;
-    // v3: lesions one per lung, 1-3 distractors, stronger contrast (v2 added LV_loss/).
+    // v3: lesions one per lung, 1-3 distractors, lungs on the patch grid (v2 added LV_loss/).
     const key = (await cacheKey(["synth-v3", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
     root = join(cfg.data.cache_dir, "synth", key);
     if (!(await fileExists(join(root, "synth.json")))) {
