@@ -20,18 +20,57 @@ function jsonable(_k: string, v: unknown): unknown {
   return ArrayBuffer.isView(v) ? Array.from(v as Float64Array) : v;
 }
 
-/** `f` must throw a ShapeError whose message mentions every needle. */
-export function expectShapeError(what: string, f: () => unknown, ...needles: string[]) {
+// deno-lint-ignore no-explicit-any
+type ErrorClass<E extends Error> = new (...args: any[]) => E;
+
+function checkError<E extends Error>(
+  what: string,
+  type: ErrorClass<E>,
+  err: unknown,
+  needles: string[],
+): E {
+  if (!(err instanceof type)) throw new Error(`${what}: expected a ${type.name}, got ${err}`);
+  for (const s of needles) {
+    if (!err.message.includes(s)) {
+      throw new Error(`${what}: message '${err.message}' does not mention '${s}'`);
+    }
+  }
+  return err;
+}
+
+/** `f` must throw an instance of `type` whose message mentions every needle; returns it. */
+export function expectError<E extends Error>(
+  what: string,
+  type: ErrorClass<E>,
+  f: () => unknown,
+  ...needles: string[]
+): E {
   let err: unknown;
   try {
     f();
   } catch (e) {
     err = e;
   }
-  if (!(err instanceof ShapeError)) throw new Error(`${what}: expected a ShapeError, got ${err}`);
-  for (const s of needles) {
-    if (!err.message.includes(s)) {
-      throw new Error(`${what}: message '${err.message}' does not mention '${s}'`);
-    }
+  return checkError(what, type, err, needles);
+}
+
+/** `expectError` for a function that rejects instead of throwing. */
+export async function expectRejection<E extends Error>(
+  what: string,
+  type: ErrorClass<E>,
+  f: () => Promise<unknown>,
+  ...needles: string[]
+): Promise<E> {
+  let err: unknown;
+  try {
+    await f();
+  } catch (e) {
+    err = e;
   }
+  return checkError(what, type, err, needles);
+}
+
+/** `f` must throw a ShapeError whose message mentions every needle. */
+export function expectShapeError(what: string, f: () => unknown, ...needles: string[]) {
+  expectError(what, ShapeError, f, ...needles);
 }

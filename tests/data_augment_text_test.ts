@@ -14,7 +14,7 @@ import {
   readTextPadding,
 } from "../lib/data/text_builtin.ts";
 import { cacheKey, getOrCompute } from "../lib/data/text_cache.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, expectError } from "./assert.ts";
 
 function bitsEqual(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
@@ -199,13 +199,11 @@ Deno.test("applyAugment 'none' copies and checks sizes", () => {
   applyAugment({ kind: "none" }, x, m, 2, 3, 3, oi, om);
   assertEquals(oi, x);
   assertEquals(om, m);
-  let threw = false;
-  try {
-    applyAugment({ kind: "rotate", angle: 5 }, x, m, 2, 3, 3, new Float32Array(17), om);
-  } catch (e) {
-    threw = e instanceof RangeError;
-  }
-  assert(threw, "size mismatch must throw");
+  expectError(
+    "size mismatch must throw",
+    RangeError,
+    () => applyAugment({ kind: "rotate", angle: 5 }, x, m, 2, 3, 3, new Float32Array(17), om),
+  );
 });
 
 // ---- builtin text encoder ----

@@ -9,10 +9,8 @@ import { encodePng, UTIF, zipSync } from "../lib/deps.ts";
 import { checkDataset, detectKind, pngTruncation, tiffTruncation } from "../lib/data/check.ts";
 import { generateSynth } from "../lib/data/synth.ts";
 import { buildXlsx } from "../lib/data/xlsx_write.ts";
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
+import { assert } from "./assert.ts";
+import { assertNoStackTrace, denoRun } from "./process.ts";
 
 const REPO = new URL("..", import.meta.url).pathname;
 const HEADER = ["Image", "Description"];
@@ -197,19 +195,12 @@ interface CliResult {
 }
 
 async function runCheck(root: string, extra: string[] = []): Promise<CliResult> {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "lib/cli/data_check.ts", root, ...extra],
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code, out: dec.decode(stdout) + dec.decode(stderr) };
+  const { code, text } = await denoRun(["lib/cli/data_check.ts", root, ...extra], REPO);
+  return { code, out: text };
 }
 
 function assertNoStack(r: CliResult, what: string): void {
-  assert(!/^\s+at /m.test(r.out), `${what}: stack trace in output:\n${r.out}`);
-  assert(!r.out.includes("error: Uncaught"), `${what}: uncaught error:\n${r.out}`);
+  assertNoStackTrace(r.out);
   assert(!r.out.includes("internal error"), `${what}: internal error:\n${r.out}`);
 }
 

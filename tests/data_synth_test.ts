@@ -15,10 +15,7 @@ import {
   zoneAt,
 } from "../lib/data/synth.ts";
 import { parseSynthArgs, UsageError } from "../lib/cli/data_synth.ts";
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
+import { assert, expectError, expectRejection } from "./assert.ts";
 
 const SIZE = 64;
 const COUNTS = { train: 6, val: 2, test: 2 };
@@ -171,9 +168,11 @@ Deno.test("synth: same seed gives identical bytes, another seed different ones",
     // The contrastive set is drawn from the fixed lung geometry: the seed does not change it.
     for (const name of lv) assert(sameBytes(a.get(name)!, c.get(name)!), `seed-free: ${name}`);
     // Refuses to mix with an earlier run's files.
-    let refused = false;
-    await gen("a", 3).catch((e) => (refused = e instanceof Deno.errors.AlreadyExists));
-    assert(refused, "non-empty output folder refused");
+    await expectRejection(
+      "non-empty output folder refused",
+      Deno.errors.AlreadyExists,
+      () => gen("a", 3),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -215,26 +214,14 @@ Deno.test("xlsx writer: round-trips through the reader, escapes XML, names colum
     [0, 25, 26, 701, 702].map(columnName).join() === "A,Z,AA,ZZ,AAA",
     "column names",
   );
-  let threw = false;
-  try {
-    buildXlsx(["a"], [["bad\u0001"]]);
-  } catch (e) {
-    threw = e instanceof RangeError;
-  }
-  assert(threw, "control characters refused");
+  expectError("control characters refused", RangeError, () => buildXlsx(["a"], [["bad\u0001"]]));
 });
 
 Deno.test("data:synth CLI: arguments and usage errors", async () => {
   const o = parseSynthArgs(["--out", "/x", "--seed=5", "--size", "96"]);
   assert(o.out === "/x" && o.seed === 5 && o.size === 96 && o.train === undefined, "parsed");
   for (const bad of [[], ["--seed", "1"], ["--out"], ["--out", "d", "--train", "-1"], ["x"]]) {
-    let usage = false;
-    try {
-      parseSynthArgs(bad);
-    } catch (e) {
-      usage = e instanceof UsageError;
-    }
-    assert(usage, `usage error for ${JSON.stringify(bad)}`);
+    expectError(`usage error for ${JSON.stringify(bad)}`, UsageError, () => parseSynthArgs(bad));
   }
   const cli = new URL("../lib/cli/data_synth.ts", import.meta.url).pathname;
   const run = (args: string[]) =>

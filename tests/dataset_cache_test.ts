@@ -11,10 +11,7 @@ import { datasetFingerprint, openDataset, type OpenedDataset } from "../lib/data
 import { DataError } from "../lib/data/errors.ts";
 import { listLvitDataset, loadSample, type Split, SPLITS } from "../lib/data/lvit_folder.ts";
 import { generateSynth } from "../lib/data/synth.ts";
-
-function assert(cond: unknown, msg: string): asserts cond {
-  if (!cond) throw new Error(`assertion failed: ${msg}`);
-}
+import { assert, expectRejection } from "./assert.ts";
 
 const GEN = 64; // generated image side
 const SIZE = 48; // opened at a non-integer scale, so the resize really interpolates
@@ -152,9 +149,11 @@ Deno.test("dataset cache: bitwise equal to loadSample; second open decodes nothi
       await Deno.utime(p, info.atime!, info.mtime!);
     }
     const anySample = (await listLvitDataset("qata", root)).splits.test[0];
-    let garbled = false;
-    await loadSample(anySample, SIZE).catch((e) => garbled = e instanceof DataError);
-    assert(garbled, "the garbled sources no longer decode");
+    await expectRejection(
+      "the garbled sources no longer decode",
+      DataError,
+      () => loadSample(anySample, SIZE),
+    );
     const log2: string[] = [];
     const ds2 = await openDataset("qata", root, SIZE, {
       cacheDir: cache,

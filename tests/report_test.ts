@@ -12,7 +12,7 @@ import {
   writeReport,
 } from "../lib/report/report.ts";
 import { lineChartSvg } from "../lib/report/svg.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, expectError } from "./assert.ts";
 
 /**
  * A small well-formedness check, since Deno has no DOMParser: every tag closes in order,
@@ -45,15 +45,7 @@ function checkXml(doc: string): void {
 }
 
 Deno.test("xml checker rejects broken documents", () => {
-  const fails = (s: string) => {
-    let threw = false;
-    try {
-      checkXml(s);
-    } catch {
-      threw = true;
-    }
-    assert(threw, `accepted: ${s}`);
-  };
+  const fails = (s: string) => expectError(`accepted: ${s}`, Error, () => checkXml(s));
   checkXml('<svg a="1"><g><text>x &amp; y</text></g><rect/></svg>');
   fails("<svg><g></svg>");
   fails("<svg><text>a & b</text></svg>");
@@ -194,13 +186,11 @@ Deno.test("overlayRgb: contours on a 6x6 example, BGR to RGB", () => {
       assertEquals([y, x, Array.from(none.slice(i, i + 3))], [y, x, colour["."]]);
     }
   }
-  let threw = false;
-  try {
-    overlayRgb(image, mask, new Float32Array(5), n);
-  } catch (e) {
-    threw = e instanceof RangeError;
-  }
-  assert(threw, "length mismatch is a RangeError");
+  expectError(
+    "length mismatch is a RangeError",
+    RangeError,
+    () => overlayRgb(image, mask, new Float32Array(5), n),
+  );
 });
 
 Deno.test("predictionPng: 8-bit grey, 0 or 255", () => {

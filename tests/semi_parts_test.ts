@@ -35,7 +35,7 @@ import {
 } from "../lib/data/synth.ts";
 import { buildXlsx } from "../lib/data/xlsx_write.ts";
 import { encodeBuiltin } from "../lib/data/text_builtin.ts";
-import { assert } from "./assert.ts";
+import { assert, expectError, expectRejection } from "./assert.ts";
 import { assertClose, checkOp, fdCheck, noGpu, type OpCase, randn, runOn } from "./harness.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -148,13 +148,11 @@ Deno.test("lvLoss: values at known points; a zero mask contributes exactly 1", (
   const pt = g.input("p", [2, 1, 2, 2]), ct = g.input("c", [2, 1, 2, 2]);
   const out = runRef({ l: lvLoss(pt, ct) }, new Map([["p", p], ["c", c]])).l[0];
   assertClose("lvLoss graph", [out], [v], 1e-15, 0);
-  let threw = false;
-  try {
-    lvLoss(pt, g.input("c2", [2, 1, 2, 3]));
-  } catch (e) {
-    threw = e instanceof RangeError;
-  }
-  assert(threw, "mismatched shapes refused");
+  expectError(
+    "mismatched shapes refused",
+    RangeError,
+    () => lvLoss(pt, g.input("c2", [2, 1, 2, 3])),
+  );
 });
 
 Deno.test("lvLoss: eps outside the square roots would give a NaN gradient at p = 0", () => {
@@ -237,13 +235,11 @@ Deno.test("semiLoss: float64 gradient vs finite differences; bad LV weights refu
   const g = new Graph();
   const t = g.input("t", [1, 1, 2, 2]);
   for (const lv of [-0.1, NaN, Infinity]) {
-    let threw = false;
-    try {
-      semiLoss(t, t, t, { dice: 0.5, bce: 0.5, lv });
-    } catch (e) {
-      threw = e instanceof RangeError;
-    }
-    assert(threw, `lv = ${lv} refused`);
+    expectError(
+      `lv = ${lv} refused`,
+      RangeError,
+      () => semiLoss(t, t, t, { dice: 0.5, bce: 0.5, lv }),
+    );
   }
 });
 
@@ -272,13 +268,7 @@ Deno.test("epiUpdate: hand values, beta 0 and 1, in place", () => {
       () => epiUpdate(prev, pred, NaN),
     ]
   ) {
-    let threw = false;
-    try {
-      bad();
-    } catch (e) {
-      threw = e instanceof RangeError;
-    }
-    assert(threw, `refused: ${bad}`);
+    expectError(`refused: ${bad}`, RangeError, bad);
   }
 });
 
@@ -331,13 +321,7 @@ Deno.test("textCosine / pickContrastive: argmax, ties to the lowest index, zero 
   assert(pickContrastive(Float32Array.from([-1, -2, 0, 1]), [a, z]) === 1, "zero row vs -1");
   assert(pickContrastive(Float32Array.from([NaN, 0, 0, 0]), [a, b]) === 0, "NaN never wins");
   for (const bad of [() => pickContrastive(a, []), () => textCosine(a, e0)]) {
-    let threw = false;
-    try {
-      bad();
-    } catch (e) {
-      threw = e instanceof RangeError;
-    }
-    assert(threw, `refused: ${bad}`);
+    expectError(`refused: ${bad}`, RangeError, bad);
   }
 });
 
@@ -389,18 +373,17 @@ async function copyLv(name: string): Promise<string> {
 
 /** readContrastiveSet(dir) must throw a DataError about `path` mentioning every needle. */
 async function expectDataError(dir: string, path: string, ...needles: string[]) {
-  let err: unknown;
-  try {
-    await readContrastiveSet(dir, SIZE);
-  } catch (e) {
-    err = e;
-  }
-  assert(err instanceof DataError, `${path}: expected a DataError, got ${err}`);
-  assert(err.path === path, `error names ${err.path}, expected ${path}`);
   // Every message says what the folder must hold.
-  for (const s of [...needles, CONTRASTIVE_TABLE, "Image | Description", "fig1.png"]) {
-    assert(err.message.includes(s), `message '${err.message}' does not mention '${s}'`);
-  }
+  const err = await expectRejection(
+    path,
+    DataError,
+    () => readContrastiveSet(dir, SIZE),
+    ...needles,
+    CONTRASTIVE_TABLE,
+    "Image | Description",
+    "fig1.png",
+  );
+  assert(err.path === path, `error names ${err.path}, expected ${path}`);
 }
 
 Deno.test("readContrastiveSet: the generated LV_loss folder, 14 binary masks in table order", async () => {
@@ -498,7 +481,5 @@ Deno.test("readContrastiveSet: damaged folders are DataErrors naming the file", 
   await expectDataError(escape, join(escape, CONTRASTIVE_TABLE), "not a file name");
   // A file where the folder should be.
   await expectDataError(join(noTable, "fig1.png"), join(noTable, "fig1.png"), "not a folder");
-  let range = false;
-  await readContrastiveSet(lvDir, 0).catch((e) => (range = e instanceof RangeError));
-  assert(range, "size 0 refused");
+  await expectRejection("size 0 refused", RangeError, () => readContrastiveSet(lvDir, 0));
 });

@@ -22,7 +22,7 @@ import {
   tinyBertWeights,
   writeTinyBert,
 } from "../lib/data/tiny_bert.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, expectRejection } from "./assert.ts";
 
 const HIDDEN = 32;
 const SEED = 7;
@@ -82,18 +82,7 @@ async function expectDataError(
   f: () => Promise<unknown>,
   ...needles: string[]
 ): Promise<void> {
-  let err: unknown;
-  try {
-    await f();
-  } catch (e) {
-    err = e;
-  }
-  if (!(err instanceof DataError)) throw new Error(`${what}: expected a DataError, got ${err}`);
-  for (const s of needles) {
-    if (!err.message.includes(s)) {
-      throw new Error(`${what}: message '${err.message}' does not mention '${s}'`);
-    }
-  }
+  const err = await expectRejection(what, DataError, f, ...needles);
   // One paragraph for the CLI, not a library's stack trace.
   assert(!/\n\s+at /.test(err.message), `${what}: message carries a stack trace: ${err.message}`);
 }
