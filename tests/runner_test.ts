@@ -231,6 +231,11 @@ Deno.test("SIGTERM and kill -9 mid-run, then --resume: bitwise the uninterrupted
     if (evj.dice !== summary.test.dice) {
       throw new Error(`eval dice ${evj.dice} != summary ${summary.test.dice}`);
     }
+    // last.safetensors carries the trainer state too; eval takes the model's part of it.
+    const last = join(metrics, hash, "checkpoints", "last.safetensors");
+    const evLast = await cli([join(ROOT, "lib/cli/eval.ts"), last]);
+    if (evLast.code !== 0) throw new Error(evLast.text);
+    await Deno.stat(join(metrics, hash, "eval", "test-last.json"));
   });
 });
 

@@ -153,6 +153,21 @@ Deno.test("checkpoints: module. prefixes and thop buffers, missing/unexpected ke
   });
   assertClose("weight", r.values.get("inc.conv.weight")!, [1, 2], 0, 0);
   if (r.ignored.length !== 2 || r.missing[0] !== "inc.conv.bias") throw new Error("report wrong");
+  // `skip` leaves named keys out as known (a resumable checkpoint's trainer state), after the
+  // module. prefix is dropped; other unexpected keys still fail.
+  const skipped = matchStateDict("ck.safetensors", file, expected, {
+    allowMissing: true,
+    skip: (n) => n.startsWith("extra."),
+  });
+  if (skipped.ignored.join() !== "module.inc.total_ops,total_params,module.extra.bias") {
+    throw new Error(`skip: ignored ${skipped.ignored}`);
+  }
+  try {
+    matchStateDict("ck.safetensors", file, expected, { allowMissing: true, skip: () => false });
+    throw new Error("an unexpected key loaded");
+  } catch (e) {
+    if (!(e instanceof CheckpointError)) throw e;
+  }
   const bad = new Map<string, readonly number[]>([["inc.conv.weight", [1, 2]]]);
   try {
     matchStateDict("ck.safetensors", file, bad, { allowUnexpected: true });

@@ -10,13 +10,18 @@ import { decodeSafetensors, encodeSafetensors, type OutTensor } from "./safetens
 export interface LoadOptions {
   allowMissing?: boolean;
   allowUnexpected?: boolean;
+  /**
+   * Names (after the `module.` prefix is dropped) to leave out as known, reported under
+   * `ignored`: e.g. the trainer state a resumable checkpoint carries besides the model.
+   */
+  skip?: (name: string) => boolean;
 }
 
 export interface LoadReport {
   values: Map<string, Float32Array>;
   missing: string[];
   unexpected: string[];
-  /** Keys dropped as known noise (thop counters). */
+  /** Keys dropped as known noise (thop counters) or by `skip`. */
   ignored: string[];
   metadata: Map<string, string>;
 }
@@ -50,11 +55,11 @@ export function matchStateDict(
   // Names present in the file with the wrong shape: reported as such, not again as missing.
   const misshapen = new Set<string>();
   for (const [raw, t] of tensors) {
-    if (THOP.test(raw)) {
+    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
+    if (THOP.test(raw) || o.skip?.(name)) {
       ignored.push(raw);
       continue;
     }
-    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
     const want = expected.get(name);
     if (!want) {
       unexpected.push(raw);

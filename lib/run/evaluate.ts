@@ -8,8 +8,9 @@ import { resolveExperimentText } from "../config/load.ts";
 import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
+import { isModelState } from "../train/session.ts";
 import { scoreSplit } from "../train/trainer.ts";
-import { createSession, prepareData, samples, textFeaturesFor } from "./runner.ts";
+import { createSession, lazyTextEncoder, prepareData, samples, textFeaturesFor } from "./runner.ts";
 import { fileExists, savePrediction, writeAtomic } from "./folder.ts";
 
 export interface EvalOptions {
@@ -62,9 +63,11 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
   const ds = await prepareData(cfg, log);
   const { backend, session: s, model } = await createSession(cfg, o.backend ?? cfg.backend);
   try {
-    const r = await loadCheckpoint(ckpt, s.leafShapes(true), { allowMissing: false });
+    // last.safetensors also holds the trainer's state (Adam moments, accumulators).
+    const r = await loadCheckpoint(ckpt, s.leafShapes(true), { skip: (n) => !isModelState(n) });
     s.loadState(r.values);
-    const text = await textFeaturesFor(cfg, s, model.options, ds, log);
+    const encoder = lazyTextEncoder(cfg, model.options);
+    const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
     const size = cfg.model.image_size;
     const keys = ds.splits[split].keys;
     const name = basename(ckpt).replace(/\.safetensors$/, "");

@@ -17,6 +17,7 @@ import {
   type EpochRecord,
   initialState,
   type Samples,
+  type SemiPlan,
   scoreSplit,
   supervisedPlan,
   train,
@@ -25,7 +26,7 @@ import {
 import { loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
 import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset.ts";
 import { generateSynth } from "../data/synth.ts";
-import { encodeTexts, openTextEncoder } from "../data/text.ts";
+import { encodeTexts, openTextEncoder, type TextEncoder } from "../data/text.ts";
 import { cacheKey } from "../data/text_cache.ts";
 import { overlayRgb } from "../report/images.ts";
 import { writeReport } from "../report/report.ts";
@@ -173,34 +174,45 @@ export async function createSession(cfg: ExperimentConfig, backend: BackendReque
   return { backend: be, session: s, model: m };
 }
 
+/**
+ * The experiment's text encoder, opened at first use and shared by the model's features and the
+ * semi-supervised contrastive picks, so a run loads a BERT model once. `close` it when done.
+ */
+export function lazyTextEncoder(cfg: ExperimentConfig, options: Record<string, unknown>) {
+  let enc: Promise<TextEncoder> | null = null;
+  return {
+    open: () =>
+      enc ??= openTextEncoder({
+        encoder: cfg.text.encoder,
+        model_dir: cfg.text.model_dir,
+        tokens: (options.textTokens as number | undefined) ?? 10,
+        dim: (options.textDim as number | undefined) ?? 768,
+        seed: cfg.seed,
+      }),
+    close: async () => {
+      await enc?.then((e) => e.close?.(), () => {});
+    },
+  };
+}
+
 /** Text features of every sample of each split, or null when the model reads no text. */
 export async function textFeaturesFor(
   cfg: ExperimentConfig,
   s: Session,
-  options: Record<string, unknown>,
+  encoder: () => Promise<TextEncoder>,
   ds: OpenedDataset,
   log: (s: string) => void,
 ): Promise<Record<"train" | "val" | "test", Float32Array[] | null>> {
   if (!s.train.program.leaves.has(TEXT_INPUT) && !s.evaluate.program.leaves.has(TEXT_INPUT)) {
     return { train: null, val: null, test: null };
   }
-  const enc = await openTextEncoder({
-    encoder: cfg.text.encoder,
-    model_dir: cfg.text.model_dir,
-    tokens: options.textTokens as number,
-    dim: options.textDim as number,
-    seed: cfg.seed,
-  });
+  const enc = await encoder();
   const out = { train: null, val: null, test: null } as Record<
     "train" | "val" | "test",
     Float32Array[] | null
   >;
-  try {
-    for (const split of ["train", "val", "test"] as const) {
-      out[split] = await encodeTexts(enc, ds.splits[split].texts, join(cfg.data.cache_dir, "text"));
-    }
-  } finally {
-    await enc.close?.();
+  for (const split of ["train", "val", "test"] as const) {
+    out[split] = await encodeTexts(enc, ds.splits[split].texts, join(cfg.data.cache_dir, "text"));
   }
   log(`text: ${enc.id}, ${enc.tokens} x ${enc.dim} per sample`);
   return out;
@@ -284,7 +296,17 @@ export async function runExperiment(
       s.paramCount.toLocaleString("en-US")
     } trained parameters, image ${cfg.model.image_size}x${cfg.model.image_size}, batch ${cfg.train.batch}`,
   );
-  const text = await textFeaturesFor(cfg, s, model.options, ds, log);
+  const encoder = lazyTextEncoder(cfg, model.options);
+  let text: Awaited<ReturnType<typeof textFeaturesFor>>;
+  let plan: SemiPlan | undefined;
+  try {
+    text = await textFeaturesFor(cfg, s, encoder.open, ds, log);
+    plan = cfg.train.labeled_fraction < 1
+      ? await semiPlan(cfg, ds, paths.dir, { train: text.train, encoder: encoder.open }, log)
+      : undefined;
+  } finally {
+    await encoder.close();
+  }
   const data = {
     train: samples(ds.splits.train, text.train),
     val: samples(ds.splits.val, text.val),
@@ -340,13 +362,6 @@ export async function runExperiment(
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
 
   const recipe = cfg.train;
-  const plan = cfg.train.labeled_fraction < 1
-    ? await semiPlan(cfg, ds, paths.dir, {
-      tokens: (model.options.textTokens as number | undefined) ?? 10,
-      dim: (model.options.textDim as number | undefined) ?? 768,
-      train: text.train,
-    }, log)
-    : undefined;
   const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * cfg.model.image_size ** 2);
   const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
   const progress = new Progress(undefined, o.progress === false ? false : undefined);

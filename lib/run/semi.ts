@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { ExperimentConfig } from "../config/schema.ts";
 import type { OpenedDataset } from "../data/dataset.ts";
 import { readContrastiveSet } from "../data/contrastive.ts";
-import { encodeTexts, openTextEncoder } from "../data/text.ts";
+import { encodeTexts, type TextEncoder } from "../data/text.ts";
 import { permutation } from "../rng/shuffle.ts";
 import { pickContrastive } from "../train/epi.ts";
 import type { SemiPlan } from "../train/trainer.ts";
@@ -42,7 +42,7 @@ export async function semiPlan(
   cfg: ExperimentConfig,
   ds: OpenedDataset,
   runDir: string,
-  text: { tokens: number; dim: number; train: Float32Array[] | null },
+  text: { train: Float32Array[] | null; encoder: () => Promise<TextEncoder> },
   log: (s: string) => void,
 ): Promise<SemiPlan> {
   const train = ds.splits.train;
@@ -70,30 +70,20 @@ export async function semiPlan(
           `semi.contrastive_dir, or semi.lv_loss: false)`,
       );
     });
-    const enc = await openTextEncoder({
-      encoder: cfg.text.encoder,
-      model_dir: cfg.text.model_dir,
-      tokens: text.tokens,
-      dim: text.dim,
-      seed: cfg.seed,
-    });
-    try {
-      const cache = join(cfg.data.cache_dir, "text");
-      const bank = await encodeTexts(enc, set.texts, cache);
-      // A model that reads text has the train features already (same encoder and settings).
-      const feats = text.train
-        ? unlabeled.map((i) => text.train![i])
-        : await encodeTexts(enc, unlabeled.map((i) => train.texts[i]), cache);
-      const picks = feats.map((f) => pickContrastive(f, bank));
-      contrastive = picks.map((k) => set.masks[k]);
-      const used = new Set(picks).size;
-      log(
-        `semi: ${labeled.length} labeled, ${unlabeled.length} unlabeled; LV loss with ` +
-          `${set.keys.length} contrastive labels from ${dir} (${used} in use)`,
-      );
-    } finally {
-      await enc.close?.();
-    }
+    const enc = await text.encoder();
+    const cache = join(cfg.data.cache_dir, "text");
+    const bank = await encodeTexts(enc, set.texts, cache);
+    // A model that reads text has the train features already (same encoder and settings).
+    const feats = text.train
+      ? unlabeled.map((i) => text.train![i])
+      : await encodeTexts(enc, unlabeled.map((i) => train.texts[i]), cache);
+    const picks = feats.map((f) => pickContrastive(f, bank));
+    contrastive = picks.map((k) => set.masks[k]);
+    const used = new Set(picks).size;
+    log(
+      `semi: ${labeled.length} labeled, ${unlabeled.length} unlabeled; LV loss with ` +
+        `${set.keys.length} contrastive labels from ${dir} (${used} in use)`,
+    );
   } else {
     log(`semi: ${labeled.length} labeled, ${unlabeled.length} unlabeled; no LV loss`);
   }
@@ -128,7 +118,9 @@ export function pseudoFiles(runDir: string, length: number) {
         return null;
       }
       if (bytes.byteLength !== 4 * length) return null;
-      return new Float32Array(bytes.buffer, bytes.byteOffset, length).slice();
+      // readFile's buffer is ours: view it, copying only when the offset forbids a view.
+      const own = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+      return new Float32Array(own.buffer, own.byteOffset, length);
     },
   };
 }

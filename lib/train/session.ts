@@ -30,16 +30,14 @@ export interface SessionOptions {
 }
 
 /** Input name of the contrastive masks of the LV loss. */
-export const CONTRASTIVE_INPUT = "c";
+const CONTRASTIVE_INPUT = "c";
 
 const LOSS_SUM = "metrics.loss_sum";
 
-/** A leaf of the training graph: enough to recreate its initial value anywhere. */
+/** A persistent leaf of the training graph (parameter or state), as checkpoints list it. */
 interface LeafInfo {
   name: string;
   shape: readonly number[];
-  init: Parameters<typeof initValues>[0] | undefined;
-  index: number;
 }
 
 /**
@@ -57,8 +55,6 @@ export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
   /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
-  private readonly offDevice = new Map<string, Float32Array>();
-
   private constructor(
     readonly backend: Backend,
     readonly rt: Runtime,
@@ -69,14 +65,10 @@ export class Session {
     private readonly o: SessionOptions,
     private readonly leafInfo: LeafInfo[],
     /** The unlabeled-batch training program (semi-supervised sessions only). */
-    readonly semiTrain: Exe | null = null,
-  ) {
-    for (const l of leafInfo) {
-      if (!rt.hasLeaf(l.name) && l.init) {
-        this.offDevice.set(l.name, initValues(l.init, l.shape, o.seed, l.index));
-      }
-    }
-  }
+    readonly semiTrain: Exe | null,
+    /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
+    private readonly offDevice: Map<string, Float32Array>,
+  ) {}
 
   static async create(backend: Backend, model: Model, o: SessionOptions): Promise<Session> {
     const { batch: B, channels: C, height: H, width: W } = o;
@@ -126,19 +118,17 @@ export class Session {
       semi ? rt.load(semi.prog) : Promise.resolve(null),
     ]);
     // Leaves are initialised from (seed, registration index): independent of the device.
+    // Leaves no program uses (unused modules) have no device buffer: their values stay here.
+    const offDevice = new Map<string, Float32Array>();
     tg.leaves().forEach((t, i) => {
-      // Leaves no program uses (unused modules) have no device buffer and are not written.
-      if (t.init && rt.hasLeaf(t.name!)) rt.write(t.name!, initValues(t.init, t.shape, o.seed, i));
+      if (!t.init) return;
+      const v = initValues(t.init, t.shape, o.seed, i);
+      if (rt.hasLeaf(t.name!)) rt.write(t.name!, v);
+      else offDevice.set(t.name!, v);
     });
     const count = params.reduce((s, t) => s + t.size, 0);
-    // The registration index salts the initial values, so it counts inputs too.
-    const info = tg.leaves().map((t, index) => ({
-      name: t.name!,
-      shape: t.shape,
-      init: t.init,
-      index,
-      kind: t.kind,
-    })).filter((l) => l.kind === "param" || l.kind === "state");
+    const info = tg.leaves().filter((t) => t.kind === "param" || t.kind === "state")
+      .map((t) => ({ name: t.name!, shape: t.shape }));
     return new Session(
       backend,
       rt,
@@ -149,6 +139,7 @@ export class Session {
       o,
       info,
       semiExe,
+      offDevice,
     );
   }
 
@@ -158,11 +149,7 @@ export class Session {
    * is written here when the model has dropout.
    */
   step(x: Float32Array, y: Float32Array, lr: number, extra: Record<string, Float32Array> = {}) {
-    this.t++;
-    const inputs: Record<string, Float32Array> = { ...extra, x, y };
-    inputs[HYPER] = adamHyper(lr, this.t, this.o.adam);
-    if (this.train.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
-    this.train.run(inputs);
+    this.runStep(this.train, { ...extra, x, y }, lr);
   }
 
   /**
@@ -177,12 +164,17 @@ export class Session {
     extra: Record<string, Float32Array> = {},
   ) {
     if (!this.semiTrain) throw new Error("stepSemi: the session was created without semi");
-    this.t++;
     const inputs: Record<string, Float32Array> = { ...extra, x, y };
     if (this.semiTrain.program.leaves.has(CONTRASTIVE_INPUT)) inputs[CONTRASTIVE_INPUT] = c;
+    this.runStep(this.semiTrain, inputs, lr);
+  }
+
+  /** Counts the Adam step, adds its hyperparameters (and the dropout step key) and submits. */
+  private runStep(exe: Exe, inputs: Record<string, Float32Array>, lr: number) {
+    this.t++;
     inputs[HYPER] = adamHyper(lr, this.t, this.o.adam);
-    if (this.semiTrain.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
-    this.semiTrain.run(inputs);
+    if (exe.program.leaves.has(STEP_INPUT)) inputs[STEP_INPUT] = Float32Array.of(this.t);
+    exe.run(inputs);
   }
 
   /** Sum of the losses since the last call (a sync point), then resets the sum. */

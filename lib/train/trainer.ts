@@ -111,7 +111,7 @@ export interface TrainerHooks {
 }
 
 /** The loss is read back every this many steps: a fixed count keeps the sums reproducible. */
-export const LOSS_EVERY = 10;
+const LOSS_EVERY = 10;
 
 export function initialState(): TrainerState {
   return {
@@ -140,7 +140,7 @@ export function supervisedPlan(n: number): SemiPlan {
 }
 
 /** Whether epoch `e` (1-based) trains on the unlabeled images too. */
-export function isSemiEpoch(plan: SemiPlan, e: number): boolean {
+function isSemiEpoch(plan: SemiPlan, e: number): boolean {
   return plan.unlabeled.length > 0 && e > plan.prototype_epochs;
 }
 
@@ -272,7 +272,7 @@ class Batcher {
 }
 
 /** Eval-mode probabilities of the samples `indices`, in order (n x S x S). */
-export async function predictAll(
+async function predictAll(
   s: Session,
   data: Samples,
   indices: readonly number[],
@@ -387,7 +387,9 @@ export async function train(
         lastLoss = sum / LOSS_EVERY;
       }
       hooks.onStep?.({ epoch: e, step: st.stepInEpoch, steps, loss: lastLoss });
-      const periodic = r.checkpoint_every > 0 && st.steps % r.checkpoint_every === 0;
+      // On an epoch's last step the epoch-end checkpoint below follows at once.
+      const periodic = r.checkpoint_every > 0 && st.steps % r.checkpoint_every === 0 &&
+        st.stepInEpoch < steps;
       if (hooks.interrupted() || periodic) {
         await hooks.checkpoint(st);
         if (hooks.interrupted()) return st;
@@ -458,12 +460,12 @@ async function pseudoLabels(
     if (!saved) throw new Error(`the pseudo labels of epoch ${e} are missing; cannot resume`);
     return plan.binarize ? binarizePseudo(saved) : saved;
   }
-  const pred = await predictAll(s, train, plan.unlabeled, r.batch, o.size);
-  let labels = pred;
+  const labels = await predictAll(s, train, plan.unlabeled, r.batch, o.size);
   if (plan.epi && e - 1 > plan.prototype_epochs) {
     const prev = await hooks.loadPseudo?.(e - 1);
     if (!prev) throw new Error(`the pseudo labels of epoch ${e - 1} are missing`);
-    labels = epiUpdate(prev, pred, plan.epi_beta);
+    // In place over the prediction: one labels-sized array instead of three.
+    epiUpdate(prev, labels, plan.epi_beta, labels);
   }
   await hooks.savePseudo?.(e, labels);
   return plan.binarize ? binarizePseudo(labels) : labels;
