@@ -175,6 +175,25 @@ Deno.test("expansion: ambiguous names, bad baseline and unused rules", () => {
   ]);
 });
 
+Deno.test("a sweep whose excludes remove every point is an error (exit 2)", async () => {
+  const text = "name: s\nbase: b.yaml\naxes:\n  model.text: [true, false]\n  seed: [1, 2]\n" +
+    "exclude:\n  - { model.text: true }\n  - { model.text: false }\n";
+  throwsInput(
+    () => expand(text),
+    "s.sweep.yaml: the sweep has no points (every combination is excluded)",
+  );
+  await withTmp(async (dir) => {
+    const file = join(dir, "s.sweep.yaml");
+    await Deno.writeTextFile(file, text);
+    await Deno.writeTextFile(join(dir, "b.yaml"), baseYaml(dir));
+    const r = await cli([file, "--out", join(dir, "runs")]);
+    assertEquals(r.code, 2);
+    assert(r.text.includes(`${file}: the sweep has no points`), r.text);
+    noTrace(r.text);
+    assert(!(await exists(join(dir, "runs"))), "nothing written");
+  });
+});
+
 Deno.test("sweep file problems are reported at their line:col", () => {
   throwsInput(
     () => parseSweepText("s.sweep.yaml", "name: s\nbase: b.yaml\naxis:\n  seed: [1]\n"),

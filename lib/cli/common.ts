@@ -11,15 +11,6 @@ import { DataError } from "../data/errors.ts";
 import { CheckpointError } from "../io/checkpoint.ts";
 import { SafetensorsError } from "../io/safetensors.ts";
 
-/** The text of an experiment file; an unreadable file is bad input. */
-export async function readExperimentFile(file: string): Promise<string> {
-  try {
-    return await Deno.readTextFile(file);
-  } catch (e) {
-    throw new InputError(`${file}: cannot read the experiment file (${(e as Error).message})`);
-  }
-}
-
 /**
  * Parses a command line with Node's `util.parseArgs` (strict: unknown options and missing
  * values are errors), turning its errors into bad input that carries the usage line.

@@ -8,8 +8,10 @@
  * Exit codes (design.md 5): 0 no problems, 2 problems in the data or bad usage (no stack
  * trace), 1 internal error.
  */
+import { InputError } from "../config/errors.ts";
 import { checkDataset, type CheckReport } from "../data/check.ts";
 import type { DatasetKind } from "../data/lvit_folder.ts";
+import { cliArgs, runCli } from "./common.ts";
 
 const USAGE = "usage: deno task data:check DIR [--dataset qata|mosmed|monuseg]\n" +
   "  DIR holds Train_Folder, Val_Folder and Test_Folder (default: $LVIT_DATA);\n" +
@@ -23,8 +25,8 @@ export const PROGRESS_MS = 2000;
 /** Warnings printed before the rest are summarised as a count. */
 export const MAX_WARNINGS = 10;
 
-/** A command-line mistake: reported with the usage text and exit code 2. */
-export class UsageError extends Error {}
+/** A usage error: the message, then the usage text (exit code 2 through runCli). */
+const usage = (msg: string) => new InputError(`data:check: ${msg}\n${USAGE}`);
 
 /** Parsed arguments of `data:check`. */
 export interface CheckArgs {
@@ -34,23 +36,19 @@ export interface CheckArgs {
 
 /**
  * Parses the arguments of `data:check`.
- * @throws UsageError for unknown flags, a bad --dataset, or no data folder at all
+ * @throws InputError (with the usage text) for unknown flags, a bad --dataset, or no data
+ * folder at all
  */
 export function parseCheckArgs(args: readonly string[]): CheckArgs {
-  let root: string | undefined;
-  let kind: DatasetKind | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--dataset" || arg.startsWith("--dataset=")) {
-      const v = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : args[++i];
-      if (!KINDS.includes(v as DatasetKind)) {
-        throw new UsageError(`--dataset must be one of ${KINDS.join(", ")}, got ${v ?? "nothing"}`);
-      }
-      kind = v as DatasetKind;
-    } else if (arg.startsWith("-")) throw new UsageError(`unknown option ${arg}`);
-    else if (root !== undefined) throw new UsageError(`more than one folder: ${root} and ${arg}`);
-    else root = arg;
+  const { values: v, positionals } = cliArgs([...args], { dataset: { type: "string" } }, USAGE);
+  if (v.dataset !== undefined && !KINDS.includes(v.dataset as DatasetKind)) {
+    throw usage(`--dataset must be one of ${KINDS.join(", ")}, got ${v.dataset || "nothing"}`);
   }
+  const kind = v.dataset as DatasetKind | undefined;
+  if (positionals.length > 1) {
+    throw usage(`more than one folder: ${positionals[0]} and ${positionals[1]}`);
+  }
+  let root: string | undefined = positionals[0];
   if (root === undefined) {
     try {
       root = Deno.env.get("LVIT_DATA") || undefined;
@@ -58,7 +56,7 @@ export function parseCheckArgs(args: readonly string[]): CheckArgs {
       // No --allow-env: the folder must then come as an argument.
     }
   }
-  if (root === undefined) throw new UsageError("no data folder: pass DIR or set LVIT_DATA");
+  if (root === undefined) throw usage("no data folder: pass DIR or set LVIT_DATA");
   return { root, kind };
 }
 
@@ -97,14 +95,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  let parsed: CheckArgs;
-  try {
-    parsed = parseCheckArgs(args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`data:check: ${e.message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCheckArgs(args);
   const tty = Deno.stderr.isTerminal();
   const start = performance.now();
   let last = start;
@@ -148,12 +139,5 @@ async function main(args: string[]): Promise<number> {
   return 2;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    // Bad data never gets here (checkDataset collects it); this is a bug, so the stack helps.
-    console.error(`data:check: internal error: ${e instanceof Error ? e.stack : e}`);
-    Deno.exit(1);
-  }
-}
+// Bad data never throws (checkDataset collects it): anything else is a bug, exit 1 with a stack.
+if (import.meta.main) await runCli(() => main(Deno.args));

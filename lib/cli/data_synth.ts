@@ -4,44 +4,61 @@
  * and the training runs read like the real one.
  * Exit codes: 0 success, 2 bad usage or an unusable output folder, 1 internal error.
  */
+import { InputError } from "../config/errors.ts";
 import { generateSynth, MIN_SIZE, SYNTH_DEFAULTS, type SynthOptions } from "../data/synth.ts";
+import { cliArgs, runCli } from "./common.ts";
 
 const USAGE = "usage: deno task data:synth --out DIR [--seed N] [--train N] [--val N] " +
   `[--test N] [--size N]\n  defaults: seed ${SYNTH_DEFAULTS.seed}, train ${SYNTH_DEFAULTS.train}, ` +
   `val ${SYNTH_DEFAULTS.val}, test ${SYNTH_DEFAULTS.test}, size ${SYNTH_DEFAULTS.size} ` +
   `(min ${MIN_SIZE})`;
 
-/** A command-line mistake: reported with the usage text and exit code 2. */
-export class UsageError extends Error {}
+/** Usage errors are InputErrors (exit 2 through runCli); the old name stays importable. */
+export { InputError as UsageError };
 
 const NUMERIC = ["seed", "train", "val", "test", "size"] as const;
 
+/** A usage error: the message, then the usage text. */
+const usage = (msg: string) => new InputError(`data:synth: ${msg}\n${USAGE}`);
+
 /**
- * Parses the arguments of `data:synth`.
- * @throws UsageError for unknown flags, missing values or non-integers
+ * The rules generateSynth applies to its options (lib/data/synth.ts), checked here first so that
+ * a bad option is a usage error and anything generateSynth throws later is a real failure.
+ */
+function checkOption(name: (typeof NUMERIC)[number], n: number): void {
+  const min = name === "seed" ? 0 : name === "size" ? MIN_SIZE : 1;
+  if (!Number.isInteger(n) || n < min) {
+    throw usage(`--${name} must be an integer >= ${min}, got ${n}`);
+  }
+  if (name === "seed" && n >= 2 ** 32) throw usage(`--seed must be < 2^32, got ${n}`);
+  if (name === "size" && n > 4096) throw usage(`--size must be <= 4096, got ${n}`);
+}
+
+/**
+ * Parses and checks the arguments of `data:synth`.
+ * @throws UsageError (an InputError) for unknown flags, missing values, non-integers or values
+ * out of range
  */
 export function parseSynthArgs(args: readonly string[]): SynthOptions {
-  const opts: Partial<SynthOptions> = {};
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.indexOf("=");
-    // Both "--flag value" and "--flag=value", as the other CLIs' users will try either.
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    if (!flag.startsWith("--")) throw new UsageError(`unexpected argument ${arg}`);
-    const name = flag.slice(2);
-    if (name !== "out" && !(NUMERIC as readonly string[]).includes(name)) {
-      throw new UsageError(`unknown option ${flag}`);
-    }
-    const value = eq >= 0 ? arg.slice(eq + 1) : args[++i];
-    if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-    if (name === "out") opts.out = value;
-    else {
-      if (!/^\d+$/.test(value)) throw new UsageError(`${flag} must be a non-negative integer`);
-      opts[name as (typeof NUMERIC)[number]] = Number(value);
-    }
+  const { values: v, positionals } = cliArgs([...args], {
+    out: { type: "string" },
+    seed: { type: "string" },
+    train: { type: "string" },
+    val: { type: "string" },
+    test: { type: "string" },
+    size: { type: "string" },
+  }, USAGE);
+  if (positionals.length) throw usage(`unexpected argument ${positionals[0]}`);
+  if (!v.out) throw usage("--out DIR is required");
+  const opts: SynthOptions = { out: v.out };
+  for (const name of NUMERIC) {
+    const value = v[name];
+    if (value === undefined) continue;
+    if (!/^\d+$/.test(value)) throw usage(`--${name} must be a non-negative integer`);
+    checkOption(name, Number(value));
+    opts[name] = Number(value);
   }
-  if (!opts.out) throw new UsageError("--out DIR is required");
-  return opts as SynthOptions;
+  return opts;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -49,14 +66,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  let opts: SynthOptions;
-  try {
-    opts = parseSynthArgs(args);
-  } catch (e) {
-    if (!(e instanceof UsageError)) throw e;
-    console.error(`data:synth: ${e.message}\n${USAGE}`);
-    return 2;
-  }
+  const opts = parseSynthArgs(args);
   const start = performance.now();
   try {
     // Progress about every tenth of the set, so large runs show life without flooding logs.
@@ -75,23 +85,13 @@ async function main(args: string[]): Promise<number> {
     );
     return 0;
   } catch (e) {
-    if (e instanceof RangeError || e instanceof Deno.errors.AlreadyExists) {
-      console.error(`data:synth: ${e.message}\n${USAGE}`);
-      return 2;
-    }
+    // The options were checked above; what remains as bad input is an unusable output folder.
+    if (e instanceof Deno.errors.AlreadyExists) throw usage(e.message);
     if (e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotADirectory) {
-      console.error(`data:synth: cannot write to ${opts.out}: ${e.message}`);
-      return 2;
+      throw new InputError(`data:synth: cannot write to ${opts.out}: ${e.message}`);
     }
     throw e;
   }
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`data:synth: internal error: ${e instanceof Error ? e.stack : e}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runCli(() => main(Deno.args));

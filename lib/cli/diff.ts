@@ -5,7 +5,7 @@
  */
 import { loadExperiment } from "../config/load.ts";
 import { InputError } from "../config/errors.ts";
-import { runCli } from "./common.ts";
+import { cliArgs, runCli } from "./common.ts";
 import { selectBackend } from "../backends/select.ts";
 import { blobSet } from "../data/blobs.ts";
 import { experimentModel } from "../run/runner.ts";
@@ -16,19 +16,14 @@ import { fillNormal, Stream } from "../rng/philox.ts";
 const USAGE = "usage: deno task diff <experiment.yaml> [--set key=value]... [--tol 1e-3]";
 
 async function main(argv: string[]): Promise<number> {
-  let tol = 1e-3;
-  const sets: string[] = [];
-  const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--tol") {
-      tol = Number(argv[++i]);
-      if (!(tol > 0)) throw new InputError(`--tol must be a positive number\n${USAGE}`);
-    } else if (argv[i] === "--set") sets.push(argv[++i] ?? "");
-    else if (argv[i].startsWith("-")) throw new InputError(`unknown option ${argv[i]}\n${USAGE}`);
-    else files.push(argv[i]);
-  }
-  if (files.length !== 1) throw new InputError(USAGE);
-  const { config: cfg } = await loadExperiment(files[0], sets);
+  const { values: v, positionals } = cliArgs(argv, {
+    set: { type: "string", multiple: true },
+    tol: { type: "string" },
+  }, USAGE);
+  const tol = v.tol === undefined ? 1e-3 : Number(v.tol);
+  if (!(tol > 0)) throw new InputError(`--tol must be a positive number\n${USAGE}`);
+  if (positionals.length !== 1) throw new InputError(USAGE);
+  const { config: cfg } = await loadExperiment(positionals[0], v.set ?? []);
   const size = cfg.model.image_size;
   const B = cfg.train.batch;
   const d = blobSet(cfg.seed, 0, B, size);

@@ -8,7 +8,8 @@
  */
 import { type LoadedExperiment, loadExperiment, resolveExperimentText } from "../config/load.ts";
 import { modelOptions } from "../config/schema.ts";
-import { runCli } from "./common.ts";
+import { InputError } from "../config/errors.ts";
+import { cliArgs, runCli } from "./common.ts";
 import { countModel, evalPeak, type ModelCount, trainPeak } from "../models/count.ts";
 import { buildModel } from "../models/registry.ts";
 
@@ -122,25 +123,13 @@ export function formatReport(r: InspectReport): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  let json = false;
-  const sets: string[] = [];
-  const files: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--json") json = true;
-    else if (a === "--set" && i + 1 < argv.length) sets.push(argv[++i]);
-    else if (a.startsWith("--set=")) sets.push(a.slice(6));
-    else if (a.startsWith("-")) {
-      console.error(`unknown option ${a}\n${USAGE}`);
-      return 2;
-    } else files.push(a);
-  }
-  if (files.length !== 1) {
-    console.error(USAGE);
-    return 2;
-  }
-  const r = inspectExperiment(await loadExperiment(files[0], sets));
-  console.log(json ? JSON.stringify(toJson(r)) : formatReport(r));
+  const { values: v, positionals } = cliArgs(argv, {
+    set: { type: "string", multiple: true },
+    json: { type: "boolean" },
+  }, USAGE);
+  if (positionals.length !== 1) throw new InputError(USAGE);
+  const r = inspectExperiment(await loadExperiment(positionals[0], v.set ?? []));
+  console.log(v.json ? JSON.stringify(toJson(r)) : formatReport(r));
   return 0;
 }
 

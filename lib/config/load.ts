@@ -196,11 +196,12 @@ function parseFile(file: string, text: string): ParsedFile {
 }
 
 /** `a.b[2].c` */
-function fmtPath(p: readonly (string | number)[]): string {
+export function fmtPath(p: readonly (string | number)[]): string {
   return p.map((s, i) => typeof s === "number" ? `[${s}]` : i ? `.${s}` : s).join("");
 }
 
-function show(v: unknown): string {
+/** A value for a message: JSON, cut at 60 characters; `nothing` for undefined. */
+export function show(v: unknown): string {
   if (v === undefined) return "nothing";
   if (typeof v === "number" && !Number.isFinite(v)) return String(v);
   const s = JSON.stringify(v);
@@ -224,10 +225,15 @@ export function normalizePath(p: string): string {
 }
 
 /** `target` relative to the folder of the file `from` (absolute targets stay as they are). */
-function relativeTo(from: string, target: string): string {
+export function relativeTo(from: string, target: string): string {
   if (target.startsWith("/")) return normalizePath(target);
   const i = from.lastIndexOf("/");
   return normalizePath(i < 0 ? target : `${from.slice(0, i + 1)}${target}`);
+}
+
+/** Whether a read failed because the file does not exist (Deno's error or a Node-style one). */
+export function isNotFound(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound || (e as { code?: string } | null)?.code === "ENOENT";
 }
 
 /** Reads `file` and its extends chain into one merged tree with positions. */
@@ -262,11 +268,9 @@ function resolveChain(
     try {
       t = readFile(target);
     } catch (err) {
-      const notFound = err instanceof Deno.errors.NotFound ||
-        (err as { code?: string }).code === "ENOENT";
       throw new InputError(
         `${fmtOrigin(e.at)}: ` +
-          (notFound
+          (isNotFound(err)
             ? `extends target '${e.target}' not found (looked for ${target})`
             : `cannot read extends target '${e.target}' (${target}): ${(err as Error).message}`),
       );

@@ -420,7 +420,7 @@ export async function readSummaries(points: readonly SweepPoint[]): Promise<Map<
   const out = new Map<number, Summary>();
   for (const p of points) {
     try {
-      out.set(p.index, JSON.parse(await Deno.readTextFile(join(p.dir, "summary.json"))));
+      out.set(p.index, JSON.parse(await Deno.readTextFile(p.paths.summary)));
     } catch {
       // Missing (not finished) or unreadable: the point does not count as done.
     }

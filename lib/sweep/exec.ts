@@ -54,9 +54,9 @@ export async function pointStates(sw: ResolvedSweep): Promise<PointState[]> {
   const out: PointState[] = [];
   for (const p of sw.points) {
     const log = logPath(sw, p);
-    if (await fileExists(join(p.dir, "summary.json"))) {
+    if (await fileExists(p.paths.summary)) {
       out.push({ point: p, status: "done", skipped: true, log });
-    } else if (await fileExists(join(p.dir, "checkpoints", "last.safetensors"))) {
+    } else if (await fileExists(p.paths.last)) {
       out.push({ point: p, status: "unfinished", log });
     } else out.push({ point: p, status: "pending", log });
   }
@@ -118,7 +118,7 @@ export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<
   );
   for (const s of states) {
     if (s.status === "done") {
-      line(`skip ${s.point.variant} seed ${s.point.seed}: finished (${s.point.dir}/summary.json)`);
+      line(`skip ${s.point.variant} seed ${s.point.seed}: finished (${s.point.paths.summary})`);
     }
   }
 
@@ -220,11 +220,11 @@ export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<
     file.close();
     s.exitCode = code;
     const secs = ((performance.now() - t0) / 1000).toFixed(1);
-    if (code === 0 && await fileExists(join(p.dir, "summary.json"))) {
+    if (code === 0 && await fileExists(p.paths.summary)) {
       s.status = "done";
       let dice = "";
       try {
-        const sum = JSON.parse(await Deno.readTextFile(join(p.dir, "summary.json")));
+        const sum = JSON.parse(await Deno.readTextFile(p.paths.summary));
         dice = `: test Dice ${(sum.test.dice as number).toFixed(4)}`;
       } catch {
         // The table reports it; the progress line can do without.

@@ -26,13 +26,20 @@
  * by `_` (the key's last segment unless two keys share it), e.g. `text-false_plam-true`: the
  * "k=v,k=v" form is not a valid folder name, so it only appears in the tables' settings column.
  */
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, z } from "../deps.ts";
 import { didYouMean, InputError } from "../config/errors.ts";
-import { canonicalJson, normalizePath, resolveExperimentText } from "../config/load.ts";
-import { parseSet } from "../config/overrides.ts";
+import {
+  canonicalJson,
+  fmtPath,
+  isNotFound,
+  relativeTo,
+  resolveExperimentText,
+  show,
+} from "../config/load.ts";
+import { parseSet, setOwn } from "../config/overrides.ts";
 import { type ExperimentConfig, NAME_PATTERN } from "../config/schema.ts";
-import { runPaths } from "../run/folder.ts";
+import { type RunPaths, runPaths } from "../run/folder.ts";
 
 /** A position in the sweep file (1-based). */
 export interface Pos {
@@ -126,13 +133,14 @@ export interface SweepPoint extends PlannedPoint {
   seed: number;
   /** Every `--set` argument of the point, in order (variant last). */
   sets: string[];
-  /** 8-hex config hash and the full hash. */
+  /** 8-hex config hash. */
   hash: string;
-  fullHash: string;
   /** The experiment name (config.name). */
   experiment: string;
-  /** The run folder `<out>/<experiment>/<variant>/<hash>`. */
+  /** The run folder `<out>/<experiment>/<variant>/<hash>` (= `paths.dir`). */
   dir: string;
+  /** The run folder and the files in it (lib/run/folder.ts). */
+  paths: RunPaths;
   /** The resolved configuration. */
   config: ExperimentConfig;
 }
@@ -159,16 +167,6 @@ interface Where {
 }
 
 const pathId = (p: readonly (string | number)[]) => p.map(String).join("\u0000");
-
-function fmtPath(p: readonly (string | number)[]): string {
-  return p.map((s, i) => typeof s === "number" ? `[${s}]` : i ? `.${s}` : s).join("");
-}
-
-function show(v: unknown): string {
-  if (v === undefined) return "nothing";
-  const s = JSON.stringify(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
 
 function readYaml(file: string, text: string): { value: unknown; where: Map<string, Where> } {
   const lc = new LineCounter();
@@ -206,13 +204,8 @@ function readYaml(file: string, text: string): { value: unknown; where: Map<stri
         const q = [...p, String(k)];
         const vAt = at(pair.value, kAt);
         where.set(pathId(q), { key: kAt, value: vAt });
-        // defineProperty: a key named __proto__ stays an ordinary key.
-        Object.defineProperty(o, String(k), {
-          value: walk(pair.value, q, vAt),
-          enumerable: true,
-          writable: true,
-          configurable: true,
-        });
+        // setOwn: a key named __proto__ stays an ordinary key.
+        setOwn(o, String(k), walk(pair.value, q, vAt));
       }
       return o;
     }
@@ -365,12 +358,6 @@ export function parseSweepText(file: string, text: string): SweepSpec {
   return spec;
 }
 
-/** `target` relative to the folder of `from` (absolute targets stay as they are). */
-function relativeTo(from: string, target: string): string {
-  if (target.startsWith("/")) return normalizePath(target);
-  return normalizePath(join(dirname(from), target));
-}
-
 /** Cross-key rules the schema cannot see: reserved keys, overlaps, duplicates. */
 function checkKeys(s: SweepSpec): void {
   const problems: { at: Pos; text: string }[] = [];
@@ -511,7 +498,8 @@ export function defaultVariantName(
  * values in file order) minus the `exclude` matches, then each `include` combination crossed
  * with the seed axis. Each point's variant is the first `variants` entry whose `when` it
  * matches, else its default name. Throws an InputError (with sweep-file positions) when two
- * different combinations would share a variant name or the baseline names no variant.
+ * different combinations would share a variant name, the baseline names no variant or the
+ * excludes leave no point at all.
  */
 export function expandSweep(s: SweepSpec): Expansion {
   const warnings: string[] = [];
@@ -603,7 +591,10 @@ export function expandSweep(s: SweepSpec): Expansion {
     }
   });
   const names = [...variants.keys()];
-  if (s.baseline !== undefined && !variants.has(s.baseline)) {
+  if (points.length === 0) {
+    // Only the excludes can empty a sweep: the product has a point, includes add more.
+    problems.push(`${s.file}: the sweep has no points (every combination is excluded)`);
+  } else if (s.baseline !== undefined && !variants.has(s.baseline)) {
     problems.push(
       `${fmtPos(s.baselineAt!)}: baseline '${s.baseline}' is not a variant of this sweep` +
         `${didYouMean(s.baseline, names)}; variants: ${names.join(", ")}`,
@@ -673,17 +664,22 @@ export interface ResolveOptions {
  * its positions. All problems are listed, one per line.
  */
 export function resolveSweep(s: SweepSpec, o: ResolveOptions = {}): ResolvedSweep {
-  const readFile = o.readFile ?? Deno.readTextFileSync;
+  // Every point resolves the same extends chain: read each file once, not once per point.
+  const read = o.readFile ?? Deno.readTextFileSync;
+  const texts = new Map<string, string>();
+  const readFile = (path: string): string => {
+    let t = texts.get(path);
+    if (t === undefined) texts.set(path, t = read(path));
+    return t;
+  };
   const exp = expandSweep(s);
   let baseText: string;
   try {
     baseText = readFile(s.base);
   } catch (e) {
-    const notFound = e instanceof Deno.errors.NotFound ||
-      (e as { code?: string }).code === "ENOENT";
     throw new InputError(
       `${fmtPos(s.baseAt)}: ` +
-        (notFound
+        (isNotFound(e)
           ? `base experiment not found (looked for ${s.base})`
           : `cannot read the base experiment ${s.base}: ${(e as Error).message}`),
     );
@@ -696,21 +692,23 @@ export function resolveSweep(s: SweepSpec, o: ResolveOptions = {}): ResolvedSwee
     const { sets, from } = pointSets(s, p);
     try {
       const r = resolveExperimentText(s.base, baseText, sets, readFile);
+      const paths = runPaths(out, r.config.name, r.config.variant, r.hash);
       points.push({
         ...p,
         seed: r.config.seed,
         sets,
         hash: r.hash,
-        fullHash: r.fullHash,
         experiment: r.config.name,
-        dir: runPaths(out, r.config.name, r.config.variant, r.hash).dir,
+        dir: paths.dir,
+        paths,
         config: r.config,
       });
     } catch (e) {
       if (!(e instanceof InputError)) throw e;
       for (const line of e.message.split("\n")) {
         const i = sets.findIndex((a) => line.startsWith(`--set ${a}: `));
-        const st = i >= 0 && i < sets.length - 1 ? fromSpec(sets[i], from) : undefined;
+        // sets[i] was made from from[i]; the last one (variant=<name>) from no setting.
+        const st = i >= 0 && i < from.length ? from[i] : undefined;
         if (st) {
           const rest = line.slice(`--set ${sets[i]}: `.length);
           const onKey = /^(unknown key|'[^']*' is not a key path|'extends')/.test(rest);
@@ -752,11 +750,6 @@ export function resolveSweep(s: SweepSpec, o: ResolveOptions = {}): ResolvedSwee
     }
   }
   return { ...exp, spec: s, points, out, sweepDir: join(out, s.name) };
-}
-
-/** The setting a `--set` argument was made from. */
-function fromSpec(arg: string, from: Setting[]): Setting | undefined {
-  return from.find((st) => setArg(st.key, st.value) === arg);
 }
 
 /** Reads, parses, expands and checks a sweep file (see resolveSweep). */
