@@ -254,6 +254,36 @@ Deno.test("codecs: hostile and corrupt files become DataError, never a crash", a
   );
 });
 
+Deno.test("codecs: a TIFF directory claiming huge counts is refused at once, nothing allocated", async () => {
+  /** A little-endian TIFF header, its directory at byte 8 with `count` claimed entries. */
+  const tiff = (count: number, entries: [number, number, number, number][]) => {
+    const out = new Uint8Array(8 + 2 + 12 * entries.length + 4);
+    const dv = new DataView(out.buffer);
+    out.set([0x49, 0x49, 0x2a, 0x00]);
+    dv.setUint32(4, 8, true);
+    dv.setUint16(8, count, true);
+    entries.forEach(([tag, type, n, value], i) => {
+      const e = 10 + 12 * i;
+      dv.setUint16(e, tag, true);
+      dv.setUint16(e + 2, type, true);
+      dv.setUint32(e + 4, n, true);
+      dv.setUint32(e + 8, value, true);
+    });
+    return out;
+  };
+  const t0 = performance.now();
+  // 65535 directory entries claimed in a 28-byte file.
+  await expectDataError(() => decodeImage(tiff(65535, []), "tags.tif"), "65535 entries");
+  // Strip offset and byte-count tables of 2^32 - 1 values each, pointing inside the file.
+  const strips = tiff(2, [[273, 4, 0xffffffff, 8], [279, 4, 0xffffffff, 8]]);
+  await expectDataError(() => decodeImage(strips, "strips.tif"), "table of tag 273");
+  // Tile tables of 2^31 shorts, the count tag first.
+  const tiles = tiff(2, [[325, 3, 2 ** 31, 8], [324, 3, 2 ** 31, 8]]);
+  await expectDataError(() => decodeImage(tiles, "tiles.tif"), "table of tag 325");
+  const ms = performance.now() - t0;
+  assert(ms < 250, `hostile TIFF directories took ${ms.toFixed(0)} ms`);
+});
+
 // ------------------------------------------------------------------ xlsx
 
 const CT = `<?xml version="1.0" encoding="UTF-8"?><Types ` +

@@ -5,7 +5,13 @@
  * Exit codes: 0 success, 2 bad usage or an unusable output folder, 1 internal error.
  */
 import { InputError } from "../config/errors.ts";
-import { generateSynth, MIN_SIZE, SYNTH_DEFAULTS, type SynthOptions } from "../data/synth.ts";
+import {
+  checkSynthOptions,
+  generateSynth,
+  MIN_SIZE,
+  SYNTH_DEFAULTS,
+  type SynthOptions,
+} from "../data/synth.ts";
 import { cliArgs, runCli } from "./common.ts";
 
 const USAGE = "usage: deno task data:synth --out DIR [--seed N] [--train N] [--val N] " +
@@ -20,19 +26,6 @@ const NUMERIC = ["seed", "train", "val", "test", "size"] as const;
 
 /** A usage error: the message, then the usage text. */
 const usage = (msg: string) => new InputError(`data:synth: ${msg}\n${USAGE}`);
-
-/**
- * The rules generateSynth applies to its options (lib/data/synth.ts), checked here first so that
- * a bad option is a usage error and anything generateSynth throws later is a real failure.
- */
-function checkOption(name: (typeof NUMERIC)[number], n: number): void {
-  const min = name === "seed" ? 0 : name === "size" ? MIN_SIZE : 1;
-  if (!Number.isInteger(n) || n < min) {
-    throw usage(`--${name} must be an integer >= ${min}, got ${n}`);
-  }
-  if (name === "seed" && n >= 2 ** 32) throw usage(`--seed must be < 2^32, got ${n}`);
-  if (name === "size" && n > 4096) throw usage(`--size must be <= 4096, got ${n}`);
-}
 
 /**
  * Parses and checks the arguments of `data:synth`.
@@ -55,8 +48,15 @@ export function parseSynthArgs(args: readonly string[]): SynthOptions {
     const value = v[name];
     if (value === undefined) continue;
     if (!/^\d+$/.test(value)) throw usage(`--${name} must be a non-negative integer`);
-    checkOption(name, Number(value));
     opts[name] = Number(value);
+  }
+  // generateSynth's own rules, checked first: a bad option is a usage error, and anything
+  // generateSynth throws later is a real failure.
+  try {
+    checkSynthOptions(opts);
+  } catch (e) {
+    if (e instanceof RangeError) throw usage(e.message);
+    throw e;
   }
   return opts;
 }

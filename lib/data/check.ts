@@ -11,28 +11,23 @@
  * repeated rows), which is worth knowing but does not fail the check.
  */
 import { dirname, join, relative } from "node:path";
-import {
-  decodeImage,
-  MAX_FILE_BYTES,
-  pngTruncation,
-  readFileChecked,
-  sniffFormat,
-  tiffTruncation,
-} from "./codecs.ts";
+import { pngTruncation, readImage, tiffTruncation } from "./codecs.ts";
 export { pngTruncation, tiffTruncation };
 import { DataError, describeError } from "./errors.ts";
 import {
   type DatasetKind,
   expectedLayout,
+  isFile,
   isImageName,
   isMaskName,
+  listFiles,
   maskNameFor,
   type Split,
   splitFolder,
   SPLITS,
   textTablePath,
 } from "./lvit_folder.ts";
-import { readTextTable, readXlsx } from "./xlsx.ts";
+import { readXlsx, textTableOf } from "./xlsx.ts";
 
 /** How the naming rules were chosen. */
 export interface KindChoice {
@@ -96,24 +91,6 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   } catch {
     return null;
   }
-}
-
-async function isFile(path: string): Promise<boolean> {
-  return (await statOrNull(path))?.isFile ?? false;
-}
-
-/** File names in a folder (hidden files skipped, as the reader does), sorted; null if absent. */
-async function listFiles(dir: string): Promise<string[] | null> {
-  const names: string[] = [];
-  try {
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
-    }
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
-    throw new DataError(dir, `cannot list folder: ${describeError(e)}`);
-  }
-  return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /**
@@ -384,17 +361,9 @@ export async function checkDataset(root: string, o: CheckOptions = {}): Promise<
     }
     let texts: Map<string, string>;
     try {
-      texts = await readTextTable(path);
-      const { rows } = await readXlsx(path);
-      const seen = new Map<string, string>();
-      for (const r of rows) {
-        const key = (r.get("Image") ?? "").trim();
-        const prev = seen.get(key);
-        if (key && prev !== undefined && prev !== (r.get("Description") ?? "")) {
-          warnings.push(`${path}: Image = ${key} appears more than once; the last row is used`);
-        }
-        if (key) seen.set(key, r.get("Description") ?? "");
-      }
+      texts = textTableOf(await readXlsx(path), path, (key) => {
+        warnings.push(`${path}: Image = ${key} appears more than once; the last row is used`);
+      });
     } catch (e) {
       if (!(e instanceof DataError)) throw e;
       problems.push(e);
@@ -455,23 +424,8 @@ export async function checkDataset(root: string, o: CheckOptions = {}): Promise<
   let done = 0;
   for (const job of jobs) {
     try {
-      const bytes = await readFileChecked(job.path, MAX_FILE_BYTES);
-      const format = sniffFormat(bytes);
-      const cut = format === "tiff"
-        ? tiffTruncation(bytes)
-        : format === "png"
-        ? pngTruncation(bytes)
-        : null;
-      let img;
-      try {
-        img = decodeImage(bytes, job.path);
-      } catch (e) {
-        // The structural diagnosis says more than "no image directory" from the decoder.
-        if (cut !== null) throw new DataError(job.path, cut);
-        throw e;
-      }
-      // UTIF zero-fills missing TIFF strips; a PNG that decoded without IEND lost nothing.
-      if (cut !== null && format === "tiff") throw new DataError(job.path, cut);
+      // The reader reports truncated TIFF and PNG files as such (codecs.ts).
+      const img = await readImage(job.path);
       dims.set(job.path, `${img.width}x${img.height}`);
       decoded++;
       summaries.find((s) => s.split === job.split)!.decoded++;

@@ -58,10 +58,13 @@ export function sniffFormat(bytes: Uint8Array): ImageFormat | null {
 
 /**
  * Decodes an image held in memory. The format comes from the content, not the file name, since
- * data sets in the wild contain mislabelled extensions.
+ * data sets in the wild contain mislabelled extensions. A TIFF whose directory or pixel data
+ * runs past the end of the file, and a PNG that fails to decode and is cut short, are reported
+ * as truncated ({@link tiffTruncation}, {@link pngTruncation}): the libraries' own messages
+ * ("offset outside the bounds", zero-filled strips) do not tell a user the file is incomplete.
  * @param bytes the file contents
  * @param path used only in error messages
- * @throws DataError for an unknown format, a corrupt file or absurd dimensions
+ * @throws DataError for an unknown format, a corrupt or truncated file or absurd dimensions
  */
 export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
   const format = sniffFormat(bytes);
@@ -71,6 +74,18 @@ export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
   // UTIF zero-fills strips it cannot find instead of failing: check the structure first.
   const cut = format === "tiff" ? tiffTruncation(bytes) : null;
   if (cut) throw new DataError(path, cut);
+  try {
+    return decodeKnown(bytes, path, format);
+  } catch (e) {
+    // The structural diagnosis says more than the inflater's message. A PNG that decoded
+    // without IEND lost nothing, so this is only looked at when decoding failed.
+    const pngCut = format === "png" ? pngTruncation(bytes) : null;
+    if (e instanceof DataError && pngCut !== null) throw new DataError(path, pngCut);
+    throw e;
+  }
+}
+
+function decodeKnown(bytes: Uint8Array, path: string, format: ImageFormat): DecodedImage {
   let img: DecodedImage;
   try {
     img = format === "png"
@@ -97,56 +112,60 @@ export function decodeImage(bytes: Uint8Array, path: string): DecodedImage {
   return img;
 }
 
-function readU(bytes: Uint8Array, off: number, n: 2 | 4, le: boolean): number {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return n === 2 ? dv.getUint16(off, le) : dv.getUint32(off, le);
-}
-
 /**
  * Whether a TIFF file is cut short: its first image directory, or the strips or tiles that
  * directory points to, run past the end of the file. UTIF zero-fills pixel data it cannot find
  * instead of failing, so a truncated uncompressed TIFF would otherwise decode "fine".
+ *
+ * The file is untrusted: every count it claims is checked against the file length before it is
+ * used, and nothing is allocated per entry or per value (one DataView, values read in place), so
+ * a directory claiming billions of strips costs neither memory nor time.
  * @returns a description of the truncation, or null when everything the directory names is there
  */
 export function tiffTruncation(bytes: Uint8Array): string | null {
   const len = bytes.length;
   if (len < 8) return `truncated TIFF: ${len} bytes, shorter than the 8-byte header`;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const le = bytes[0] === 0x49;
-  const ifd = readU(bytes, 4, 4, le);
+  const u = (off: number, width: number): number =>
+    width === 2 ? dv.getUint16(off, le) : dv.getUint32(off, le);
+  const ifd = u(4, 4);
   if (ifd + 2 > len) {
     return `truncated TIFF: the image directory is at byte ${ifd} but the file has ${len} bytes`;
   }
-  const count = readU(bytes, ifd, 2, le);
+  const count = u(ifd, 2);
   if (ifd + 2 + 12 * count > len) {
     return `truncated TIFF: the image directory (${count} entries at byte ${ifd}) runs past ` +
       `the end of the file (${len} bytes)`;
   }
-  const tags = new Map<number, number[]>();
+  // Only the offset/byte-count tags matter here: strips (273, 279) and tiles (324, 325). Per
+  // tag, where its table lies (a repeated tag's last entry wins), checked to be inside the file.
+  const TAGS = [273, 279, 324, 325];
+  const at = [0, 0, 0, 0], n = [-1, -1, -1, -1], width = [0, 0, 0, 0];
   for (let i = 0; i < count; i++) {
     const e = ifd + 2 + 12 * i;
-    const tag = readU(bytes, e, 2, le);
-    // Only the offset/byte-count tags matter here: strips (273, 279) and tiles (324, 325).
-    if (![273, 279, 324, 325].includes(tag)) continue;
-    const type = readU(bytes, e + 2, 2, le);
-    const n = readU(bytes, e + 4, 4, le);
-    const width = type === 3 ? 2 : type === 4 ? 4 : 0;
-    if (width === 0) continue;
-    const inline = n * width <= 4;
-    const at = inline ? e + 8 : readU(bytes, e + 8, 4, le);
-    if (at + n * width > len) {
-      return `truncated TIFF: the table of tag ${tag} at byte ${at} runs past the end of the ` +
+    const tag = u(e, 2);
+    const slot = TAGS.indexOf(tag);
+    if (slot < 0) continue;
+    const type = u(e + 2, 2);
+    const cnt = u(e + 4, 4);
+    const w = type === 3 ? 2 : type === 4 ? 4 : 0;
+    if (w === 0) continue;
+    const where = cnt * w <= 4 ? e + 8 : u(e + 8, 4);
+    if (where + cnt * w > len) {
+      return `truncated TIFF: the table of tag ${tag} at byte ${where} runs past the end of the ` +
         `file (${len} bytes)`;
     }
-    const values: number[] = [];
-    for (let k = 0; k < n; k++) values.push(readU(bytes, at + k * width, width as 2 | 4, le));
-    tags.set(tag, values);
+    at[slot] = where;
+    n[slot] = cnt;
+    width[slot] = w;
   }
-  for (const [offTag, cntTag] of [[273, 279], [324, 325]]) {
-    const offs = tags.get(offTag), cnts = tags.get(cntTag);
-    if (!offs || !cnts) continue;
+  for (const [o, c] of [[0, 1], [2, 3]]) {
+    if (n[o] < 0 || n[c] < 0) continue;
+    // Both tables lie inside the file (checked above), so this walk is bounded by its length.
     let end = 0;
-    for (let k = 0; k < Math.min(offs.length, cnts.length); k++) {
-      end = Math.max(end, offs[k] + cnts[k]);
+    for (let k = 0; k < Math.min(n[o], n[c]); k++) {
+      end = Math.max(end, u(at[o] + k * width[o], width[o]) + u(at[c] + k * width[c], width[c]));
     }
     if (end > len) {
       return `truncated TIFF: pixel data runs to byte ${end} but the file has ${len} bytes ` +

@@ -18,14 +18,7 @@
  * training code, and lvit-reference.md 3.2 recommends > 127.)
  */
 import { join } from "node:path";
-import {
-  type DecodedImage,
-  decodeImage,
-  MAX_FILE_BYTES,
-  pngTruncation,
-  readFileChecked,
-  sniffFormat,
-} from "./codecs.ts";
+import { type DecodedImage, readImage } from "./codecs.ts";
 import { DataError } from "./errors.ts";
 import { resizeLinear, toGray8 } from "./preprocess.ts";
 import { readXlsx } from "./xlsx.ts";
@@ -68,22 +61,6 @@ export function contrastiveMask(img: DecodedImage, size: number): Float32Array {
   const out = new Float32Array(g.length);
   for (let i = 0; i < g.length; i++) out[i] = g[i] > CONTRASTIVE_THRESHOLD ? 1 : 0;
   return out;
-}
-
-/**
- * Reads and decodes one mask file. A PNG that fails to decode and is cut short is reported as
- * truncated (what check.ts does too): the inflater's own message ("offset outside the bounds")
- * does not tell a user the file is incomplete.
- */
-async function decodeMask(path: string): Promise<DecodedImage> {
-  const bytes = await readFileChecked(path, MAX_FILE_BYTES);
-  try {
-    return decodeImage(bytes, path);
-  } catch (e) {
-    const cut = sniffFormat(bytes) === "png" ? pngTruncation(bytes) : null;
-    if (e instanceof DataError && cut !== null) throw new DataError(path, cut);
-    throw e;
-  }
 }
 
 /**
@@ -151,7 +128,7 @@ export async function readContrastiveSet(dir: string, size: number): Promise<Con
     const maskPath = join(dir, key);
     let mask: Float32Array;
     try {
-      mask = contrastiveMask(await decodeMask(maskPath), size);
+      mask = contrastiveMask(await readImage(maskPath), size);
     } catch (e) {
       if (!(e instanceof DataError)) throw e;
       throw new DataError(

@@ -31,6 +31,7 @@
 import { basename, join } from "node:path";
 import { readImage } from "./codecs.ts";
 import { DataError, describeError } from "./errors.ts";
+import { fnv1a, sha256Hex } from "./hash.ts";
 import {
   type DatasetKind,
   listLvitDataset,
@@ -102,17 +103,6 @@ const PROGRESS_MS = 2000;
 
 /** float32(v / 255) for every byte: the exact values `toChwUnit` writes. */
 const UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
-
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193);
-  return h >>> 0;
-}
-
-async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 async function statFile(path: string): Promise<Deno.FileInfo> {
   try {

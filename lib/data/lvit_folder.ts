@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import { readImage } from "./codecs.ts";
-import { DataError } from "./errors.ts";
+import { DataError, describeError } from "./errors.ts";
 import { preprocessImage, preprocessMask } from "./preprocess.ts";
 import { readTextTable } from "./xlsx.ts";
 
@@ -135,7 +135,13 @@ export function resolveDataRoot(root?: string): string {
   );
 }
 
-async function listNames(dir: string, kind: DatasetKind, root: string): Promise<string[]> {
+/**
+ * The file names in a folder as the reader sees them: hidden files and sub-folders skipped,
+ * sorted by code unit.
+ * @returns null when the folder is missing (or not a folder)
+ * @throws DataError when it exists but cannot be listed
+ */
+export async function listFiles(dir: string): Promise<string[] | null> {
   const names: string[] = [];
   try {
     for await (const e of Deno.readDir(dir)) {
@@ -143,16 +149,23 @@ async function listNames(dir: string, kind: DatasetKind, root: string): Promise<
       if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
     }
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
-      throw new DataError(dir, `folder missing (data root ${root})\n${expectedLayout(kind)}`);
-    }
-    throw new DataError(dir, `cannot list folder: ${e instanceof Error ? e.message : e}`);
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
+    throw new DataError(dir, `cannot list folder: ${describeError(e)}`);
   }
   // Code-unit order, not locale order: the listing must not depend on the machine.
   return names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
-async function exists(path: string): Promise<boolean> {
+async function listNames(dir: string, kind: DatasetKind, root: string): Promise<string[]> {
+  const names = await listFiles(dir);
+  if (names === null) {
+    throw new DataError(dir, `folder missing (data root ${root})\n${expectedLayout(kind)}`);
+  }
+  return names;
+}
+
+/** Whether a path is a regular file (false when missing or unreadable). */
+export async function isFile(path: string): Promise<boolean> {
   try {
     return (await Deno.stat(path)).isFile;
   } catch {
@@ -173,7 +186,7 @@ export async function listSplit(
   const imgDir = join(base, FOLDER[split], "img");
   const maskDir = join(base, FOLDER[split], "labelcol");
   const tablePath = join(base, textFile(kind, split));
-  if (!(await exists(tablePath))) {
+  if (!(await isFile(tablePath))) {
     throw new DataError(tablePath, `text table missing\n${expectedLayout(kind)}`);
   }
   const texts = await readTextTable(tablePath);

@@ -20,7 +20,7 @@
  * span the lower three quarters of the image, one on each side of the midline, so at 64x64 each
  * zone lies inside one row and one half of LViT's 4x4 grid of 16-pixel patches, the grid where
  * the text enters the model. With the lungs placed as on a full chest film (zone borders inside
- * patch rows), the text model learned the zones more slowly (README, "The demo").
+ * patch rows), the text model learned the zones more slowly (README, "The two commands").
  *
  * Everything about sample `index` is a pure function of (seed, index): all draws are Philox
  * values at (seed, `Stream.data`, step = index), so samples can be rebuilt alone and in any order.
@@ -28,7 +28,7 @@
 import { join } from "node:path";
 import { encodePng } from "../deps.ts";
 import { fillNormal, Stream, uniformAt } from "../rng/philox.ts";
-import type { Split } from "./lvit_folder.ts";
+import { maskNameFor, type Split, splitFolder, SPLITS, textTablePath } from "./lvit_folder.ts";
 import { buildXlsx } from "./xlsx_write.ts";
 import { CONTRASTIVE_DIR, CONTRASTIVE_TABLE } from "./contrastive.ts";
 
@@ -165,7 +165,7 @@ export function describeZones(zones: readonly Zone[]): string {
 /** File names of sample `index`: QaTa pairs img/<name> with labelcol/mask_<name>. */
 export function sampleNames(index: number): { image: string; mask: string } {
   const image = `synth_${String(index).padStart(5, "0")}.png`;
-  return { image, mask: `mask_${image}` };
+  return { image, mask: maskNameFor("qata", image) };
 }
 
 /** Scalar draws of one sample: successive Philox uniforms at (seed, data, index). */
@@ -362,10 +362,12 @@ async function ensureEmptyDir(dir: string): Promise<void> {
  * @param onProgress called after each sample with (done, total)
  * @throws RangeError for bad counts or size; Deno.errors.AlreadyExists for a non-empty `out`
  */
-export async function generateSynth(
-  options: SynthOptions,
-  onProgress?: (done: number, total: number) => void,
-): Promise<SynthSummary> {
+/**
+ * `options` over the defaults, checked: integer counts >= 1, seed in [0, 2^32), size in
+ * [MIN_SIZE, 4096].
+ * @throws RangeError naming the first bad option
+ */
+export function checkSynthOptions(options: SynthOptions): Required<SynthOptions> {
   const o = { ...SYNTH_DEFAULTS, ...options };
   checkCount("seed", o.seed, 0);
   // Philox keys on the low 32 bits; larger seeds would silently repeat smaller ones.
@@ -375,20 +377,23 @@ export async function generateSynth(
   checkCount("test", o.test, 1);
   checkCount("size", o.size, MIN_SIZE);
   if (o.size > 4096) throw new RangeError(`size must be <= 4096, got ${o.size}`);
+  return o;
+}
+
+export async function generateSynth(
+  options: SynthOptions,
+  onProgress?: (done: number, total: number) => void,
+): Promise<SynthSummary> {
+  const o = checkSynthOptions(options);
   const counts: Record<Split, number> = { train: o.train, val: o.val, test: o.test };
-  const folders: Record<Split, string> = {
-    train: "Train_Folder",
-    val: "Val_Folder",
-    test: "Test_Folder",
-  };
   await ensureEmptyDir(o.out);
   const total = o.train + o.val + o.test;
   const rows: Record<Split, string[][]> = { train: [], val: [], test: [] };
   const meta: unknown[] = [];
   let index = 0;
-  for (const split of ["train", "val", "test"] as const) {
-    const imgDir = join(o.out, folders[split], "img");
-    const maskDir = join(o.out, folders[split], "labelcol");
+  for (const split of SPLITS) {
+    const imgDir = join(o.out, splitFolder(split), "img");
+    const maskDir = join(o.out, splitFolder(split), "labelcol");
     await Deno.mkdir(imgDir, { recursive: true });
     await Deno.mkdir(maskDir, { recursive: true });
     for (let k = 0; k < counts[split]; k++, index++) {
@@ -409,12 +414,16 @@ export async function generateSynth(
       onProgress?.(index + 1, total);
     }
   }
+  // QaTa's tables: train and val rows share Train_Val_text.xlsx, in split order.
+  const tables = new Map<string, string[][]>();
+  for (const split of SPLITS) {
+    const table = textTablePath("qata", split);
+    tables.set(table, [...(tables.get(table) ?? []), ...rows[split]]);
+  }
   const header = ["Image", "Description"];
-  await Deno.writeFile(
-    join(o.out, folders.train, "Train_Val_text.xlsx"),
-    buildXlsx(header, [...rows.train, ...rows.val]),
-  );
-  await Deno.writeFile(join(o.out, folders.test, "Test_text.xlsx"), buildXlsx(header, rows.test));
+  for (const [table, tableRows] of tables) {
+    await Deno.writeFile(join(o.out, table), buildXlsx(header, tableRows));
+  }
   await writeContrastiveSet(join(o.out, CONTRASTIVE_DIR), o.size);
   const params = { seed: o.seed, size: o.size, counts };
   await Deno.writeTextFile(

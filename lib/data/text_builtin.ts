@@ -14,6 +14,7 @@
  * deterministically; results trained with it are not comparable with the paper's.
  */
 import { fillNormal, Stream } from "../rng/philox.ts";
+import { fnv1a } from "./hash.ts";
 
 /** Identifier of this encoder and its version, for cache keys. Bump it when vectors change. */
 export const BUILTIN_ENCODER_ID = "builtin-fnv1a-philox-v1";
@@ -103,12 +104,7 @@ const utf8 = new TextEncoder();
 
 /** 32-bit FNV-1a of the token's UTF-8 bytes. */
 export function fnv1a32(token: string): number {
-  let h = 0x811c9dc5;
-  for (const b of utf8.encode(token)) {
-    h ^= b;
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
+  return fnv1a(utf8.encode(token));
 }
 
 /**

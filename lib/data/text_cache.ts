@@ -10,6 +10,9 @@
  * sees a half-written file.
  */
 
+import { writeAtomic } from "../io/atomic.ts";
+import { fnv1a, sha256Hex } from "./hash.ts";
+
 const MAGIC = 0x3146544c; // "LTF1" read as a little-endian u32
 const HEADER = 16;
 
@@ -24,15 +27,7 @@ export interface TextCacheOptions {
  * ("a", "bc") give different keys.
  */
 export async function cacheKey(parts: readonly (string | number | boolean)[]): Promise<string> {
-  const bytes = new TextEncoder().encode(JSON.stringify(parts));
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fnv1aBytes(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i], 0x01000193) >>> 0;
-  return h >>> 0;
+  return await sha256Hex(JSON.stringify(parts));
 }
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -47,7 +42,7 @@ export function encodeCacheFile(values: Float32Array): Uint8Array {
   } else for (let i = 0; i < values.length; i++) view.setFloat32(HEADER + 4 * i, values[i], true);
   view.setUint32(0, MAGIC, true);
   view.setUint32(4, values.length, true);
-  view.setUint32(8, fnv1aBytes(out.subarray(HEADER)), true);
+  view.setUint32(8, fnv1a(out.subarray(HEADER)), true);
   view.setUint32(12, 0, true);
   return out;
 }
@@ -60,7 +55,7 @@ export function decodeCacheFile(bytes: Uint8Array): Float32Array | null {
   const n = view.getUint32(4, true);
   if (bytes.length !== HEADER + 4 * n) return null;
   const payload = bytes.subarray(HEADER);
-  if (fnv1aBytes(payload) !== view.getUint32(8, true)) return null;
+  if (fnv1a(payload) !== view.getUint32(8, true)) return null;
   const out = new Float32Array(n);
   if (littleEndian) new Uint8Array(out.buffer).set(payload);
   else for (let i = 0; i < n; i++) out[i] = view.getFloat32(HEADER + 4 * i, true);
@@ -102,15 +97,7 @@ export async function getOrCompute(
       `text cache: computed ${values.length} values, expected ${options.expectedLength}`,
     );
   }
-  await Deno.mkdir(dir, { recursive: true });
   // A unique temporary name per writer, so concurrent writers of one key never interleave.
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  try {
-    await Deno.writeFile(tmp, encodeCacheFile(values));
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeAtomic(path, encodeCacheFile(values));
   return values;
 }

@@ -15,6 +15,7 @@
  * so a test can check that what the library computes from our ONNX file is BERT and not just
  * "some numbers".
  */
+import { erfRef } from "../graph/ops/misc.ts";
 import { fillNormal, Stream } from "../rng/philox.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -533,29 +534,8 @@ export async function writeTinyBert(
 // Float64 reference forward
 // ---------------------------------------------------------------------------------------------
 
-/**
- * erf in float64 (JS has no Math.erf): the Maclaurin series below 1.5, where its terms stay
- * small so cancellation costs ~1e-16, and the classic continued fraction of erfc from 1.5 on,
- * which 200 terms make exact to double precision there. Error ~1e-16, far below float32 noise.
- */
-export function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 1.5) {
-    let term = ax, sum = ax;
-    for (let n = 1; n < 100; n++) {
-      term *= (-ax * ax) / n;
-      const t = term / (2 * n + 1);
-      sum += t;
-      if (Math.abs(t) < 1e-17 * sum) break;
-    }
-    return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  // erfc(x) = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))), evaluated backwards.
-  let k = ax;
-  for (let n = 200; n >= 1; n--) k = ax + n / 2 / k;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / k;
-  return Math.sign(x) * (1 - erfc);
-}
+/** erf in float64 (JS has no Math.erf), error ~1e-16: the graph's reference erf. */
+export const erf: (x: number) => number = erfRef;
 
 function layerNormRows(
   x: Float64Array,

@@ -328,7 +328,22 @@ export async function readXlsx(path: string): Promise<SheetRows> {
  * @throws DataError when the file is unreadable or lacks either column
  */
 export async function readTextTable(path: string): Promise<Map<string, string>> {
-  const { header, rows } = await readXlsx(path);
+  return textTableOf(await readXlsx(path), path);
+}
+
+/**
+ * The LViT text table of a sheet already read ({@link readXlsx}), as {@link readTextTable}.
+ * @param path the file the sheet came from, for error messages
+ * @param onRepeat called with a name that appears again with a different description (the
+ *   later row wins)
+ * @throws DataError when the sheet lacks the Image or Description column
+ */
+export function textTableOf(
+  sheet: SheetRows,
+  path: string,
+  onRepeat?: (key: string) => void,
+): Map<string, string> {
+  const { header, rows } = sheet;
   for (const col of ["Image", "Description"]) {
     if (!header.includes(col)) {
       throw new DataError(
@@ -340,7 +355,11 @@ export async function readTextTable(path: string): Promise<Map<string, string>> 
   const out = new Map<string, string>();
   for (const r of rows) {
     const key = (r.get("Image") ?? "").trim();
-    if (key) out.set(key, r.get("Description") ?? "");
+    if (!key) continue;
+    const text = r.get("Description") ?? "";
+    const prev = out.get(key);
+    if (prev !== undefined && prev !== text) onRepeat?.(key);
+    out.set(key, text);
   }
   return out;
 }
