@@ -3,8 +3,9 @@
  * overrides, positioned errors (file:line:col or --set, key path, allowed keys/values), the
  * content hash, and every shipped experiment file.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, expectError } from "./assert.ts";
 import { InputError } from "../lib/config/errors.ts";
+import { loadSweep } from "../lib/sweep/spec.ts";
 
 import {
   applySets,
@@ -47,13 +48,7 @@ function resolve(
 
 /** The InputError message of `f`; fails when `f` succeeds or throws anything else. */
 function inputError(what: string, f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    if (!(e instanceof InputError)) throw new Error(`${what}: not an InputError: ${e}`);
-    return e.message;
-  }
-  throw new Error(`${what}: accepted`);
+  return expectError(what, InputError, f).message;
 }
 
 /** The message must match every pattern. */
@@ -481,18 +476,41 @@ Deno.test("the resolved YAML reloads to the same config and hash", () => {
   }
 });
 
-Deno.test("every experiments/*.yaml (but demo.yaml) loads", async () => {
-  const names = [...Deno.readDirSync("experiments")]
-    .filter((e) => e.isFile && e.name.endsWith(".yaml") && e.name !== "demo.yaml")
-    .map((e) => e.name).sort();
-  assert(names.includes("qata.yaml") && names.includes("unet-qata.yaml"), names.join(", "));
-  const seen = new Map<string, string>();
-  for (const n of names) {
-    const r = await loadExperiment(`experiments/${n}`);
-    const prev = seen.get(r.hash);
-    assert(!prev, `${n} and ${prev} resolve to the same hash ${r.hash}`);
-    seen.set(r.hash, n);
+Deno.test("every shipped experiment and sweep file loads", async () => {
+  // Every file under experiments/ but the base/ fragments, which only exist to be extended.
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory && path !== "experiments/base") walk(path);
+      else if (e.isFile && e.name.endsWith(".yaml")) files.push(path);
+    }
+  };
+  walk("experiments");
+  files.sort();
+  for (
+    const f of ["experiments/demo.yaml", "experiments/qata.yaml", "experiments/semi/qata-25.yaml"]
+  ) {
+    assert(files.includes(f), `${f} not found among ${files.length} files`);
   }
+  const seen = new Map<string, string>();
+  const points = new Map<string, number>();
+  for (const f of files) {
+    if (f.endsWith(".sweep.yaml")) {
+      points.set(f, (await loadSweep(f)).points.length);
+      continue;
+    }
+    const r = await loadExperiment(f);
+    const prev = seen.get(r.hash);
+    assert(!prev, `${f} and ${prev} resolve to the same hash ${r.hash}`);
+    seen.set(r.hash, f);
+  }
+  assertEquals(Object.fromEntries(points), {
+    "experiments/ablations/text-plam-monuseg.sweep.yaml": 12,
+    "experiments/ablations/text-plam-synth.sweep.yaml": 12,
+    "experiments/ablations/text-tokens-synth.sweep.yaml": 6,
+    "experiments/semi/synth-25-ablations.sweep.yaml": 30,
+  });
   const q = (await loadExperiment("experiments/qata.yaml")).config;
   assertEquals([q.model.name, q.model.image_size, q.train.batch, q.train.lr], [
     "lvit-t",

@@ -302,21 +302,27 @@ Deno.test("dataset cache: fingerprint follows mtime, size and text; reads are ch
 
     const ds = await openDataset("qata", root, 32, { cacheDir: null });
     const im = new Float32Array(2 * 3 * 32 * 32), mk = new Float32Array(2 * 32 * 32);
-    const fails = async (f: () => Promise<unknown>, kind: ErrorConstructor, needle: string) => {
-      try {
-        await f();
-      } catch (e) {
-        assert(e instanceof kind && (e as Error).message.includes(needle), `${e}`);
-        return;
-      }
-      throw new Error(`accepted: ${needle}`);
-    };
-    await fails(() => ds.splits.val.read([2], im, mk), RangeError, "out of range");
-    await fails(() => ds.splits.val.read([0, 1, 0], im, mk), RangeError, "out arrays");
+    await expectRejection(
+      "index",
+      RangeError,
+      () => ds.splits.val.read([2], im, mk),
+      "out of range",
+    );
+    await expectRejection(
+      "sizes",
+      RangeError,
+      () => ds.splits.val.read([0, 1, 0], im, mk),
+      "out arrays",
+    );
     await ds.splits.val.read([1, 0], im, mk);
     ds.close();
-    await fails(() => ds.splits.val.read([0], im, mk), Error, "closed");
-    await fails(() => openDataset("qata", root, 0, { cacheDir: null }), RangeError, "size");
+    await expectRejection("closed", Error, () => ds.splits.val.read([0], im, mk), "closed");
+    await expectRejection(
+      "size 0",
+      RangeError,
+      () => openDataset("qata", root, 0, { cacheDir: null }),
+      "size",
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

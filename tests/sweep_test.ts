@@ -6,7 +6,7 @@
  */
 import { assertNoStackTrace, denoRun } from "./process.ts";
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { assert, assertEquals, expectError } from "./assert.ts";
 import { InputError } from "../lib/config/errors.ts";
 import { resolveExperimentText } from "../lib/config/load.ts";
 import { parseSet } from "../lib/config/overrides.ts";
@@ -51,16 +51,7 @@ function expand(text: string) {
 }
 
 function throwsInput(f: () => unknown, ...needles: string[]): string {
-  try {
-    f();
-  } catch (e) {
-    if (!(e instanceof InputError)) throw e;
-    for (const n of needles) {
-      assert(e.message.includes(n), `message lacks '${n}':\n${e.message}`);
-    }
-    return e.message;
-  }
-  throw new Error(`no InputError (wanted ${needles.join(", ")})`);
+  return expectError(`InputError with ${needles.join(", ")}`, InputError, f, ...needles).message;
 }
 
 const cli = (args: string[], cwd = ROOT) => denoRun([SWEEP, ...args], cwd);

@@ -369,13 +369,12 @@ Deno.test({
           "hidden_size is 32",
           "text.dim is 768",
         );
-        let err: unknown;
-        try {
-          await openTextEncoder({ ...cfg, model_dir: null });
-        } catch (e) {
-          err = e;
-        }
-        assert(err instanceof InputError && err.message.includes("text.model_dir"), `${err}`);
+        await expectRejection(
+          "model_dir null",
+          InputError,
+          () => openTextEncoder({ ...cfg, model_dir: null }),
+          "text.model_dir",
+        );
       });
 
       await t.step("another model gives another id", async () => {
