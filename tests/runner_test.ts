@@ -9,7 +9,7 @@ import { resolveExperimentText } from "../lib/config/load.ts";
 import { runExperiment } from "../lib/run/runner.ts";
 import { lrAt } from "../lib/train/schedule.ts";
 import { readMetrics } from "../lib/run/folder.ts";
-import { assertNoStackTrace, denoRun, sha256File } from "./process.ts";
+import { assertNoStackTrace, denoRun, sha256File, withTmp } from "./process.ts";
 import { scoreSplit } from "../lib/train/trainer.ts";
 import type { Session } from "../lib/train/session.ts";
 import { testScores, valScores } from "../lib/eval/metrics.ts";
@@ -31,15 +31,6 @@ function tiny(extra = "", name = "tiny") {
   ].join("\n");
 }
 
-async function withTmp(f: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "lvit-runner-" });
-  try {
-    await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 function exp(dir: string, text: string) {
   return resolveExperimentText(join(dir, "e.yaml"), text.replace("CACHE", join(dir, "cache")));
 }
@@ -58,7 +49,7 @@ Deno.test("cosine warm restarts match PyTorch's per-epoch values", () => {
 });
 
 Deno.test("a run writes every file of the run folder; two runs are bitwise identical", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-runner-", async (dir) => {
     const a = await runExperiment(exp(dir, tiny()), { ...quiet, out: join(dir, "a") });
     const b = await runExperiment(exp(dir, tiny()), { ...quiet, out: join(dir, "b") });
     for (
@@ -112,7 +103,7 @@ Deno.test("a run writes every file of the run folder; two runs are bitwise ident
 });
 
 Deno.test("interrupted mid-epoch and resumed: bitwise the uninterrupted run", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-runner-", async (dir) => {
     const full = await runExperiment(exp(dir, tiny()), { ...quiet, out: join(dir, "a") });
     const out = join(dir, "b");
     // Step 6 is mid-epoch 2 (4 steps per epoch) and not a periodic checkpoint (every 3).
@@ -134,7 +125,7 @@ Deno.test("interrupted mid-epoch and resumed: bitwise the uninterrupted run", as
 });
 
 Deno.test("early stopping: patience counts epochs without a new best", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-runner-", async (dir) => {
     // A learning rate too small to help: val Dice rarely improves, so with patience 1 the run
     // stops 2 epochs after its last best (the reference's epoch - best_epoch + 1 > patience with
     // a 0-based epoch), or after epoch patience + 2 when no best was ever saved.
@@ -160,7 +151,7 @@ const cli = (args: string[]) => denoRun(args, ROOT);
 const noTrace = assertNoStackTrace;
 
 Deno.test("SIGTERM and kill -9 mid-run, then --resume: bitwise the uninterrupted run", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-runner-", async (dir) => {
     // Enough epochs (~4 ms each) that the signal lands mid-run.
     const text = tiny().replace("epochs: 4", "epochs: 1000").replace("CACHE", join(dir, "cache"));
     await Deno.writeTextFile(join(dir, "e.yaml"), text);
@@ -240,7 +231,7 @@ Deno.test("SIGTERM and kill -9 mid-run, then --resume: bitwise the uninterrupted
 });
 
 Deno.test("bad experiment files and arguments: exit 2, file:line:col, no stack trace", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-runner-", async (dir) => {
     const w = (name: string, text: string) => {
       Deno.writeTextFileSync(join(dir, name), text);
       return join(dir, name);

@@ -4,7 +4,7 @@
  * and the acceptance run: a sweep on generated data interrupted with SIGTERM and finished with
  * --resume, whose table equals the statistics recomputed from the runs' summary.json files.
  */
-import { assertNoStackTrace, denoRun } from "./process.ts";
+import { assertNoStackTrace, denoRun, withTmp } from "./process.ts";
 import { join } from "node:path";
 import { assert, assertEquals, expectError } from "./assert.ts";
 import { InputError } from "../lib/config/errors.ts";
@@ -34,15 +34,6 @@ function baseYaml(dir: string, train = "epochs: 2, batch: 2, lr: 0.01, min_save_
     `train: { ${train} }`,
     "eval: { overlays: 1, save_predictions: false }",
   ].join("\n") + "\n";
-}
-
-async function withTmp(f: (dir: string) => Promise<void>) {
-  const dir = await Deno.makeTempDir({ prefix: "lvit-sweep-" });
-  try {
-    await f(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** Parses sweep text named `s.sweep.yaml` and expands it (no base file needed). */
@@ -173,7 +164,7 @@ Deno.test("a sweep whose excludes remove every point is an error (exit 2)", asyn
     () => expand(text),
     "s.sweep.yaml: the sweep has no points (every combination is excluded)",
   );
-  await withTmp(async (dir) => {
+  await withTmp("lvit-sweep-", async (dir) => {
     const file = join(dir, "s.sweep.yaml");
     await Deno.writeTextFile(file, text);
     await Deno.writeTextFile(join(dir, "b.yaml"), baseYaml(dir));
@@ -245,7 +236,7 @@ Deno.test("--set arguments read back as the same values", () => {
 // Resolution through the experiment loader.
 
 Deno.test("a bad axis key or value fails at the sweep file's position before anything runs", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-sweep-", async (dir) => {
     await Deno.writeTextFile(join(dir, "base.yaml"), baseYaml(dir));
     const sweep = [
       "name: bad",
@@ -280,7 +271,7 @@ Deno.test("a bad axis key or value fails at the sweep file's position before any
 });
 
 Deno.test("--dry-run prints every point with its config hash, folder and run command", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-sweep-", async (dir) => {
     const base = join(dir, "base.yaml");
     await Deno.writeTextFile(base, baseYaml(dir));
     const file = join(dir, "s.sweep.yaml");
@@ -391,7 +382,7 @@ Deno.test("tables: mean and sample sd, n/a below 2 seeds, diff vs baseline", () 
 // Running.
 
 Deno.test("a failing point is recorded and the sweep goes on, exit 1", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-sweep-", async (dir) => {
     await Deno.writeTextFile(join(dir, "base.yaml"), baseYaml(dir));
     const file = join(dir, "f.sweep.yaml");
     await Deno.writeTextFile(
@@ -415,7 +406,7 @@ Deno.test("a failing point is recorded and the sweep goes on, exit 1", async () 
 });
 
 Deno.test("acceptance: a sweep interrupted by SIGTERM finishes with --resume; table = summaries", async () => {
-  await withTmp(async (dir) => {
+  await withTmp("lvit-sweep-", async (dir) => {
     await Deno.writeTextFile(
       join(dir, "base.yaml"),
       baseYaml(dir, "epochs: 30, batch: 2, lr: 0.01, min_save_epoch: 5, patience: 100"),
