@@ -54,6 +54,13 @@ function asSamples(sp: Split): Samples {
 /** Validation Dice/IoU (reference validation rules) of the session's eval program on a split. */
 export async function validate(s: Session, val: Split, batch: number) {
   const size = Math.round(Math.sqrt(val.masks.length / val.n));
+  // scoreSplit's batches are 3-channel square images, as the sessions' programs are compiled.
+  if (size * size * val.n !== val.masks.length || 3 * val.masks.length !== val.images.length) {
+    throw new RangeError(
+      `validate: expects n x 3 x S x S images and n x S x S masks, got ${val.images.length} ` +
+        `and ${val.masks.length} values for n = ${val.n}`,
+    );
+  }
   return (await scoreSplit(s, asSamples(val), batch, size, "val")).mean;
 }
 
