@@ -39,7 +39,15 @@ export { balancedBce, segLoss, squaredDice } from "./lib/train/loss.ts";
 export { adamHyper, type AdamOptions, adamUpdate } from "./lib/train/optim.ts";
 export { type Model, Session, type SessionOptions } from "./lib/train/session.ts";
 export { type EpochReport, fit, type FitOptions, type Split, validate } from "./lib/train/fit.ts";
-export { meanScores, testScores, valScores } from "./lib/eval/metrics.ts";
+export {
+  addTestCounts,
+  emptyCounts,
+  meanScores,
+  type PixelCounts,
+  pooledScores,
+  testScores,
+  valScores,
+} from "./lib/eval/metrics.ts";
 export { blobSet } from "./lib/data/blobs.ts";
 export { didYouMean, InputError } from "./lib/config/errors.ts";
 export {
@@ -60,7 +68,31 @@ export {
   type Summary,
 } from "./lib/run/runner.ts";
 export { type EvalOptions, type EvalResult, evaluate } from "./lib/run/evaluate.ts";
+export {
+  type InitReport,
+  initSession,
+  type InitSource,
+  matchInit,
+  readInitSource,
+} from "./lib/run/init_from.ts";
 export { runPaths, writeAtomic } from "./lib/run/folder.ts";
+export { formatDuration, parseDuration } from "./lib/config/duration.ts";
+export { identityOf, NON_IDENTITY_KEYS } from "./lib/config/load.ts";
+export {
+  findRunFolders,
+  formatStatus,
+  type RunStateName,
+  type RunStatus,
+  runStatus,
+  statusOf,
+} from "./lib/run/status.ts";
+export {
+  LOCK_FILE,
+  lockHeld,
+  readRunState,
+  type RunStateRecord,
+  STATE_FILE,
+} from "./lib/run/state.ts";
 export {
   type EpochRecord,
   initialState,

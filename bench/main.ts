@@ -1,19 +1,30 @@
 /**
- * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]`: the U-Net train step on our WebGPU
- * backend and, in the same run, the peers (PyTorch CPU, TF.js webgpu and wasm) on the same
- * network, printed as one table with ratios to our figure. Timings are medians of per-step
- * wall times after warm-up; each step waits for the device so peers and we are timed alike.
+ * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
+ * [--only SUBSTRING] [--profile]`: training steps on our backends and, in the same run, the
+ * peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks, printed as one table with
+ * ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
+ * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
+ * and matmul FLOPs counted from the compiled graph) and, on WebGPU, dispatches per step.
+ *
+ * Rows: `unet-small-train-step-{64x64-b2,224x224-b1}` (the engine's 0.48 M U-Net),
+ * `lvit-t-train-step-224x224-b2` (the reference LViT-T, 29.9 M parameters, text 10x768; on
+ * webgpu only on a hardware adapter) and `lvit-t-forward-224x224-b1` (eval mode). `--only` keeps
+ * the rows whose name contains SUBSTRING; `--profile` prints, for each of our CPU rows, the time
+ * per op family (bench/profile.ts).
  */
 import { selectBackend } from "../lib/backends/select.ts";
 import { compile, Graph, initValues } from "../lib/graph/mod.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import type { Target } from "../lib/graph/compile.ts";
-import { Session } from "../lib/train/session.ts";
+import { type Model, Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
+import { programFlops } from "../lib/models/count.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { benchTorchUnet } from "./peers/torch_unet.ts";
+import { benchTorchLvit } from "./peers/torch_lvit.ts";
 import type { PeerResult } from "./peers/types.ts";
+import { type Profilable, profileFamilies, profileTable } from "./profile.ts";
 
 interface Row {
   name: string;
@@ -23,6 +34,12 @@ interface Row {
   min_ms: number;
   max_ms: number;
   runs: number;
+  /** Achieved conv + matmul GFLOP/s at the median (ours only). */
+  gflops?: number;
+  /** Compute dispatches per step (ours on webgpu). */
+  dispatches?: number;
+  /** The device: adapter name or BLAS library. */
+  adapter?: string;
   note?: string;
 }
 
@@ -35,42 +52,96 @@ const RUNS = Number(flag("runs") ?? 7);
 const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
-const only = flag("backend");
-const targets: Target[] = only === "cpu" || only === "webgpu" ? [only] : ["webgpu", "cpu"];
+const profile = args.includes("--profile");
+const only = flag("only");
+const wanted = (name: string) => only === undefined || name.includes(only);
+const backendFlag = flag("backend");
+const targets: Target[] = backendFlag === "cpu" || backendFlag === "webgpu"
+  ? [backendFlag]
+  : ["webgpu", "cpu"];
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+const profiles: string[] = [];
 
-async function ours(target: Target, size: number, batch: number): Promise<Row> {
-  const backend = await selectBackend(target);
-  const s = await Session.create(backend, (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }), {
-    batch,
+interface StepBench {
+  name: string;
+  shape: string;
+  model: Model;
+  batch: number;
+  size: number;
+  /** The model's other inputs (LViT's text), fixed for every step. */
+  extra: Record<string, Float32Array>;
+  runs: number;
+  /** Skip on a software adapter (minutes per step there). */
+  hardwareOnly?: boolean;
+}
+
+/** Times `b`'s training step (forward, loss, backward, Adam) on one of our backends. */
+async function trainStep(target: Target, b: StepBench): Promise<Row | null> {
+  const backend = await selectBackend(target, true);
+  if (b.hardwareOnly && backend.name === "webgpu" && backend.gpu?.software) {
+    console.error(`bench: ${b.name} on webgpu skipped (software adapter)`);
+    return null;
+  }
+  const s = await Session.create(backend, b.model, {
+    batch: b.batch,
     channels: 3,
-    height: size,
-    width: size,
+    height: b.size,
+    width: b.size,
     seed: 1,
   });
-  const d = blobSet(1, 0, batch, size);
+  const d = blobSet(1, 0, b.batch, b.size);
   const times: number[] = [];
-  for (let i = 0; i < WARMUP + RUNS; i++) {
+  for (let i = 0; i < WARMUP + b.runs; i++) {
     const t0 = performance.now();
-    s.step(d.images, d.masks, 1e-3);
+    s.step(d.images, d.masks, 1e-3, b.extra);
     await s.rt.sync();
     if (i >= WARMUP) times.push(performance.now() - t0);
   }
+  const program = s.train.program;
+  if (profile && backend.name === "cpu") {
+    const rows = profileFamilies(s.train as unknown as Profilable);
+    profiles.push(profileTable(`profile ${b.name} (cpu)`, rows));
+  }
   s.destroy();
+  const med = median(times);
   return {
-    name: `unet-small-train-step-${size}x${size}-b${batch}`,
+    name: b.name,
     backend: target,
-    shape: `${batch}x3x${size}x${size}`,
-    median_ms: median(times),
+    shape: b.shape,
+    median_ms: med,
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
-    runs: RUNS,
-    note: backend.device,
+    runs: b.runs,
+    gflops: programFlops(program.order) / med / 1e6,
+    ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
+    adapter: backend.device,
   };
 }
+
+const unetStep = (size: number, batch: number): StepBench => ({
+  name: `unet-small-train-step-${size}x${size}-b${batch}`,
+  shape: `${batch}x3x${size}x${size}`,
+  model: (c, x) => unet(c, x, { widths: [16, 32, 64, 128] }),
+  batch,
+  size,
+  extra: {},
+  runs: RUNS,
+});
+
+/** The reference LViT-T training step: 224x224, batch 2 (MoNuSeg's recipe), text 10x768. */
+const LVIT_STEP: StepBench = {
+  name: "lvit-t-train-step-224x224-b2",
+  shape: "2x3x224x224+2x10x768",
+  model: buildModel("lvit-t"),
+  batch: 2,
+  size: 224,
+  extra: { [TEXT_INPUT]: new Float32Array(2 * 10 * 768).map((_, i) => ((i % 13) - 6) / 10) },
+  runs: Math.min(RUNS, 5),
+  hardwareOnly: true,
+};
 
 /**
  * Eval-mode forward of the reference-sized LViT-T (224x224, batch 1, text 10x768): the model of
@@ -87,7 +158,8 @@ async function lvitForward(target: Target): Promise<Row | null> {
   const x = g.input("x", [1, 3, 224, 224]);
   const p = buildModel("lvit-t")({ g, training: false }, x);
   const rt = backend.runtime();
-  const exe = await rt.load(compile({ p }, [], backend.limits, backend.name));
+  const program = compile({ p }, [], backend.limits, backend.name);
+  const exe = await rt.load(program);
   g.leaves().forEach((t, i) => {
     if (t.init && rt.hasLeaf(t.name!)) rt.write(t.name!, initValues(t.init, t.shape, 1, i));
   });
@@ -105,15 +177,18 @@ async function lvitForward(target: Target): Promise<Row | null> {
   }
   exe.destroy();
   rt.destroy();
+  const med = median(times);
   return {
     name,
     backend: target,
     shape: "1x3x224x224+1x10x768",
-    median_ms: median(times),
+    median_ms: med,
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
     runs,
-    note: backend.device,
+    gflops: programFlops(program.order) / med / 1e6,
+    ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
+    adapter: backend.device,
   };
 }
 
@@ -149,6 +224,21 @@ async function tfjs(backend: "webgpu" | "wasm", size: number, batch: number): Pr
   }
 }
 
+/** The checked-out commit, so a results file names the code it measured. */
+async function gitCommit(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["rev-parse", "HEAD"],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  } catch {
+    return null;
+  }
+}
+
 function peerRow(name: string, backend: string, shape: string, r: PeerResult): Row {
   return r.ok
     ? {
@@ -166,34 +256,60 @@ function peerRow(name: string, backend: string, shape: string, r: PeerResult): R
 const sizes: [number, number][] = quick ? [[64, 2]] : [[64, 2], [224, 1]];
 const rows: Row[] = [];
 for (const [size, batch] of sizes) {
-  const name = `unet-small-train-step-${size}x${size}-b${batch}`;
-  const shape = `${batch}x3x${size}x${size}`;
-  console.error(`bench: ${name} ...`);
-  for (const t of targets) rows.push(await ours(t, size, batch));
+  const b = unetStep(size, batch);
+  if (!wanted(b.name)) continue;
+  console.error(`bench: ${b.name} ...`);
+  for (const t of targets) {
+    const r = await trainStep(t, b);
+    if (r) rows.push(r);
+  }
   if (!peers) continue;
   rows.push(
-    peerRow(name, "torch-cpu", shape, await benchTorchUnet({ size, batch, warmup: 3, runs: 10 })),
+    peerRow(
+      b.name,
+      "torch-cpu",
+      b.shape,
+      await benchTorchUnet({ size, batch, warmup: 3, runs: 10 }),
+    ),
   );
-  rows.push(peerRow(name, "tfjs-webgpu", shape, await tfjs("webgpu", size, batch)));
-  if (size === 64) rows.push(peerRow(name, "tfjs-wasm", shape, await tfjs("wasm", size, batch)));
+  rows.push(peerRow(b.name, "tfjs-webgpu", b.shape, await tfjs("webgpu", size, batch)));
+  if (size === 64) {
+    rows.push(peerRow(b.name, "tfjs-wasm", b.shape, await tfjs("wasm", size, batch)));
+  }
 }
 
-for (const t of targets) {
-  const r = await lvitForward(t);
-  if (r) rows.push(r);
+if (!quick && wanted(LVIT_STEP.name)) {
+  console.error(`bench: ${LVIT_STEP.name} ...`);
+  for (const t of targets) {
+    const r = await trainStep(t, LVIT_STEP);
+    if (r) rows.push(r);
+  }
+  if (peers) {
+    const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+    rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r));
+  }
+}
+
+if (!quick && wanted("lvit-t-forward-224x224-b1")) {
+  for (const t of targets) {
+    const r = await lvitForward(t);
+    if (r) rows.push(r);
+  }
 }
 
 const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : "-");
 console.log(
-  "| name | backend | shape | median ms | min ms | max ms | runs | time / our fastest | note |",
+  "| name | backend | shape | median ms | min ms | max ms | runs | GFLOP/s | dispatches | time / our fastest | note |",
 );
-console.log("|---|---|---|---:|---:|---:|---:|---:|---|");
+console.log("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
 for (const r of rows) {
   // Ratios are relative to our fastest backend on that benchmark.
   const base = rows
     .filter((o) => o.name === r.name && (o.backend === "webgpu" || o.backend === "cpu"))
-    .reduce((a, b) => (b.median_ms < a.median_ms ? b : a));
-  const ratio = r === base
+    .reduce((a: Row | null, b) => (a === null || b.median_ms < a.median_ms ? b : a), null);
+  const ratio = base === null
+    ? "-"
+    : r === base
     ? "1.00"
     : Number.isFinite(r.median_ms)
     ? (r.median_ms / base.median_ms).toFixed(2)
@@ -201,12 +317,19 @@ for (const r of rows) {
   console.log(
     `| ${r.name} | ${r.backend} | ${r.shape} | ${fmt(r.median_ms)} | ${fmt(r.min_ms)} | ${
       fmt(r.max_ms)
-    } | ${r.runs} | ${ratio} | ${r.note ?? ""} |`,
+    } | ${r.runs} | ${r.gflops === undefined ? "" : r.gflops.toFixed(1)} | ${
+      r.dispatches ?? ""
+    } | ${ratio} | ${r.note ?? r.adapter ?? ""} |`,
   );
 }
+for (const p of profiles) console.log(`\n${p}`);
 const jsonFile = flag("json");
 if (jsonFile) {
-  const clean = rows.filter((r) => Number.isFinite(r.median_ms)).map(({ note: _n, ...r }) => r);
+  const commit = await gitCommit();
+  const clean = rows.filter((r) => Number.isFinite(r.median_ms)).map(({ note: _n, ...r }) => ({
+    ...r,
+    commit,
+  }));
   await Deno.writeTextFile(jsonFile, JSON.stringify(clean, null, 2) + "\n");
   console.error(`bench: wrote ${jsonFile}`);
 }

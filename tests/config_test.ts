@@ -95,6 +95,7 @@ Deno.test("defaults: the reference recipe and the registry's model options fill 
     checkpoint_every: 0,
     max_steps_per_epoch: null,
     labeled_fraction: 1,
+    time_limit: null,
   });
   assertEquals(c.semi, {
     prototype_epochs: 10,
@@ -334,7 +335,7 @@ Deno.test("errors: YAML syntax, unknown keys, types, enums name file:line:col an
     "key not valid for the model",
     "name: t\ndata: {dataset: synth}\nmodel:\n  name: unet\n  widths: [8, 16]\n",
     [
-      /^e\.yaml:5:3: unknown key 'model\.widths' for model unet; allowed: name, image_size, base_channels, out_channels$/,
+      /^e\.yaml:5:3: unknown key 'model\.widths' for model unet; allowed: name, image_size, base_channels, out_channels, init_from$/,
     ],
   );
   fails("wrong type", `${MIN}train:\n  epochs: ten\n`, [

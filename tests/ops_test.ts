@@ -463,6 +463,18 @@ cases("sum", { atol: 2e-6, rtol: 2e-6 }, [
   { name: "[4,3] over [] (identity)", inputs: { a: T(4, 3) }, build: (x) => sum(x.a, []) },
   { name: "mean [3,4,2] over [0,2]", inputs: { a: T(3, 4, 2) }, build: (x) => mean(x.a, [0, 2]) },
   {
+    // The CPU backend adds whole rows here (inner run 117 >= 64) instead of strided gathers.
+    name: "[2,5,9,13] over [1] (channel sum, row-wise on cpu)",
+    inputs: { a: T(2, 5, 9, 13) },
+    build: (x) => sum(x.a, [1]),
+  },
+  {
+    name: "[7,1,70] over [0] (leading axis, row-wise on cpu)",
+    inputs: { a: T(7, 1, 70) },
+    build: (x) => sum(x.a, [0]),
+    fd: false,
+  },
+  {
     name: "[1030,2] over [1] (many outputs, single stage)",
     inputs: { a: T(1030, 2) },
     build: (x) => sum(x.a, [1]),

@@ -252,7 +252,7 @@ function fakeInput(): ReportInput {
       steps: 30,
       best_epoch: 2,
       val: { dice: 0.81234, iou: 0.6543 },
-      test: { dice: 0.7999, iou: 0.66661, f1: NaN },
+      test: { dice: 0.7999, iou: 0.66661, f1: NaN, pooled: { dice: 0.84567, iou: 0.73 } },
       train_seconds: 3723.4,
       step_ms_median: 123.45,
     },
@@ -283,11 +283,14 @@ Deno.test("renderReport: table values, links, overlays caption, config", () => {
   for (
     const s of [
       "# Run report: monuseg\\_repro / lvit\\|small",
-      "| val | Dice | 81.23% | 0.8123 |",
-      "| val | IoU | 65.43% | 0.6543 |",
-      "| test | Dice | 79.99% | 0.7999 |",
-      "| test | IoU | 66.66% | 0.6666 |",
-      "| test | F1 | n/a | n/a |",
+      "| val | Dice (per-image mean) | 81.23% | 0.8123 |",
+      "| val | IoU (per-image mean) | 65.43% | 0.6543 |",
+      "| test | Dice (per-image mean) | 79.99% | 0.7999 |",
+      "| test | IoU (per-image mean) | 66.66% | 0.6666 |",
+      "| test | F1 (per-image mean) | n/a | n/a |",
+      "| test | Dice (pooled over pixels) | 84.57% | 0.8457 |",
+      "| test | IoU (pooled over pixels) | 73.00% | 0.7300 |",
+      "Pooled over pixels: one score from the pixel counts summed over the whole split",
       "| Parameters | 29,700,000 (29.70 M) |",
       "| Train time | 1h 02m 03s (3723.4 s) |",
       "| Median step | 123.5 ms |",
@@ -321,7 +324,9 @@ Deno.test("renderReport: no epochs, no val, no overlays, missing fields", () => 
   assertEquals(Object.keys(empty.files), []);
   assert(empty.markdown.includes("No epochs logged yet."));
   assert(empty.markdown.includes("No overlays."));
-  assert(empty.markdown.includes("| val | Dice | n/a | n/a |"));
+  assert(empty.markdown.includes("| val | Dice (per-image mean) | n/a | n/a |"));
+  // A summary.json from before the pooled metric: its rows say n/a.
+  assert(empty.markdown.includes("| test | Dice (pooled over pixels) | n/a | n/a |"));
   assert(empty.markdown.includes("# Run report: n/a / n/a"));
   assert(!/NaN|undefined|!\[/.test(empty.markdown), "nothing linked, nothing NaN");
 

@@ -86,6 +86,41 @@ Deno.test("a run writes every file of the run folder; two runs are bitwise ident
       ]
     ) if (!(k in s)) throw new Error(`summary.json lacks ${k}`);
     if (!(s.test.dice >= 0 && s.test.dice <= 1)) throw new Error(`test dice ${s.test.dice}`);
+    // Both metrics: per-image means (the headline) and pooled over the split's pixels, in
+    // summary.json, metrics.jsonl's test record and report.md.
+    const pooled = s.test.pooled;
+    for (const v of [s.test.iou, pooled?.dice, pooled?.iou]) {
+      if (!(typeof v === "number" && v >= 0 && v <= 1)) {
+        throw new Error(`test ${JSON.stringify(s.test)}`);
+      }
+    }
+    const onDisk = JSON.parse(await Deno.readTextFile(join(a.dir, "summary.json")));
+    if (JSON.stringify(onDisk.test) !== JSON.stringify(s.test)) {
+      throw new Error("summary.json test");
+    }
+    const testRec = (await readMetrics(join(a.dir, "metrics.jsonl"))).find((m) =>
+      m.kind === "test"
+    );
+    if (JSON.stringify(testRec?.pooled) !== JSON.stringify(pooled)) {
+      throw new Error(`metrics.jsonl test record: ${JSON.stringify(testRec)}`);
+    }
+    const report = await Deno.readTextFile(join(a.dir, "report.md"));
+    for (
+      const row of [
+        `| test | Dice (per-image mean) | ${(100 * s.test.dice).toFixed(2)}% | ${
+          s.test.dice.toFixed(4)
+        } |`,
+        `| test | IoU (per-image mean) | ${(100 * s.test.iou).toFixed(2)}% | ${
+          s.test.iou.toFixed(4)
+        } |`,
+        `| test | Dice (pooled over pixels) | ${(100 * pooled.dice).toFixed(2)}% | ${
+          pooled.dice.toFixed(4)
+        } |`,
+        `| test | IoU (pooled over pixels) | ${(100 * pooled.iou).toFixed(2)}% | ${
+          pooled.iou.toFixed(4)
+        } |`,
+      ]
+    ) if (!report.includes(row)) throw new Error(`report.md lacks ${row}:\n${report}`);
     if (s.epochs !== 4 || s.steps !== 16) throw new Error(`epochs ${s.epochs} steps ${s.steps}`);
     if (s.best_epoch !== null && s.best_epoch < 2) throw new Error("best before min_save_epoch");
     const preds = [...Deno.readDirSync(join(a.dir, "predictions"))].length;
@@ -222,6 +257,13 @@ Deno.test("SIGTERM and kill -9 mid-run, then --resume: bitwise the uninterrupted
     if (evj.dice !== summary.test.dice) {
       throw new Error(`eval dice ${evj.dice} != summary ${summary.test.dice}`);
     }
+    if (JSON.stringify(evj.pooled) !== JSON.stringify(summary.test.pooled)) {
+      throw new Error(`eval pooled ${JSON.stringify(evj.pooled)} != summary's`);
+    }
+    const pd = summary.test.pooled.dice.toFixed(4), pi = summary.test.pooled.iou.toFixed(4);
+    if (!ev.text.includes(`(per-image mean) | pooled dice ${pd}  iou ${pi}`)) {
+      throw new Error(`eval output lacks the pooled scores:\n${ev.text}`);
+    }
     // last.safetensors carries the trainer state too; eval takes the model's part of it.
     const last = join(metrics, hash, "checkpoints", "last.safetensors");
     const evLast = await cli([join(ROOT, "lib/cli/eval.ts"), last]);
@@ -298,11 +340,25 @@ Deno.test("scoreSplit scores every image of a batch against its own mask", async
       return Promise.resolve(p);
     },
   } as unknown as Session;
+  // Pooled over the split, counted here by hand: P = prob > 0.5 whatever the rule.
+  let inter = 0, pred = 0, truth = 0;
+  masks.forEach((m, i) =>
+    m.forEach((y, j) => {
+      const p = probs[i][j] > 0.5 ? 1 : 0;
+      inter += p * y;
+      pred += p;
+      truth += y;
+    })
+  );
+  const pooled = { dice: 2 * inter / (pred + truth), iou: inter / (pred + truth - inter) };
   for (const rule of ["val", "test"] as const) {
     const f = rule === "val" ? valScores : testScores;
     const want = masks.map((m, i) => f(probs[i], m, 0, plane));
     for (const batch of [1, 2, 3]) {
       const got = await scoreSplit(fake, data, batch, size, rule);
+      if (got.pooled.dice !== pooled.dice || got.pooled.iou !== pooled.iou) {
+        throw new Error(`${rule} batch ${batch} pooled ${JSON.stringify(got.pooled)}`);
+      }
       for (let i = 0; i < n; i++) {
         if (got.per[i].dice !== want[i].dice || got.per[i].iou !== want[i].iou) {
           throw new Error(`${rule} batch ${batch} image ${i}: ${JSON.stringify(got.per[i])}`);

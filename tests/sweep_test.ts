@@ -325,12 +325,12 @@ Deno.test("--dry-run prints every point with its config hash, folder and run com
 // ---------------------------------------------------------------------------------------------
 // Tables.
 
-/** A summary.json with the metrics the tables read. */
+/** A summary.json with the metrics the tables read (pooled: 0.05 above the per-image ones). */
 function fakeSummary(dice: number, iou: number, params = 100, seconds = 1): Summary {
   return {
     params,
     val: { dice: dice + 0.1, iou: iou + 0.1 },
-    test: { dice, iou, f1: dice },
+    test: { dice, iou, f1: dice, pooled: { dice: dice + 0.05, iou: iou + 0.05 } },
     train_seconds: seconds,
   } as Summary;
 }
@@ -356,20 +356,25 @@ Deno.test("tables: mean and sample sd, n/a below 2 seeds, diff vs baseline", () 
     { index: 3, variant: "b" },
     { index: 4, variant: "c" },
   ] as unknown as Parameters<typeof aggregate>[1];
+  // Point 3's summary predates the pooled metric: its pooled cells are n/a.
+  const old = fakeSummary(0.5, 0.3, 120, 1);
   const sums = new Map([
     [1, fakeSummary(0.8, 0.6, 100, 2)],
     [2, fakeSummary(0.6, 0.4, 100, 4)],
-    [3, fakeSummary(0.5, 0.3, 120, 1)],
+    [3, { ...old, test: { dice: 0.5, iou: 0.3, f1: 0.5 } } as Summary],
   ]);
   const rows = aggregate(sw, pts, sums);
   assertEquals(rows.map((r) => [r.done, r.total]), [[2, 2], [1, 1], [0, 1]]);
   assertEquals(summaryCsv(rows).split("\n"), [
     "variant,settings,baseline,seeds_done,seeds_total,val_dice_mean,val_dice_sd,val_iou_mean," +
-    "val_iou_sd,test_dice_mean,test_dice_sd,test_iou_mean,test_iou_sd,params," +
+    "val_iou_sd,test_dice_mean,test_dice_sd,test_iou_mean,test_iou_sd,test_dice_pooled_mean," +
+    "test_dice_pooled_sd,test_iou_pooled_mean,test_iou_pooled_sd,params," +
     "train_seconds_mean,test_dice_diff_vs_baseline",
-    "a,x=1,false,2,2,0.8000,0.1414,0.6000,0.1414,0.7000,0.1414,0.5000,0.1414,100,3.00,+0.2000",
-    'b,"x=2, y=""q""",true,1,1,0.6000,n/a,0.4000,n/a,0.5000,n/a,0.3000,n/a,120,1.00,+0.0000',
-    "c,x=3,false,0,1,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a",
+    "a,x=1,false,2,2,0.8000,0.1414,0.6000,0.1414,0.7000,0.1414,0.5000,0.1414," +
+    "0.7500,0.1414,0.5500,0.1414,100,3.00,+0.2000",
+    'b,"x=2, y=""q""",true,1,1,0.6000,n/a,0.4000,n/a,0.5000,n/a,0.3000,n/a,' +
+    "n/a,n/a,n/a,n/a,120,1.00,+0.0000",
+    "c,x=3,false,0,1,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a",
     "",
   ]);
   const svg = summarySvg("t <&>", rows);
@@ -527,6 +532,8 @@ Deno.test("acceptance: a sweep interrupted by SIGTERM finishes with --resume; ta
           ["val_iou", (s: Summary) => s.val.iou!],
           ["test_dice", (s: Summary) => s.test.dice],
           ["test_iou", (s: Summary) => s.test.iou],
+          ["test_dice_pooled", (s: Summary) => s.test.pooled.dice],
+          ["test_iou_pooled", (s: Summary) => s.test.pooled.iou],
         ] as const
       ) {
         const [m, sd] = stats(sums.map(get));
@@ -555,6 +562,26 @@ Deno.test("acceptance: a sweep interrupted by SIGTERM finishes with --resume; ta
         : [],
     );
     assert(md.includes(`${(100 * m).toFixed(2)} ± ${(100 * sd).toFixed(2)}`), md);
+    // The Markdown table labels per-image and pooled metrics and carries both.
+    assert(
+      md.includes(
+        "| test Dice (per-image) | test IoU (per-image) | test Dice (pooled) | test IoU (pooled) |",
+      ),
+      md,
+    );
+    const pooled = await Promise.all(
+      pj.points.filter((p: { variant: string }) => p.variant === "small-fast").map(
+        async (p: { dir: string }) =>
+          (JSON.parse(await Deno.readTextFile(join(p.dir, "summary.json"))) as Summary).test
+            .pooled.dice,
+      ),
+    );
+    const [pm, psd] = stats(pooled);
+    const baseRow = md.split("\n").find((l) => l.startsWith("| **small-fast** (baseline) |"));
+    assertEquals(
+      baseRow?.split(" | ")[7],
+      `${(100 * pm).toFixed(2)} ± ${(100 * psd).toFixed(2)}`,
+    );
     assert(await exists(join(sdir, "sweep-summary.svg")), "svg");
   });
 });

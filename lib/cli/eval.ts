@@ -1,6 +1,7 @@
 /**
  * `deno task eval <run-dir|checkpoint.safetensors> [--split test|val|train] [--backend ...]`:
- * re-evaluates a checkpoint with the reference's test rules and prints Dice and IoU.
+ * re-evaluates a checkpoint with the reference's test rules and prints Dice and IoU (per-image
+ * means, then pooled over the split's pixels).
  */
 import { InputError } from "../config/errors.ts";
 import { cliArgs, parseBackend, runCli } from "./common.ts";

@@ -6,11 +6,14 @@
  *   merged in order (mappings merge key by key, lists and scalars replace), then the file itself
  *   on top. Chains may nest; a cycle or a missing file is an error at the `extends` entry.
  * - `--set a.b=c` overrides are applied after the files, in order (lib/config/overrides.ts).
+ * - `model.init_from`, a path, is resolved like `extends` against the file that set it (a
+ *   `--set` value against the working directory) into `initFrom`; the config keeps it as written.
  * - Values are plain data: a string containing `${` is rejected (no interpolation).
  * - Every problem is an InputError naming the node that set the offending value, in whichever
  *   file set it: `file:line:col: ...` (or `--set a.b=c: ...`), with the key path and the allowed
  *   keys or values. All problems are listed, one per line, in file order.
- * - The hash is sha256 of the resolved config as canonical JSON (keys sorted at every level);
+ * - The hash is sha256 of the resolved config as canonical JSON (keys sorted at every level),
+ *   less the keys of NON_IDENTITY_KEYS (how a run is executed, not what it computes);
  *   `hash` is its first 8 hex digits, the run folder's name (design.md 5).
  */
 import { createHash } from "node:crypto";
@@ -57,6 +60,13 @@ export interface LoadedExperiment {
   files: string[];
   /** The resolved configuration as YAML, for the run folder's config.yaml (it loads as is). */
   yaml: string;
+  /**
+   * `model.init_from` as a path to open: relative to the folder of the file that set it, as
+   * given when a `--set` argument did (the working directory's); null when unset. The config
+   * (and its hash) keeps the value as written. Meaningless for a run folder's config.yaml,
+   * whose relative paths were written for another folder.
+   */
+  initFrom: string | null;
 }
 
 /** Where a value came from: a YAML node, or a `--set` argument. */
@@ -282,6 +292,24 @@ function resolveChain(
   return { value, origins };
 }
 
+/**
+ * Keys that say how a run is executed, not what it computes: they are left out of the config
+ * hash, so the same run continued with other values keeps its folder and resumes from its
+ * checkpoints (`train.time_limit`: each chunk of a long run may get its own limit).
+ */
+export const NON_IDENTITY_KEYS: readonly (readonly string[])[] = [["train", "time_limit"]];
+
+/** The part of a resolved config that is the run's identity: a copy less NON_IDENTITY_KEYS. */
+export function identityOf(config: ExperimentConfig): Record<string, unknown> {
+  const out = structuredClone(config) as unknown as Record<string, unknown>;
+  for (const path of NON_IDENTITY_KEYS) {
+    let o: unknown = out;
+    for (const k of path.slice(0, -1)) o = isMapping(o) ? o[k] : undefined;
+    if (isMapping(o)) delete o[path[path.length - 1]];
+  }
+  return out;
+}
+
 /** Canonical JSON: keys sorted at every level, no whitespace. */
 export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
@@ -415,13 +443,20 @@ export function resolveExperimentText(
     throw new InputError(lines.join("\n"));
   }
   const config = r.data;
-  const fullHash = createHash("sha256").update(canonicalJson(config)).digest("hex");
+  const fullHash = createHash("sha256").update(canonicalJson(identityOf(config))).digest("hex");
+  const init = config.model.init_from;
+  const initAt = origins.values.get(Origins.id(["model", "init_from"]));
   return {
     config,
     hash: fullHash.slice(0, 8),
     fullHash,
     files,
     yaml: stringifyYaml(config, { lineWidth: 0 }),
+    initFrom: typeof init !== "string"
+      ? null
+      : initAt && !("set" in initAt)
+      ? relativeTo(initAt.file, init)
+      : init,
   };
 }
 

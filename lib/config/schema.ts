@@ -15,6 +15,7 @@
 import { z } from "../deps.ts";
 import { MODEL_NAMES, type ModelName, MODELS } from "../models/registry.ts";
 import { checkLViTOptions, type LViTOptions } from "../models/lvit.ts";
+import { DURATION_PHRASE, parseDuration } from "./duration.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Leaf types, each with the phrase error messages use ("must be a positive integer").
@@ -188,6 +189,8 @@ type LViTName = "lvit-t" | "lvit-tw" | "lvit-l" | "lvit-lw";
 export interface LViTModelConfig {
   name: LViTName;
   image_size: number;
+  /** A checkpoint to initialise from (relative to the experiment file that set it). */
+  init_from?: string | null;
   base_channels: number;
   depth: number;
   heads: number;
@@ -209,6 +212,8 @@ export interface LViTModelConfig {
 export interface UNetModelConfig {
   name: "unet";
   image_size: number;
+  /** A checkpoint to initialise from (relative to the experiment file that set it). */
+  init_from?: string | null;
   base_channels: number;
   out_channels: number;
 }
@@ -217,6 +222,8 @@ export interface UNetModelConfig {
 export interface UNetSmallModelConfig {
   name: "unet-small";
   image_size: number;
+  /** A checkpoint to initialise from (relative to the experiment file that set it). */
+  init_from?: string | null;
   widths: number[];
   out_channels: number;
 }
@@ -228,6 +235,21 @@ export type ModelConfig = LViTModelConfig | UNetModelConfig | UNetSmallModelConf
 export function isLViT(name: ModelName): name is LViTName {
   return name.startsWith("lvit");
 }
+
+/**
+ * `model.init_from`: optional, so experiments without it keep their config hash. The loader
+ * resolves the path (LoadedExperiment.initFrom); lib/run/init_from.ts reads it at run start.
+ */
+const initFrom = () =>
+  expects(
+    z.string().min(1).nullable(),
+    "a path (a .safetensors file or a run folder) or null",
+  ).optional().describe(
+    "Checkpoint a fresh run starts from (not a resumed one): a .safetensors file or a run " +
+      "folder (its best, else last checkpoint), relative to the file that sets it. Tensors of " +
+      "the model's names and shapes are copied, the rest keep their seeded init (LViT_pretrain); " +
+      "null: none",
+  );
 
 /** The default image side when the registry has none (the U-Nets take any valid size). */
 const DEFAULT_IMAGE_SIZE = MODELS["lvit-t"].defaults.imageSize;
@@ -251,6 +273,7 @@ function modelSchema(n: ModelName) {
     if (value === undefined) throw new Error(`registry: ${n} has no default for ${spec.option}`);
     shape[key] = field(spec.schema(), value as never, spec.doc, spec.unit);
   }
+  shape.init_from = initFrom();
   return z.strictObject(shape);
 }
 
@@ -386,6 +409,20 @@ const Shape = {
       1,
       "Fraction of the train split used with its masks, picked from the seed; below 1 the rest " +
         "is trained semi-supervised (see semi)",
+    ),
+    time_limit: field(
+      expects(
+        z.union([z.number(), z.string()]).refine((v) => parseDuration(v) !== null, {
+          error: (iss) =>
+            `'train.time_limit' must be ${DURATION_PHRASE}, or null ` +
+            `(got ${JSON.stringify(iss.input)})`,
+        }).nullable(),
+        'a duration ("90s", "45m", "2h", "1h30m", "1d") or seconds, or null',
+      ),
+      null,
+      "Stop at the first epoch end this long after the process started: checkpoints/last." +
+        "safetensors is written and the run exits 75 (--resume continues it); --time-limit " +
+        "overrides it; not part of the run's identity (config hash); null: no limit",
     ),
   }, "Optimiser, schedule, early stopping and checkpoints"),
   semi: section({

@@ -1,7 +1,9 @@
 /**
  * Segmentation metrics exactly as the reference computes them (lvit-reference.md 6), as
  * fractions in [0, 1]. Validation and test differ in threshold and empty-mask rules; both are
- * per-image values averaged over images.
+ * per-image values averaged over images. Besides them, the pooled Dice and IoU that LViT's
+ * successors report (torchmetrics in GuideDecoder and its forks; design.md 8): pixel counts
+ * summed over the whole split, then one ratio.
  */
 
 export interface ImageScores {
@@ -47,4 +49,45 @@ export function meanScores(s: ImageScores[]): ImageScores {
     dice: s.reduce((t, x) => t + x.dice, 0) / n,
     iou: s.reduce((t, x) => t + x.iou, 0) / n,
   };
+}
+
+/** Foreground pixel counts summed over images: |P∩Y|, |P| and |Y|. */
+export interface PixelCounts {
+  inter: number;
+  pred: number;
+  truth: number;
+}
+
+/** Counts to accumulate into with `addTestCounts`. */
+export function emptyCounts(): PixelCounts {
+  return { inter: 0, pred: 0, truth: 0 };
+}
+
+/**
+ * Adds one image's counts (`n` values from `off`) to `acc` with the test rule's threshold,
+ * P = prob > 0.5 (Y = mask > 0.5); returns `acc`.
+ */
+export function addTestCounts(
+  acc: PixelCounts,
+  p: ArrayLike<number>,
+  y: ArrayLike<number>,
+  off: number,
+  n: number,
+): PixelCounts {
+  const { np, ny, inter } = counts(p, y, off, n, false);
+  acc.inter += inter;
+  acc.pred += np;
+  acc.truth += ny;
+  return acc;
+}
+
+/**
+ * Pooled scores of summed counts: Dice = 2 sum|P∩Y| / (sum|P| + sum|Y|), IoU = sum|P∩Y| /
+ * sum|P∪Y|, no smoothing. With no foreground pixel in any prediction or mask both are 0, as the
+ * test rule scores an empty pair (and torchmetrics' default zero_division).
+ */
+export function pooledScores(c: PixelCounts): ImageScores {
+  const sum = c.pred + c.truth;
+  const union = sum - c.inter;
+  return { dice: sum === 0 ? 0 : (2 * c.inter) / sum, iou: union === 0 ? 0 : c.inter / union };
 }

@@ -2,7 +2,8 @@
  * Checkpoints as safetensors with the reference model's state_dict names, so converted official
  * PyTorch weights load directly. Loading reports missing and unexpected keys by name and fails
  * unless the caller allows them; DataParallel's `module.` prefix and thop's `total_ops` /
- * `total_params` buffers are recognised and dropped.
+ * `total_params` buffers are recognised and dropped. `matchShared` takes only what fits (a
+ * checkpoint of another model, as an initialisation).
  */
 import { writeAtomic } from "./atomic.ts";
 import { decodeSafetensors, encodeSafetensors, type OutTensor } from "./safetensors.ts";
@@ -37,6 +38,13 @@ const THOP = /(^|\.)(total_ops|total_params)$/;
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
+/** Whether a file tensor of shape `got` fits `want`; PyTorch's [] scalars fit our [1]. */
+function fits(want: readonly number[], got: readonly number[]): boolean {
+  const scalarPair = want.length <= 1 && got.length <= 1 && numel(want) === 1 &&
+    numel(got) === 1;
+  return scalarPair || (want.length === got.length && want.every((d, i) => d === got[i]));
+}
+
 /**
  * Matches a decoded file against the expected tensors (name -> shape). Shape mismatches always
  * fail; missing/unexpected names fail unless allowed.
@@ -66,9 +74,7 @@ export function matchStateDict(
       continue;
     }
     // PyTorch stores scalars such as num_batches_tracked with shape []; we keep them as [1].
-    const scalarPair = want.length <= 1 && t.shape.length <= 1 && numel(want) === 1 &&
-      numel(t.shape) === 1;
-    if (!scalarPair && (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i]))) {
+    if (!fits(want, t.shape)) {
       problems.push(
         `${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`,
       );
@@ -106,4 +112,50 @@ export async function loadCheckpoint(
   o: LoadOptions = {},
 ): Promise<LoadReport> {
   return matchStateDict(path, await Deno.readFile(path), expected, o);
+}
+
+/** What `matchShared` found in a file, by name. */
+export interface SharedReport {
+  /** The tensors the model has under the same name with the same shape, by model name. */
+  values: Map<string, Float32Array>;
+  /** File tensors (names as in the file) whose name the model does not have. */
+  unexpected: string[];
+  /** Names the model has with another shape than the file's. */
+  misshapen: { name: string; file: number[]; model: number[] }[];
+  /** Model names the file does not provide (with a fitting shape). */
+  missing: string[];
+  /** Keys dropped as known noise (thop counters) or by `skip`. */
+  ignored: string[];
+  metadata: Map<string, string>;
+}
+
+/**
+ * Takes from a decoded file every tensor whose name (after the `module.` prefix is dropped) and
+ * shape the model has, as the reference's LViT_pretrain copies a checkpoint into another model;
+ * never fails on what does not match, but reports it.
+ */
+export function matchShared(
+  file: string,
+  bytes: Uint8Array,
+  expected: Map<string, readonly number[]>,
+  o: Pick<LoadOptions, "skip"> = {},
+): SharedReport {
+  const { tensors, metadata } = decodeSafetensors(bytes, file);
+  const values = new Map<string, Float32Array>();
+  const unexpected: string[] = [];
+  const misshapen: SharedReport["misshapen"] = [];
+  const ignored: string[] = [];
+  for (const [raw, t] of tensors) {
+    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
+    if (THOP.test(raw) || o.skip?.(name)) {
+      ignored.push(raw);
+      continue;
+    }
+    const want = expected.get(name);
+    if (!want) unexpected.push(raw);
+    else if (!fits(want, t.shape)) misshapen.push({ name, file: [...t.shape], model: [...want] });
+    else values.set(name, t.data);
+  }
+  const missing = [...expected.keys()].filter((k) => !values.has(k));
+  return { values, unexpected, misshapen, missing, ignored, metadata };
 }

@@ -87,6 +87,15 @@ export function exactMacs(t: Tensor): number {
   return def.macs ? def.macs(t.inputs.map((x) => x.shape), t.attrs, t.shape) : 0;
 }
 
+/**
+ * Floating-point operations of one run of a compiled program: 2 x the exact MACs of its conv,
+ * transposed-conv (forward and both gradients) and matmul nodes. Elementwise work is not counted,
+ * as FLOP/s figures of other frameworks do not count it either.
+ */
+export function programFlops(order: readonly Tensor[]): number {
+  return 2 * order.reduce((s, t) => s + exactMacs(t), 0);
+}
+
 const topModule = (name: string) => name.split(".")[0] || "(top)";
 
 /** Counts a forward graph `g` whose output is `out` (build it in evaluation mode). */

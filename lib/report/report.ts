@@ -164,16 +164,26 @@ export function renderReport(input: ReportInput): RenderedReport {
 
   push("## Summary", "");
   push("| Split | Metric | Percent | Fraction |", "| --- | --- | ---: | ---: |");
-  const metric = (split: string, key: string, label: string) => {
-    const v = field(s, split, key);
+  const metric = (split: string, label: string, ...path: string[]) => {
+    const v = field(s, split, ...path);
     push(`| ${split} | ${label} | ${pct(v)} | ${fixed(v, 4)} |`);
   };
-  metric("val", "dice", "Dice");
-  metric("val", "iou", "IoU");
-  metric("test", "dice", "Dice");
-  metric("test", "iou", "IoU");
-  metric("test", "f1", "F1");
+  const perImage = "(per-image mean)";
+  const pooled = "(pooled over pixels)";
+  metric("val", `Dice ${perImage}`, "dice");
+  metric("val", `IoU ${perImage}`, "iou");
+  metric("test", `Dice ${perImage}`, "dice");
+  metric("test", `IoU ${perImage}`, "iou");
+  metric("test", `F1 ${perImage}`, "f1");
+  metric("test", `Dice ${pooled}`, "pooled", "dice");
+  metric("test", `IoU ${pooled}`, "pooled", "iou");
   push("");
+  push(
+    "Per-image mean: each image's score averaged over the split, as the reference computes it " +
+      "(the headline). Pooled over pixels: one score from the pixel counts summed over the " +
+      "whole split, as GuideDecoder and its forks report it.",
+    "",
+  );
   push("| Run | |", "| --- | --- |");
   push(`| Experiment | ${text(s.experiment)} |`);
   push(`| Variant | ${text(s.variant)} |`);

@@ -1,7 +1,8 @@
 /**
  * Re-evaluates a checkpoint of a run folder on a split with the reference's test rules
- * (lvit-reference.md 6: prob > 0.5, per-image Dice and IoU, plain mean), writing the prediction
- * PNGs and an `eval/<split>-<checkpoint>.json` next to the run's other files.
+ * (lvit-reference.md 6: prob > 0.5, per-image Dice and IoU, plain mean) and the pooled Dice and
+ * IoU (pixel counts summed over the split), writing the prediction PNGs and an
+ * `eval/<split>-<checkpoint>.json` next to the run's other files.
  */
 import { basename, dirname, join } from "node:path";
 import { resolveExperimentText } from "../config/load.ts";
@@ -25,9 +26,12 @@ export interface EvalResult {
   split: string;
   checkpoint: string;
   n: number;
+  /** Per-image means (the reference's metric; f1 = dice). */
   dice: number;
   iou: number;
   f1: number;
+  /** Dice and IoU of the pixel counts summed over the split. */
+  pooled: { dice: number; iou: number };
 }
 
 /** The run folder and checkpoint a target names (a run folder or a .safetensors inside one). */
@@ -89,6 +93,7 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
       dice: res.mean.dice,
       iou: res.mean.iou,
       f1: res.mean.dice,
+      pooled: { dice: res.pooled.dice, iou: res.pooled.iou },
     };
     await writeAtomic(
       join(dir, "eval", `${split}-${name}.json`),
@@ -97,6 +102,8 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
     log(
       `${split} (${out.n} images, ${name}, ${backend.name}): dice ${out.dice.toFixed(4)}  iou ${
         out.iou.toFixed(4)
+      } (per-image mean) | pooled dice ${out.pooled.dice.toFixed(4)}  iou ${
+        out.pooled.iou.toFixed(4)
       }`,
     );
     return out;

@@ -42,7 +42,10 @@ import {
   writeMetrics,
 } from "./folder.ts";
 import { Progress } from "./progress.ts";
+import { initSession, readInitSource } from "./init_from.ts";
 import { pseudoFiles, semiPlan, usesSemi } from "./semi.ts";
+import { RunStateWriter } from "./state.ts";
+import { formatDuration, parseDuration } from "../config/duration.ts";
 
 /** How to run (the experiment file says what). */
 export interface RunOptions {
@@ -65,6 +68,11 @@ export interface RunOptions {
    * return): reproducible interruptions for tests and time-boxed jobs.
    */
   stopAfterSteps?: number;
+  /**
+   * Stop at the first epoch end this many seconds after the process started (checkpoint and
+   * return with `timeLimited`); overrides the experiment's `train.time_limit`; null: no limit.
+   */
+  timeLimit?: number | null;
 }
 
 /** design.md 5's summary.json. */
@@ -79,7 +87,11 @@ export interface Summary {
   steps: number;
   best_epoch: number | null;
   val: { dice: number | null; iou: number | null };
-  test: { dice: number; iou: number; f1: number };
+  /**
+   * Per-image means (the reference's metric, the headline; f1 = dice) and `pooled`: Dice and IoU
+   * of the pixel counts summed over the whole split (what GuideDecoder and its forks report).
+   */
+  test: { dice: number; iou: number; f1: number; pooled: { dice: number; iou: number } };
   train_seconds: number;
   step_ms_median: number | null;
   config_hash: string;
@@ -94,6 +106,8 @@ export interface RunResult {
   /** Null when the run was interrupted before finishing. */
   summary: Summary | null;
   interrupted: boolean;
+  /** Interrupted by the time limit (at an epoch end; the CLI exits 75). */
+  timeLimited?: boolean;
 }
 
 const FORMAT = "lvit-deno-run-v1";
@@ -268,10 +282,33 @@ async function checkFolder(p: RunPaths, o: RunOptions): Promise<"fresh" | "resum
   return "fresh";
 }
 
-/** Runs (or resumes) an experiment into its run folder. */
+/**
+ * Runs (or resumes) an experiment into its run folder. While it works there it holds the
+ * folder's run.lock; state.json records that, then whether the run finished, paused
+ * (interrupted or stopped by the time limit) or failed (lib/run/state.ts).
+ */
 export async function runExperiment(
   exp: LoadedExperiment,
   o: RunOptions = {},
+): Promise<RunResult> {
+  const lock = new RunStateWriter();
+  let r: RunResult;
+  try {
+    r = await runClaimed(exp, o, lock);
+  } catch (e) {
+    await lock.fail(e);
+    throw e;
+  }
+  if (!r.interrupted) await lock.end("finished");
+  else await lock.end("paused", r.timeLimited ? "time_limit" : "interrupted");
+  return r;
+}
+
+/** runExperiment once past the folder checks: `lock.claim` takes the folder (run.lock). */
+async function runClaimed(
+  exp: LoadedExperiment,
+  o: RunOptions,
+  lock: RunStateWriter,
 ): Promise<RunResult> {
   const cfg = exp.config;
   const log = o.log ?? ((s: string) => console.log(s));
@@ -285,7 +322,12 @@ export async function runExperiment(
       interrupted: false,
     };
   }
+  // A fresh run starts from model.init_from when set (a resumed one from its own checkpoint);
+  // it is read before the run folder is made, so a wrong path fails first.
+  const init = mode === "fresh" && exp.initFrom ? await readInitSource(exp.initFrom) : null;
   await Deno.mkdir(join(paths.dir, "checkpoints"), { recursive: true });
+  const held = await lock.claim(paths.dir);
+  if (held) log(held);
   await writeAtomic(paths.config, exp.yaml);
 
   const t0 = performance.now();
@@ -296,6 +338,13 @@ export async function runExperiment(
       s.paramCount.toLocaleString("en-US")
     } trained parameters, image ${cfg.model.image_size}x${cfg.model.image_size}, batch ${cfg.train.batch}`,
   );
+  if (init) {
+    await initSession(s, init, paths.dir, log).catch((e) => {
+      s.destroy();
+      ds.close();
+      throw e;
+    });
+  }
   const encoder = lazyTextEncoder(cfg, model.options);
   let text: Awaited<ReturnType<typeof textFeaturesFor>>;
   let plan: SemiPlan | undefined;
@@ -353,6 +402,10 @@ export async function runExperiment(
   await writeMetrics(paths.metrics, records);
 
   let stop = false;
+  // The time limit counts from the process start (performance.now()'s origin) and is checked
+  // at epoch ends only, so every stop leaves a whole epoch behind.
+  const limit = o.timeLimit !== undefined ? o.timeLimit : parseDuration(cfg.train.time_limit);
+  let timeUp = false;
   const onSignal = () => {
     if (stop) Deno.exit(130);
     stop = true;
@@ -386,6 +439,7 @@ export async function runExperiment(
           });
         },
         onEpoch: async (r: EpochRecord) => {
+          if (limit !== null && performance.now() / 1000 >= limit) timeUp = true;
           records.push(r);
           await appendMetric(paths.metrics, r);
           const v = r.val_dice === null
@@ -408,17 +462,25 @@ export async function runExperiment(
             val_dice: String(st.bestDice),
           }),
         ...pseudo,
-        interrupted: () => stop || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
+        interrupted: () =>
+          stop || timeUp || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
       },
     );
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
   }
+  const timeLimited = timeUp && !stop;
   if (!state.done) {
-    log(`interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`);
+    log(
+      timeLimited
+        ? `time limit ${formatDuration(limit!)} reached after epoch ${state.epoch - 1} of ` +
+          `${recipe.epochs} (${(performance.now() / 1000).toFixed(1)} s since the process ` +
+          `started): checkpoint written, resume with --resume`
+        : `interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`,
+    );
     s.destroy();
     ds.close();
-    return { dir: paths.dir, summary: null, interrupted: true };
+    return { dir: paths.dir, summary: null, interrupted: true, timeLimited };
   }
   if (state.stoppedEarly) log(`early stop: ${recipe.patience} epochs without a better val Dice`);
 
@@ -467,10 +529,16 @@ async function evaluateRun(
     }
   };
   const res = await scoreSplit(s, data[split], cfg.train.batch, size, "test", each);
-  const test = { dice: res.mean.dice, iou: res.mean.iou, f1: res.mean.dice };
+  const test = {
+    dice: res.mean.dice,
+    iou: res.mean.iou,
+    f1: res.mean.dice,
+    pooled: { dice: res.pooled.dice, iou: res.pooled.iou },
+  };
   await appendMetric(paths.metrics, { kind: "test", split, checkpoint: which, ...test });
   o.log(
-    `${split}: dice ${test.dice.toFixed(4)}  iou ${test.iou.toFixed(4)} ` +
+    `${split}: dice ${test.dice.toFixed(4)}  iou ${test.iou.toFixed(4)} (per-image mean) | ` +
+      `pooled dice ${test.pooled.dice.toFixed(4)}  iou ${test.pooled.iou.toFixed(4)} ` +
       `(${data[split].n} images, ${which} checkpoint${
         which === "best" ? ` from epoch ${state.bestEpoch}` : ""
       })`,

@@ -1,9 +1,10 @@
 /**
  * Sweep tables: per variant, the seeds done and mean ± sample sd of the run metrics, read from
  * each point's summary.json (design.md 5), plus the difference of mean test Dice against the
- * baseline variant. Written into the sweep folder as `sweep-summary.md`, `sweep-summary.csv`,
- * `sweep-summary.svg` (a dot plot of test Dice with ±sd bars) and `points.json` (every point
- * with its status and run folder).
+ * baseline variant. Dice and IoU are per-image means (the reference's metric) unless labelled
+ * pooled (pixel counts summed over the test split, summary.json's `test.pooled`). Written into
+ * the sweep folder as `sweep-summary.md`, `sweep-summary.csv`, `sweep-summary.svg` (a dot plot
+ * of test Dice with ±sd bars) and `points.json` (every point with its status and run folder).
  *
  * The tables are a pure function of the summaries and the points' states (no clock, fixed
  * number formats), so rewriting them after every finished point is cheap and repeatable.
@@ -61,6 +62,9 @@ export interface VariantRow {
   valIou: Stat;
   testDice: Stat;
   testIou: Stat;
+  /** Pooled test Dice and IoU (summary.json `test.pooled`; n/a for runs that predate it). */
+  testDicePooled: Stat;
+  testIouPooled: Stat;
   /** The distinct parameter counts (one unless seeds changed the model). */
   params: number[];
   trainSeconds: Stat;
@@ -91,6 +95,8 @@ export function aggregate(
       valIou: meanSd(nums((s) => s.val?.iou)),
       testDice: meanSd(nums((s) => s.test?.dice)),
       testIou: meanSd(nums((s) => s.test?.iou)),
+      testDicePooled: meanSd(nums((s) => s.test?.pooled?.dice)),
+      testIouPooled: meanSd(nums((s) => s.test?.pooled?.iou)),
       params: [...new Set(nums((s) => s.params))].sort((a, b) => a - b),
       trainSeconds: meanSd(nums((s) => s.train_seconds)),
       diff: null,
@@ -155,6 +161,10 @@ export const CSV_COLUMNS = [
   "test_dice_sd",
   "test_iou_mean",
   "test_iou_sd",
+  "test_dice_pooled_mean",
+  "test_dice_pooled_sd",
+  "test_iou_pooled_mean",
+  "test_iou_pooled_sd",
   "params",
   "train_seconds_mean",
   "test_dice_diff_vs_baseline",
@@ -162,7 +172,8 @@ export const CSV_COLUMNS = [
 
 /**
  * `sweep-summary.csv`: one row per variant; metrics as fractions with 4 decimals, sd of
- * fewer than 2 seeds and anything without data as `n/a`, the diff signed.
+ * fewer than 2 seeds and anything without data as `n/a`, the diff signed. `*_dice_*` and
+ * `*_iou_*` are per-image means; `test_*_pooled_*` the pooled scores.
  */
 export function summaryCsv(rows: readonly VariantRow[]): string {
   const lines = [CSV_COLUMNS.join(",")];
@@ -182,6 +193,10 @@ export function summaryCsv(rows: readonly VariantRow[]): string {
         frac(r.testDice.sd),
         frac(r.testIou.mean),
         frac(r.testIou.sd),
+        frac(r.testDicePooled.mean),
+        frac(r.testDicePooled.sd),
+        frac(r.testIouPooled.mean),
+        frac(r.testIouPooled.sd),
         paramsText(r.params, false),
         r.trainSeconds.mean === null ? NA : fixed(r.trainSeconds.mean, 2),
         r.diff === null ? NA : signed(r.diff, 4),
@@ -207,12 +222,16 @@ export function summaryMarkdown(
       `points (${sw.variants.length} variants, ${seeds} seed${seeds === 1 ? "" : "s"}); ` +
       `${summaries.size} done, ${count("failed")} failed, ${count("running")} running.`,
     "",
-    "Mean ± sample sd over the finished seeds (n/a below 2); Dice and IoU in %. Δ test Dice: " +
-      `mean test Dice minus the baseline \`${sw.baseline}\`'s, in percentage points.`,
+    "Mean ± sample sd over the finished seeds (n/a below 2); Dice and IoU in %. Per-image: " +
+      "each image's score averaged over the split (the reference's metric, val Dice selects the " +
+      "checkpoint); pooled: one score from the pixel counts summed over the whole test split " +
+      "(as GuideDecoder and its forks report). Δ test Dice: mean per-image test Dice minus the " +
+      `baseline \`${sw.baseline}\`'s, in percentage points.`,
     "",
-    "| variant | settings | seeds | val Dice | val IoU | test Dice | test IoU | params | " +
-      "train s | Δ test Dice |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| variant | settings | seeds | val Dice (per-image) | val IoU (per-image) | " +
+      "test Dice (per-image) | test IoU (per-image) | test Dice (pooled) | test IoU (pooled) | " +
+      "params | train s | Δ test Dice |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   );
   for (const r of rows) {
     const cells = [
@@ -223,6 +242,8 @@ export function summaryMarkdown(
       pctCell(r.valIou),
       pctCell(r.testDice),
       pctCell(r.testIou),
+      pctCell(r.testDicePooled),
+      pctCell(r.testIouPooled),
       paramsText(r.params, true),
       r.trainSeconds.mean === null ? NA : fixed(r.trainSeconds.mean, 1),
       r.baseline ? "—" : r.diff === null ? NA : signed(100 * r.diff, 2),
@@ -230,8 +251,11 @@ export function summaryMarkdown(
     out.push(`| ${cells.map(mdCell).join(" | ")} |`);
   }
   out.push("", "![test Dice per variant](sweep-summary.svg)", "", "## Points", "");
-  out.push("| # | variant | seed | status | test Dice | hash | run folder | log |");
-  out.push("| --- | --- | --- | --- | --- | --- | --- | --- |");
+  out.push(
+    "| # | variant | seed | status | test Dice (per-image) | test Dice (pooled) | hash | " +
+      "run folder | log |",
+  );
+  out.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const s of states) {
     const p = s.point;
     const sum = summaries.get(p.index);
@@ -241,6 +265,7 @@ export function summaryMarkdown(
       String(p.seed),
       sum ? (s.skipped ? "done (earlier)" : "done") : s.status,
       sum ? fixed(100 * sum.test.dice, 2) : "",
+      typeof sum?.test?.pooled?.dice === "number" ? fixed(100 * sum.test.pooled.dice, 2) : "",
       p.hash,
       `\`${p.dir}\``,
       `\`${s.log}\``,
@@ -334,8 +359,8 @@ export function summarySvg(title: string, rows: readonly VariantRow[]): string {
   o.push(
     `<rect x="${px(x0)}" y="${px(y0)}" width="${px(x1 - x0)}" height="${px(y1 - y0)}" ` +
       `fill="none" stroke="#333333" stroke-width="1"/>`,
-    `<text x="${px((x0 + x1) / 2)}" y="${px(H - 10)}" text-anchor="middle">test Dice (%), ` +
-      `mean ± sd over seeds; hollow: single seeds</text>`,
+    `<text x="${px((x0 + x1) / 2)}" y="${px(H - 10)}" text-anchor="middle">test Dice ` +
+      `(per-image mean, %), mean ± sd over seeds; hollow: single seeds</text>`,
   );
   const base = rows.find((r) => r.baseline);
   if (base?.testDice.mean != null) {
@@ -406,6 +431,9 @@ export function pointsJson(
           ...(s.exitCode !== undefined ? { exit_code: s.exitCode } : {}),
           ...(s.error !== undefined ? { error: s.error } : {}),
           ...(sum ? { test_dice: sum.test.dice, val_dice: sum.val.dice } : {}),
+          ...(typeof sum?.test?.pooled?.dice === "number"
+            ? { test_dice_pooled: sum.test.pooled.dice }
+            : {}),
           command: runCommandLine(sw, p),
         };
       }),

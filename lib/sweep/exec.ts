@@ -225,7 +225,9 @@ export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<
       let dice = "";
       try {
         const sum = JSON.parse(await Deno.readTextFile(p.paths.summary));
-        dice = `: test Dice ${(sum.test.dice as number).toFixed(4)}`;
+        dice = `: test Dice ${(sum.test.dice as number).toFixed(4)} (per-image mean)`;
+        const pooled = sum.test.pooled?.dice;
+        if (typeof pooled === "number") dice += `, pooled ${pooled.toFixed(4)}`;
       } catch {
         // The table reports it; the progress line can do without.
       }

@@ -12,7 +12,15 @@
 import { permutation } from "../rng/shuffle.ts";
 import { applyAugment, augmentSample, drawAugment, transformPlanes } from "../data/augment.ts";
 import { binarizePseudo, epiUpdate } from "./epi.ts";
-import { type ImageScores, meanScores, testScores, valScores } from "../eval/metrics.ts";
+import {
+  addTestCounts,
+  emptyCounts,
+  type ImageScores,
+  meanScores,
+  pooledScores,
+  testScores,
+  valScores,
+} from "../eval/metrics.ts";
 import type { Session } from "./session.ts";
 import { lrAt, type ScheduleConfig } from "./schedule.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
@@ -291,7 +299,11 @@ async function predictAll(
   return out;
 }
 
-/** Per-image scores of a split in eval mode; `each` sees every image's probabilities. */
+/**
+ * Per-image scores of a split in eval mode (`mean`: their plain mean, the reference's metric)
+ * and `pooled`: Dice and IoU of the pixel counts summed over the split, always with the test
+ * rule's threshold (prob > 0.5). `each` sees every image's probabilities.
+ */
 export async function scoreSplit(
   s: Session,
   data: Samples,
@@ -305,11 +317,12 @@ export async function scoreSplit(
     image: Float32Array,
     score: ImageScores,
   ) => Promise<void> | void,
-): Promise<{ mean: ImageScores; per: ImageScores[] }> {
+): Promise<{ mean: ImageScores; per: ImageScores[]; pooled: ImageScores }> {
   const b = new Batcher(data, batch, size);
   const plane = size * size;
   const score = rule === "val" ? valScores : testScores;
   const per: ImageScores[] = [];
+  const counts = emptyCounts();
   for (let i = 0; i < data.n; i += batch) {
     const idx = Array.from({ length: Math.min(batch, data.n - i) }, (_, k) => i + k);
     const extra = await b.load(idx, null);
@@ -318,6 +331,7 @@ export async function scoreSplit(
       // Prediction and masks share the batch layout: image k is at k * plane in both.
       const sc = score(p, b.y, k * plane, plane);
       per.push(sc);
+      addTestCounts(counts, p, b.y, k * plane, plane);
       await each?.(
         idx[k],
         p.subarray(k * plane, (k + 1) * plane),
@@ -327,7 +341,7 @@ export async function scoreSplit(
       );
     }
   }
-  return { mean: meanScores(per), per };
+  return { mean: meanScores(per), per, pooled: pooledScores(counts) };
 }
 
 /**

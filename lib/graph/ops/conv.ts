@@ -147,6 +147,8 @@ defineOp<BwdData>({
   },
   wgsl: (ins, a) => conv2dBackwardData(geom(a.inShape, ins[1], a)),
   cpu: (ins, a) => conv2dBwdDataCpu(geom(a.inShape, ins[1], a)),
+  // The forward conv's products: every dy element meets C*KH*KW weights.
+  macs: (ins) => ins[0][0] * ins[0][1] * ins[0][2] * ins[0][3] * ins[1][1] * ins[1][2] * ins[1][3],
 });
 
 type BwdWeight = ConvAttrs & { wShape: number[] };
@@ -167,6 +169,7 @@ defineOp<BwdWeight>({
   },
   wgsl: (ins, a) => conv2dBackwardWeight(geom(ins[0], a.wShape, a)),
   cpu: (ins, a) => conv2dBwdWeightCpu(geom(ins[0], a.wShape, a)),
+  macs: (ins, _a, out) => ins[1][0] * ins[1][1] * ins[1][2] * ins[1][3] * out[1] * out[2] * out[3],
 });
 
 // Transposed convolution, weight layout [C_in, C_out, f, f] as in PyTorch.
@@ -251,6 +254,7 @@ defineOp<Record<string, never>>({
   },
   wgsl: (ins, _a, out) => convTBackwardData(tgeom(out, ins[1])),
   cpu: (ins, _a, out) => convTransposeBwdDataCpu(tgeom(out, ins[1])),
+  macs: (ins) => ins[0][0] * ins[0][1] * ins[0][2] * ins[0][3] * ins[1][0],
 });
 
 defineOp<{ wShape: number[] }>({
@@ -271,6 +275,7 @@ defineOp<{ wShape: number[] }>({
   },
   wgsl: (ins, a) => convTBackwardWeight(tgeom(ins[0], a.wShape)),
   cpu: (ins, a) => convTransposeBwdWeightCpu(tgeom(ins[0], a.wShape)),
+  macs: (ins, _a, out) => ins[1][0] * ins[1][1] * ins[1][2] * ins[1][3] * out[0],
 });
 
 /** 2-D convolution (cross-correlation, PyTorch semantics) of x [B,C,H,W] with w [O,C,KH,KW]. */

@@ -99,13 +99,47 @@ export function sumSource(shape: Shape, axes: readonly number[]): string {
   return lines.join("\n");
 }
 
+/** Inner runs at least this long make a middle-axis sum row-wise (see `rowSum`). */
+const ROW_MIN = 64;
+
+/**
+ * A sum over a middle axis group whose kept inner run is contiguous, e.g. over the channels of
+ * NCHW ([outer, R, inner] with the R axis reduced): reading x[o, r, j] for fixed j would stride
+ * by `inner` floats and miss the cache on every read, so whole rows are added instead, into
+ * float64 accumulators (one per j, allocated once per node). Each output is still the sum over r
+ * in ascending order: the order depends on the shapes only.
+ */
+function rowSum(outer: number, R: number, inner: number): CpuKernel {
+  const acc = new Float64Array(inner);
+  return {
+    run: ([x], out) => {
+      for (let o = 0; o < outer; o++) {
+        const b0 = o * R * inner;
+        for (let j = 0; j < inner; j++) acc[j] = x[b0 + j];
+        for (let r = 1; r < R; r++) {
+          const b = b0 + r * inner;
+          for (let j = 0; j < inner; j++) acc[j] += x[b + j];
+        }
+        const ob = o * inner;
+        for (let j = 0; j < inner; j++) out[ob + j] = acc[j];
+      }
+    },
+  };
+}
+
 /**
  * The CPU kernel of `sum(x, axes)` (axes normalised and sorted). A sum over no axis of size > 1
  * is a copy.
  */
 export function sumCpu(shape: Shape, axes: readonly number[]): CpuKernel {
-  if (!reduceGroups(shape, axes).some((g) => g.reduced)) {
+  const gs = reduceGroups(shape, axes);
+  if (!gs.some((g) => g.reduced)) {
     return { run: (ins, out) => out.set(ins[0]) };
+  }
+  // [kept?, reduced, kept inner]: row-wise.
+  const n = gs.length, last = gs[n - 1];
+  if (n >= 2 && n <= 3 && !last.reduced && gs[n - 2].reduced && last.size >= ROW_MIN) {
+    return rowSum(n === 3 ? gs[0].size : 1, gs[n - 2].size, last.size);
   }
   return { run: jit(sumSource(shape, axes)) };
 }

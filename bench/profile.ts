@@ -1,0 +1,127 @@
+/**
+ * `deno task bench --profile`: where a CPU training step spends its time, by op family. Each
+ * node of the compiled program is timed on its own (CpuExecutable.profile) over a few steps and
+ * the per-node medians are summed per family, so one slow outlier step does not move a family.
+ */
+import type { Program } from "../lib/graph/compile.ts";
+import { exactMacs } from "../lib/models/count.ts";
+
+/**
+ * Op family of each op name: the same families as the op modules and kernel folders (conv,
+ * matmul, batch_norm, ...). Ops not listed are their own family.
+ */
+const FAMILY: Record<string, string> = {
+  conv2d: "conv",
+  conv2d_bwd_data: "conv_bwd_data",
+  conv2d_bwd_weight: "conv_bwd_weight",
+  conv_transpose: "conv",
+  conv_transpose_bwd_data: "conv_bwd_data",
+  conv_transpose_bwd_weight: "conv_bwd_weight",
+  matmul: "matmul",
+  bn_stats: "batch_norm",
+  bn_apply: "batch_norm",
+  bn_bwd_sums: "batch_norm",
+  bn_bwd_data: "batch_norm",
+  bn_running_update: "batch_norm",
+  ln_stats: "layer_norm",
+  ln_apply: "layer_norm",
+  ln_bwd_data: "layer_norm",
+  ln_bwd_params: "layer_norm",
+  softmax: "softmax",
+  softmax_grad: "softmax",
+  maxpool2d: "pool",
+  maxpool2d_bwd: "pool",
+  pool_sum: "pool",
+  upsample_nearest: "pool",
+  max_axis: "reduce",
+  max_axis_grad: "reduce",
+  sum: "reduce",
+  relu: "activation",
+  relu_grad: "activation",
+  gelu: "activation",
+  gelu_grad: "activation",
+  sigmoid: "activation",
+  sigmoid_grad: "activation",
+  dropout: "dropout",
+  adam: "optim",
+  assign: "optim",
+  bce: "loss",
+  bce_grad: "loss",
+  slice: "copy",
+  pad: "copy",
+  concat: "copy",
+  permute: "copy",
+  expand: "copy",
+};
+
+/** The family of an op name (elementwise arithmetic by default). */
+export function familyOf(op: string): string {
+  return FAMILY[op] ?? "elementwise";
+}
+
+/** One family's share of a step. */
+export interface FamilyTime {
+  family: string;
+  nodes: number;
+  ms: number;
+  /** Achieved GFLOP/s where the family does counted FLOPs (conv, matmul). */
+  gflops?: number;
+}
+
+/** Something that can time each node of one run (the CPU executable). */
+export interface Profilable {
+  readonly program: Program;
+  profile(): { label: string; ms: number }[];
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/**
+ * Times every node over `runs` runs (inputs as last written) and sums per-node medians by family,
+ * slowest family first.
+ */
+export function profileFamilies(exe: Profilable, runs = 3): FamilyTime[] {
+  const samples = Array.from({ length: runs }, () => exe.profile());
+  const byId = new Map(exe.program.order.map((t) => [t.id, t]));
+  const fams = new Map<string, { nodes: number; ms: number; flops: number }>();
+  samples[0].forEach((s, i) => {
+    const [op, id] = s.label.split("#");
+    const t = byId.get(Number(id));
+    const f = familyOf(op);
+    const e = fams.get(f) ?? { nodes: 0, ms: 0, flops: 0 };
+    e.nodes++;
+    e.ms += median(samples.map((r) => r[i].ms));
+    e.flops += t ? 2 * exactMacs(t) : 0;
+    fams.set(f, e);
+  });
+  return [...fams.entries()]
+    .map(([family, e]) => ({
+      family,
+      nodes: e.nodes,
+      ms: e.ms,
+      ...(e.flops > 0 && e.ms > 0 ? { gflops: e.flops / e.ms / 1e6 } : {}),
+    }))
+    .sort((a, b) => b.ms - a.ms);
+}
+
+/** A Markdown table of a profile, with each family's share of the summed time. */
+export function profileTable(title: string, rows: FamilyTime[]): string {
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  const lines = [
+    `${title}: ${total.toFixed(0)} ms summed over nodes`,
+    "",
+    "| family | nodes | ms | share | GFLOP/s |",
+    "|---|---:|---:|---:|---:|",
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.family} | ${r.nodes} | ${r.ms.toFixed(1)} | ${(100 * r.ms / total).toFixed(1)}% | ${
+        r.gflops === undefined ? "" : r.gflops.toFixed(0)
+      } |`,
+    );
+  }
+  return lines.join("\n");
+}
