@@ -405,10 +405,21 @@ Deno.test("errors: model checks across keys point at the key at fault", () => {
       /^e\.yaml:3:35: unet-small with 7 levels needs model\.image_size divisible by 64 \(got 224\)$/,
     ],
   );
-  fails("bert without model_dir", `${MIN}text:\n  encoder: bert\n`, [
-    /^e\.yaml:5:12: text\.encoder 'bert' needs text\.model_dir/,
+  fails("bert without a model", `${MIN}text:\n  encoder: bert\n`, [
+    /^e\.yaml:5:12: text\.encoder 'bert' needs text\.model \(a hub id .*\) or text\.model_dir/,
   ]);
+  fails(
+    "bert with both model and model_dir",
+    `${MIN}text: {encoder: bert, model: a/b, model_dir: /m}\n`,
+    [
+      /^e\.yaml:\d+:\d+: set text\.model or text\.model_dir, not both/,
+    ],
+  );
   assertEquals(resolve(`${MIN}text: {encoder: bert, model_dir: /m}\n`).config.text.model_dir, "/m");
+  assertEquals(
+    resolve(`${MIN}text: {encoder: bert, model: Xenova/bert-base-uncased}\n`).config.text.model,
+    "Xenova/bert-base-uncased",
+  );
 });
 
 Deno.test("errors: missing and cyclic extends, and ${} name the extends entry", () => {

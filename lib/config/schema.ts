@@ -343,12 +343,21 @@ const Shape = {
     encoder: field(
       z.enum(["builtin", "bert"]),
       "builtin",
-      "Text features: builtin needs no download; bert runs a BERT-base model from model_dir",
+      "Text features: builtin needs no download; bert runs a BERT-base model (text.model or model_dir)",
     ),
     model_dir: field(
       nullablePath(),
       null,
-      "Folder of the BERT model; required when encoder is bert",
+      "Folder of the BERT model; for encoder bert, this or text.model",
+    ),
+    // Optional (absent, not null, when unset) so experiments without it keep their config hash.
+    model: expects(
+      z.string().min(1).nullable(),
+      "a hub model id (owner/name[@revision]), a folder, or null",
+    ).optional().describe(
+      "BERT model for encoder bert: a Hugging Face hub id (e.g. Xenova/bert-base-uncased, " +
+        "downloaded once into cache_dir/hub, then used offline) or a local folder; " +
+        "instead of model_dir",
     ),
   }, "How the sample descriptions become text features"),
   model: ModelSchema,
@@ -475,12 +484,21 @@ export type ExperimentConfig = z.output<z.ZodObject<typeof Shape>>;
  */
 export const ExperimentSchema: z.ZodType<ExperimentConfig> = z.strictObject(Shape).superRefine(
   (cfg, ctx) => {
-    if (cfg.text.encoder === "bert" && cfg.text.model_dir === null) {
+    const bertModel = cfg.text.model ?? null;
+    if (cfg.text.encoder === "bert" && cfg.text.model_dir === null && bertModel === null) {
       ctx.addIssue({
         code: "custom",
         path: ["text", "encoder"],
-        message: "text.encoder 'bert' needs text.model_dir (the folder of a BERT-base model); " +
-          "set it, or use encoder 'builtin'",
+        message: "text.encoder 'bert' needs text.model (a hub id such as " +
+          "Xenova/bert-base-uncased, or a folder) or text.model_dir (the folder of a BERT-base " +
+          "model); set one, or use encoder 'builtin'",
+      });
+    }
+    if (cfg.text.model_dir !== null && bertModel !== null) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["text", "model"],
+        message: "set text.model or text.model_dir, not both",
       });
     }
     const m = cfg.model;

@@ -8,13 +8,18 @@ import { DataError } from "./errors.ts";
 import { BertTextEncoder } from "./text_bert.ts";
 import { BUILTIN_ENCODER_ID, encodeBuiltin } from "./text_builtin.ts";
 import { getOrCompute } from "./text_cache.ts";
+import { resolveBertModel } from "./hub.ts";
 
 /** The `text` section of an experiment, as the encoder needs it. */
 export interface TextEncoderConfig {
   /** `builtin` (no model files, not BERT) or `bert` (a local model folder). */
   encoder: "builtin" | "bert";
-  /** The BERT model folder; required for `bert`, ignored for `builtin`. */
+  /** The BERT model folder; for `bert` this or `model`, ignored for `builtin`. */
   model_dir: string | null;
+  /** The BERT model as a hub id (downloaded once into `cacheDir`) or a folder. */
+  model?: string | null;
+  /** Where hub models are kept (`<cacheDir>/hub/...`); default `.cache`. */
+  cacheDir?: string;
   /** Rows per text (reference: 10). */
   tokens: number;
   /** Vector size per row; for `bert` it must equal the model's hidden_size. */
@@ -45,7 +50,10 @@ export interface TextEncoder {
  * Opens the configured encoder. For `bert` the model folder is loaded and probed now, so a bad
  * folder or a `dim` that is not the model's hidden size fails before any training starts.
  */
-export async function openTextEncoder(c: TextEncoderConfig): Promise<TextEncoder> {
+export async function openTextEncoder(
+  c: TextEncoderConfig,
+  log: (line: string) => void = () => {},
+): Promise<TextEncoder> {
   if (c.encoder === "builtin") {
     const { tokens, dim, seed } = c;
     // Validates tokens and dim with encodeBuiltin's own messages.
@@ -62,13 +70,20 @@ export async function openTextEncoder(c: TextEncoderConfig): Promise<TextEncoder
       `text.encoder must be "builtin" or "bert", got ${JSON.stringify(c.encoder)}`,
     );
   }
-  if (c.model_dir === null || c.model_dir === "") {
+  const spec = c.model || c.model_dir;
+  if (!spec) {
     throw new InputError(
-      "text.encoder is bert but text.model_dir is not set: name a local BERT model folder " +
-        "(config.json, tokenizer.json or vocab.txt, onnx/model.onnx)",
+      "text.encoder is bert but neither text.model nor text.model_dir is set: name a hub model " +
+        "id (e.g. Xenova/bert-base-uncased) or a local BERT model folder (config.json, " +
+        "tokenizer.json or vocab.txt, onnx/model.onnx)",
     );
   }
-  const bert = await BertTextEncoder.open(c.model_dir, { tokens: c.tokens });
+  const dir = c.model
+    ? await resolveBertModel(c.model, c.cacheDir ?? ".cache", {
+      onProgress: downloadProgress(c.model, log),
+    })
+    : spec;
+  const bert = await BertTextEncoder.open(dir, { tokens: c.tokens });
   if (bert.dim !== c.dim) {
     await bert.close();
     throw new DataError(
@@ -82,6 +97,19 @@ export async function openTextEncoder(c: TextEncoderConfig): Promise<TextEncoder
     dim: bert.dim,
     encode: (text) => bert.encode(text),
     close: () => bert.close(),
+  };
+}
+
+/** Progress lines of a hub download: each file's start, then about every tenth of it. */
+function downloadProgress(id: string, log: (line: string) => void) {
+  const shown = new Map<string, number>();
+  return (file: string, done: number, total: number | null) => {
+    const step = total === null ? 50 * 2 ** 20 : Math.max(1, Math.floor(total / 10));
+    const last = shown.get(file);
+    if (last !== undefined && done - last < step && done !== total) return;
+    shown.set(file, done);
+    const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+    log(`text: downloading ${id} ${file}: ${mb(done)}${total === null ? "" : `/${mb(total)}`} MB`);
   };
 }
 

@@ -70,7 +70,7 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
     // last.safetensors also holds the trainer's state (Adam moments, accumulators).
     const r = await loadCheckpoint(ckpt, s.leafShapes(true), { skip: (n) => !isModelState(n) });
     s.loadState(r.values);
-    const encoder = lazyTextEncoder(cfg, model.options);
+    const encoder = lazyTextEncoder(cfg, model.options, log);
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
     const size = cfg.model.image_size;
     const keys = ds.splits[split].keys;

@@ -192,17 +192,23 @@ export async function createSession(cfg: ExperimentConfig, backend: BackendReque
  * The experiment's text encoder, opened at first use and shared by the model's features and the
  * semi-supervised contrastive picks, so a run loads a BERT model once. `close` it when done.
  */
-export function lazyTextEncoder(cfg: ExperimentConfig, options: Record<string, unknown>) {
+export function lazyTextEncoder(
+  cfg: ExperimentConfig,
+  options: Record<string, unknown>,
+  log: (line: string) => void = (line) => console.log(line),
+) {
   let enc: Promise<TextEncoder> | null = null;
   return {
     open: () =>
       enc ??= openTextEncoder({
         encoder: cfg.text.encoder,
         model_dir: cfg.text.model_dir,
+        model: cfg.text.model ?? null,
+        cacheDir: cfg.data.cache_dir,
         tokens: (options.textTokens as number | undefined) ?? 10,
         dim: (options.textDim as number | undefined) ?? 768,
         seed: cfg.seed,
-      }),
+      }, log),
     close: async () => {
       await enc?.then((e) => e.close?.(), () => {});
     },
@@ -345,7 +351,7 @@ async function runClaimed(
       throw e;
     });
   }
-  const encoder = lazyTextEncoder(cfg, model.options);
+  const encoder = lazyTextEncoder(cfg, model.options, log);
   let text: Awaited<ReturnType<typeof textFeaturesFor>>;
   let plan: SemiPlan | undefined;
   try {
