@@ -18,8 +18,9 @@ export { z } from "npm:zod@^4.6.7";
 export { convertIndexedToRgb, decode as decodePng, encode as encodePng } from "npm:fast-png@^8.0.0";
 export { default as UTIF } from "npm:utif2@^4.1.0";
 export { default as jpegJs } from "npm:jpeg-js@^0.4.4";
-// Zip container of .xlsx files (lib/data/xlsx.ts); zipSync builds test fixtures.
-export { unzipSync, zipSync } from "npm:fflate@^0.8.3";
+// Zip container of .xlsx files (lib/data/zip.ts streams each entry through Inflate, bounded by
+// its declared size); zipSync builds test fixtures.
+export { Inflate, zipSync } from "npm:fflate@^0.8.3";
 // BERT text features (lib/data/text_bert.ts). Imported on first use only, through a specifier
 // Deno cannot see ahead of time: the package and its ONNX Runtime and sharp binaries are ~490 MB,
 // which a fresh machine (CI, the GPU box) should download only when a BERT encoder is asked for,

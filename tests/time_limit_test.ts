@@ -11,7 +11,7 @@ import { InputError } from "../lib/config/errors.ts";
 import { formatDuration, parseDuration } from "../lib/config/duration.ts";
 import { runExperiment } from "../lib/run/runner.ts";
 import { readMetrics } from "../lib/run/folder.ts";
-import { lockHeld, readRunState, RunStateWriter } from "../lib/run/state.ts";
+import { lockHeld, readRunState, RunLockedError, RunStateWriter } from "../lib/run/state.ts";
 import { findRunFolders, formatStatus, runStatus } from "../lib/run/status.ts";
 import { shellQuote } from "../lib/sweep/spec.ts";
 import { assert, assertEquals, expectError, expectRejection } from "./assert.ts";
@@ -331,17 +331,19 @@ Deno.test("status: run folders at any depth, ETA bounded by epochs or patience, 
   });
 });
 
-Deno.test("state: claim locks and records; a second claimant is warned; end lets go", async () => {
+Deno.test("state: claim locks and records; a second claimant is refused; end lets go", async () => {
   await withTmp("lvit-tl-lock-", async (dir) => {
     assertEquals([await lockHeld(dir), await readRunState(dir)], [null, null]);
     const a = new RunStateWriter();
-    assertEquals(await a.claim(dir), null);
+    await a.claim(dir);
     assertEquals([await lockHeld(dir), (await readRunState(dir))?.state], [true, "running"]);
+    // A second claimant (flock locks are per open file, so one process can play both) is
+    // refused with the holder's pid, and writes nothing.
     const b = new RunStateWriter();
-    const warning = await b.claim(dir);
-    assert(warning?.includes(`another process (pid ${Deno.pid}) holds`), String(warning));
+    await expectRejection("second claim", RunLockedError, () => b.claim(dir), `pid ${Deno.pid}`);
     await b.fail(new Error("boom"));
-    assertEquals([await lockHeld(dir), (await readRunState(dir))?.error], [true, "boom"]);
+    const mid = await readRunState(dir);
+    assertEquals([await lockHeld(dir), mid?.state, mid?.error], [true, "running", undefined]);
     await a.end("paused", "time_limit");
     const rec = await readRunState(dir);
     assertEquals([await lockHeld(dir), rec?.state, rec?.reason], [false, "paused", "time_limit"]);

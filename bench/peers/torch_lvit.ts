@@ -10,6 +10,7 @@
  */
 
 import type { PeerResult } from "./types.ts";
+import { runPythonPeer } from "./python.ts";
 
 export type { PeerResult };
 
@@ -34,12 +35,6 @@ export const LVIT_PARAMS_TRAINED = 29_908_033;
  */
 export const LVIT_PARAMS_REGISTERED = 39_933_345;
 
-/**
- * Debian's python3-torch installs for the system interpreter only; a `python3` found on PATH
- * (e.g. pyenv) would not see it.
- */
-const PYTHON = "/usr/bin/python3";
-const INSTALL_HINT = "apt-get install python3-torch libopenblas0-pthread";
 const SCRIPT = new URL("./torch_lvit.py", import.meta.url);
 
 /** Extra facts the script reports beyond the timings. */
@@ -66,88 +61,36 @@ export async function benchTorchLvit(opts: TorchLvitOptions): Promise<PeerResult
 export async function runTorchLvit(
   opts: TorchLvitOptions,
 ): Promise<{ result: PeerResult; info: TorchLvitInfo }> {
-  const fail = (reason: string, info: TorchLvitInfo = {}) => ({
-    result: { ok: false as const, reason },
-    info,
-  });
-  if (SCRIPT.protocol !== "file:") {
-    return fail(`torch_lvit.py must be a local file, got ${SCRIPT.href}`);
-  }
-  const cmd = new Deno.Command(PYTHON, {
-    args: [
-      decodeURIComponent(SCRIPT.pathname),
-      "--size",
-      "224",
-      "--batch",
-      String(opts.batch),
-      "--warmup",
-      String(opts.warmup),
-      "--runs",
-      String(opts.runs),
-    ],
-    // Torch already runs its own 2 threads; letting OpenBLAS spawn a pool per core on top of
-    // that oversubscribes the CPU and makes step times swing wildly.
-    env: { OPENBLAS_NUM_THREADS: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-
-  let out: Deno.CommandOutput;
-  try {
-    out = await cmd.output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return fail(`${PYTHON} not found; python3-torch not installed: ${INSTALL_HINT}`);
-    }
-    return fail(`could not start ${PYTHON}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  const stderr = new TextDecoder().decode(out.stderr).trim();
-  const lastLine = stdout.split("\n").at(-1) ?? "";
-  let parsed: Record<string, unknown> | undefined;
-  try {
-    parsed = JSON.parse(lastLine);
-  } catch {
-    parsed = undefined;
-  }
-
-  if (parsed && typeof parsed.error === "string") {
-    return fail(`python3-torch not installed (${parsed.error}): ${INSTALL_HINT}`);
-  }
-  if (!out.success || !parsed) {
-    const detail = (stderr || stdout).split("\n").slice(-3).join(" | ");
-    return fail(`torch_lvit.py failed (exit ${out.code}): ${detail}`);
-  }
-
-  const { median_ms, min_ms, max_ms, runs } = parsed;
-  if (
-    typeof median_ms !== "number" || typeof min_ms !== "number" ||
-    typeof max_ms !== "number" || typeof runs !== "number"
-  ) {
-    return fail(`torch_lvit.py printed unexpected output: ${lastLine}`);
-  }
+  const { result, report } = await runPythonPeer(SCRIPT, [
+    "--size",
+    "224",
+    "--batch",
+    String(opts.batch),
+    "--warmup",
+    String(opts.warmup),
+    "--runs",
+    String(opts.runs),
+  ]);
   const info: TorchLvitInfo = {
-    torch: typeof parsed.torch === "string" ? parsed.torch : undefined,
-    params_trained: typeof parsed.params_trained === "number" ? parsed.params_trained : undefined,
-    params_registered: typeof parsed.params_registered === "number"
-      ? parsed.params_registered
+    torch: typeof report.torch === "string" ? report.torch : undefined,
+    params_trained: typeof report.params_trained === "number" ? report.params_trained : undefined,
+    params_registered: typeof report.params_registered === "number"
+      ? report.params_registered
       : undefined,
   };
+  if (!result.ok) return { result, info };
   // A timing is only comparable with ours if the peer trains the same network: a silent
   // architecture drift would otherwise show up as a speed difference.
   if (
     info.params_trained !== LVIT_PARAMS_TRAINED ||
     info.params_registered !== LVIT_PARAMS_REGISTERED
   ) {
-    return fail(
-      `torch_lvit.py built a different network: ${info.params_trained} trained / ` +
-        `${info.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
-        `${LVIT_PARAMS_REGISTERED}`,
-      info,
-    );
+    const reason = `torch_lvit.py built a different network: ${info.params_trained} trained / ` +
+      `${info.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
+      `${LVIT_PARAMS_REGISTERED}`;
+    return { result: { ok: false, reason }, info };
   }
-  return { result: { ok: true, median_ms, min_ms, max_ms, runs }, info };
+  return { result, info };
 }
 
 if (import.meta.main) {

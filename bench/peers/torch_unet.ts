@@ -8,6 +8,7 @@
  */
 
 import type { PeerResult } from "./types.ts";
+import { runPythonPeer } from "./python.ts";
 
 export type { PeerResult };
 
@@ -23,12 +24,6 @@ export interface TorchUnetOptions {
   runs: number;
 }
 
-/**
- * Debian's python3-torch installs for the system interpreter only; a `python3` found on PATH
- * (e.g. pyenv) would not see it.
- */
-const PYTHON = "/usr/bin/python3";
-const INSTALL_HINT = "apt-get install python3-torch libopenblas0-pthread";
 const SCRIPT = new URL("./torch_unet.py", import.meta.url);
 
 /** Extra facts the script reports beyond the timings. */
@@ -53,69 +48,22 @@ export async function benchTorchUnet(opts: TorchUnetOptions): Promise<PeerResult
 export async function runTorchUnet(
   opts: TorchUnetOptions,
 ): Promise<{ result: PeerResult; info: TorchUnetInfo }> {
-  const fail = (reason: string) => ({ result: { ok: false as const, reason }, info: {} });
-  if (SCRIPT.protocol !== "file:") {
-    return fail(`torch_unet.py must be a local file, got ${SCRIPT.href}`);
-  }
-  const cmd = new Deno.Command(PYTHON, {
-    args: [
-      decodeURIComponent(SCRIPT.pathname),
-      "--size",
-      String(opts.size),
-      "--batch",
-      String(opts.batch),
-      "--warmup",
-      String(opts.warmup),
-      "--runs",
-      String(opts.runs),
-    ],
-    // Torch already runs its own 2 threads; letting OpenBLAS spawn a pool per core on top of
-    // that oversubscribes the CPU and makes step times swing wildly.
-    env: { OPENBLAS_NUM_THREADS: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-
-  let out: Deno.CommandOutput;
-  try {
-    out = await cmd.output();
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      return fail(`${PYTHON} not found; python3-torch not installed: ${INSTALL_HINT}`);
-    }
-    return fail(`could not start ${PYTHON}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  const stderr = new TextDecoder().decode(out.stderr).trim();
-  const lastLine = stdout.split("\n").at(-1) ?? "";
-  let parsed: Record<string, unknown> | undefined;
-  try {
-    parsed = JSON.parse(lastLine);
-  } catch {
-    parsed = undefined;
-  }
-
-  if (parsed && typeof parsed.error === "string") {
-    return fail(`python3-torch not installed (${parsed.error}): ${INSTALL_HINT}`);
-  }
-  if (!out.success || !parsed) {
-    const detail = (stderr || stdout).split("\n").slice(-3).join(" | ");
-    return fail(`torch_unet.py failed (exit ${out.code}): ${detail}`);
-  }
-
-  const { median_ms, min_ms, max_ms, runs } = parsed;
-  if (
-    typeof median_ms !== "number" || typeof min_ms !== "number" ||
-    typeof max_ms !== "number" || typeof runs !== "number"
-  ) {
-    return fail(`torch_unet.py printed unexpected output: ${lastLine}`);
-  }
+  const { result, report } = await runPythonPeer(SCRIPT, [
+    "--size",
+    String(opts.size),
+    "--batch",
+    String(opts.batch),
+    "--warmup",
+    String(opts.warmup),
+    "--runs",
+    String(opts.runs),
+  ]);
+  if (!result.ok) return { result, info: {} };
   return {
-    result: { ok: true, median_ms, min_ms, max_ms, runs },
+    result,
     info: {
-      torch: typeof parsed.torch === "string" ? parsed.torch : undefined,
-      params: typeof parsed.params === "number" ? parsed.params : undefined,
+      torch: typeof report.torch === "string" ? report.torch : undefined,
+      params: typeof report.params === "number" ? report.params : undefined,
     },
   };
 }

@@ -46,11 +46,16 @@ export interface Backend {
 }
 
 function cpuBackend(why: string): Backend {
-  const lib = blasInfo().library;
+  const info = blasInfo();
+  const lib = info.library;
   return {
     name: "cpu",
     why,
-    device: lib ? `cpu, BLAS ${lib}` : "cpu, TypeScript GEMM (no BLAS found)",
+    device: lib
+      ? `cpu, BLAS ${lib}${
+        info.kernels ? ` (${info.kernels} kernels, ${info.threads} threads)` : ""
+      }`
+      : "cpu, TypeScript GEMM (no BLAS found)",
     limits: { ...SPEC_LIMITS, maxStorageBufferBindingSize: 2 ** 31 - 4 },
     runtime: () => {
       const rt = new CpuRuntime();

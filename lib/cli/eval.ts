@@ -1,19 +1,25 @@
 /**
  * `deno task eval <run-dir|checkpoint.safetensors> [--split test|val|train] [--backend ...]`:
  * re-evaluates a checkpoint with the reference's test rules and prints Dice and IoU (per-image
- * means, then pooled over the split's pixels).
+ * means, then pooled over the split's pixels). `--checkpoint FILE` scores other weights (a
+ * .safetensors or an official PyTorch .pth, read without running pickle code) with the run
+ * folder's model and data. A checkpoint holding NaN or infinite weights is
+ * refused (exit 2) unless `--allow-non-finite`; a run folder that a run is training is refused
+ * (exit 2, naming its process), and so is a checkpoint trained on another data set.
  */
 import { InputError } from "../config/errors.ts";
 import { cliArgs, parseBackend, runCli } from "./common.ts";
 import { evaluate } from "../run/evaluate.ts";
 
-const USAGE =
-  "usage: deno task eval <run-dir|checkpoint.safetensors> [--split test|val|train] [--backend auto|webgpu|cpu]";
+const USAGE = "usage: deno task eval <run-dir|checkpoint.safetensors> [--split test|val|train] " +
+  "[--backend auto|webgpu|cpu] [--allow-non-finite] [--checkpoint FILE.safetensors|FILE.pth]";
 
 async function main(argv: string[]): Promise<number> {
   const { values: v, positionals } = cliArgs(argv, {
     split: { type: "string" },
     backend: { type: "string" },
+    "allow-non-finite": { type: "boolean" },
+    checkpoint: { type: "string" },
   }, USAGE);
   if (positionals.length !== 1) throw new InputError(USAGE);
   const split = v.split;
@@ -21,7 +27,12 @@ async function main(argv: string[]): Promise<number> {
     throw new InputError(`--split must be test, val or train (got ${split})\n${USAGE}`);
   }
   const backend = v.backend === undefined ? undefined : parseBackend(v.backend, USAGE);
-  await evaluate(positionals[0], { split, backend });
+  await evaluate(positionals[0], {
+    split,
+    backend,
+    allowNonFinite: v["allow-non-finite"],
+    checkpoint: v.checkpoint,
+  });
   return 0;
 }
 

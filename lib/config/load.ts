@@ -9,6 +9,9 @@
  * - `model.init_from`, a path, is resolved like `extends` against the file that set it (a
  *   `--set` value against the working directory) into `initFrom`; the config keeps it as written.
  * - Values are plain data: a string containing `${` is rejected (no interpolation).
+ * - Files are read bounded (MAX_CONFIG_BYTES, regular files only) and must be UTF-8 (an invalid
+ *   byte is reported with its offset); loading is linear in the number of keys (positions in a
+ *   tree, duplicate keys found with a Set) and reads each extends target once per load.
  * - Every problem is an InputError naming the node that set the offending value, in whichever
  *   file set it: `file:line:col: ...` (or `--set a.b=c: ...`), with the key path and the allowed
  *   keys or values. All problems are listed, one per line, in file order.
@@ -26,6 +29,7 @@ import {
   parseDocument,
   stringifyYaml,
 } from "../deps.ts";
+import { BoundedReadError, readTextBounded, readTextBoundedSync } from "../io/bounded.ts";
 import { didYouMean, InputError } from "./errors.ts";
 import {
   choicesOf,
@@ -74,38 +78,82 @@ type Origin = { file: string; line: number; col: number } | { set: string };
 
 const fmtOrigin = (o: Origin) => "set" in o ? `--set ${o.set}` : `${o.file}:${o.line}:${o.col}`;
 
-/** The positions of keys and values in a configuration tree, by key path. */
+/** One key path's positions and those of the paths below it. */
+interface OriginNode {
+  key?: Origin;
+  value?: Origin;
+  kids?: Map<string, OriginNode>;
+}
+
+/**
+ * The positions of keys and values in a configuration tree, by key path: a tree of the paths,
+ * so that dropping or copying a subtree costs its own size, not the size of the whole file (a
+ * flat list of paths made loading quadratic in the number of keys).
+ */
 class Origins {
-  keys = new Map<string, Origin>();
-  values = new Map<string, Origin>();
-  static id(p: readonly (string | number)[]): string {
-    return p.map(String).join("\u0000");
+  #root: OriginNode = {};
+
+  /** The node of `p`; created (with its parents) when `create`, else undefined when absent. */
+  #node(p: KeyPath, create: true): OriginNode;
+  #node(p: KeyPath, create: false): OriginNode | undefined;
+  #node(p: KeyPath, create: boolean): OriginNode | undefined {
+    let n = this.#root;
+    for (const seg of p) {
+      const k = String(seg);
+      let next = n.kids?.get(k);
+      if (!next) {
+        if (!create) return undefined;
+        next = {};
+        (n.kids ??= new Map()).set(k, next);
+      }
+      n = next;
+    }
+    return n;
+  }
+  /** Where the key of `p` was written. */
+  key(p: KeyPath): Origin | undefined {
+    return this.#node(p, false)?.key;
+  }
+  /** Where the value of `p` was written. */
+  value(p: KeyPath): Origin | undefined {
+    return this.#node(p, false)?.value;
+  }
+  setKey(p: KeyPath, o: Origin) {
+    this.#node(p, true).key = o;
+  }
+  setValue(p: KeyPath, o: Origin) {
+    this.#node(p, true).value = o;
   }
   /** Drops every position at or below `p`. */
   dropUnder(p: KeyPath) {
-    const id = Origins.id(p);
-    for (const m of [this.keys, this.values]) {
-      for (const k of [...m.keys()]) if (k === id || k.startsWith(id + "\u0000")) m.delete(k);
-    }
+    if (p.length === 0) this.#root = {};
+    else this.#node(p.slice(0, -1), false)?.kids?.delete(String(p[p.length - 1]));
   }
-  /** Copies `src`'s positions at or below `p`. */
+  /** Replaces the positions at or below `p` with a copy of `src`'s. */
   copyUnder(p: KeyPath, src: Origins) {
-    const id = Origins.id(p);
-    for (const [m, s] of [[this.keys, src.keys], [this.values, src.values]]) {
-      for (const [k, o] of s) if (k === id || k.startsWith(id + "\u0000")) m.set(k, o);
+    const s = src.#node(p, false);
+    if (!s) return this.dropUnder(p);
+    const copy = (n: OriginNode): OriginNode => ({
+      key: n.key,
+      value: n.value,
+      kids: n.kids && new Map([...n.kids].map(([k, v]) => [k, copy(v)])),
+    });
+    if (p.length === 0) this.#root = copy(s);
+    else {
+      const parent = this.#node(p.slice(0, -1), true);
+      (parent.kids ??= new Map()).set(String(p[p.length - 1]), copy(s));
     }
   }
   /** Copies `src`'s positions of `p` itself. */
   copyAt(p: KeyPath, src: Origins) {
-    const id = Origins.id(p);
-    const k = src.keys.get(id), v = src.values.get(id);
-    if (k) this.keys.set(id, k);
-    if (v) this.values.set(id, v);
+    const s = src.#node(p, false);
+    if (s?.key) this.setKey(p, s.key);
+    if (s?.value) this.setValue(p, s.value);
   }
   /** Marks `p` and everything in `value` below it as coming from `o`. */
   label(p: KeyPath, value: unknown, o: Origin) {
-    this.keys.set(Origins.id(p), o);
-    this.values.set(Origins.id(p), o);
+    this.setKey(p, o);
+    this.setValue(p, o);
     if (Array.isArray(value)) value.forEach((v, i) => this.label([...p, i], v, o));
     else if (isMapping(value)) {
       for (const [k, v] of Object.entries(value)) this.label([...p, k], v, o);
@@ -122,10 +170,27 @@ interface ParsedFile {
 
 const first = (msg: string) => msg.split("\n")[0].trim();
 
+/**
+ * The largest experiment (or extends) file read: experiment files are a few KiB; this leaves
+ * room for generated ones (200,000 keys are about 3 MiB) while bounding memory.
+ */
+export const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+/** The deepest nesting of mappings and lists accepted (an experiment needs 4 levels). */
+export const MAX_DEPTH = 64;
+/** Problems listed in one message at most; the rest are counted. */
+export const MAX_PROBLEMS = 50;
+
+/** Reads an experiment or extends file: bounded in bytes, strictly UTF-8 (lib/io/bounded.ts). */
+export function readConfigFileSync(path: string): string {
+  return readTextBoundedSync(path, MAX_CONFIG_BYTES, "experiment files");
+}
+
 /** Parses one YAML file into plain data with the position of every key and value. */
 function parseFile(file: string, text: string): ParsedFile {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  // Duplicate keys are found by the walk below with a Set: the library's own check
+  // (uniqueKeys) compares every key with every other, quadratic in the keys of a mapping.
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false, prettyErrors: false });
   const pos = (offset: number): Origin => ({ file, ...lc.linePos(offset) });
   const at = (node: unknown): Origin | undefined => {
     const r = (node as { range?: number[] } | null | undefined)?.range;
@@ -146,6 +211,9 @@ function parseFile(file: string, text: string): ParsedFile {
   };
   const walk = (node: unknown, p: KeyPath): unknown => {
     if (node === null || node === undefined) return null;
+    if (p.length > MAX_DEPTH) {
+      fail(node, `nesting deeper than ${MAX_DEPTH} levels (at '${fmtPath(p.slice(0, 3))}...')`);
+    }
     if (isAlias(node)) return walk(node.resolve(doc), p);
     if (isScalar(node)) {
       const v = node.value;
@@ -157,15 +225,19 @@ function parseFile(file: string, text: string): ParsedFile {
     }
     if (isMap(node)) {
       const o: Record<string, unknown> = {};
+      const seen = new Set<string>();
       for (const pair of node.items) {
         const k = pair.key;
         const key = isScalar(k) ? k.value : undefined;
         if (!["string", "number", "boolean"].includes(typeof key)) {
           fail(k ?? node, `keys must be plain names (in '${fmtPath(p) || "the file"}')`);
         }
+        // The library's wording, which uniqueKeys gave before.
+        if (seen.has(String(key))) fail(k, "invalid YAML: Map keys must be unique");
+        seen.add(String(key));
         const q = [...p, String(key)];
-        origins.keys.set(Origins.id(q), at(k)!);
-        origins.values.set(Origins.id(q), at(pair.value) ?? at(k)!);
+        origins.setKey(q, at(k)!);
+        origins.setValue(q, at(pair.value) ?? at(k)!);
         setOwn(o, String(key), walk(pair.value, q));
       }
       return o;
@@ -174,7 +246,7 @@ function parseFile(file: string, text: string): ParsedFile {
       return node.items.map((it, i) => {
         const q = [...p, i];
         const o = at(it);
-        if (o) origins.values.set(Origins.id(q), o);
+        if (o) origins.setValue(q, o);
         return walk(it, q);
       });
     }
@@ -188,7 +260,7 @@ function parseFile(file: string, text: string): ParsedFile {
   if (Object.hasOwn(value, "extends")) {
     const v = value.extends;
     const list = typeof v === "string" ? [v] : Array.isArray(v) ? v : null;
-    const whereV = origins.values.get(Origins.id(["extends"]))!;
+    const whereV = origins.value(["extends"])!;
     if (!list || list.length === 0 || list.some((x) => typeof x !== "string" || x === "")) {
       throw new InputError(
         `${fmtOrigin(whereV)}: 'extends' must be a file name or a list of file names ` +
@@ -196,7 +268,7 @@ function parseFile(file: string, text: string): ParsedFile {
       );
     }
     list.forEach((target, i) => {
-      const o = typeof v === "string" ? whereV : origins.values.get(Origins.id(["extends", i]));
+      const o = typeof v === "string" ? whereV : origins.value(["extends", i]);
       ext.push({ target: target as string, at: o ?? whereV });
     });
     delete value.extends;
@@ -243,17 +315,27 @@ export function relativeTo(from: string, target: string): string {
 
 /** Whether a read failed because the file does not exist (Deno's error or a Node-style one). */
 export function isNotFound(e: unknown): boolean {
-  return e instanceof Deno.errors.NotFound || (e as { code?: string } | null)?.code === "ENOENT";
+  return e instanceof Deno.errors.NotFound || (e instanceof BoundedReadError && e.notFound) ||
+    (e as { code?: string } | null)?.code === "ENOENT";
 }
 
-/** Reads `file` and its extends chain into one merged tree with positions. */
+/** A resolved extends target, kept so that a file named again is not read and merged again. */
+type Chain = { value: Record<string, unknown>; origins: Origins };
+
+/**
+ * Reads `file` and its extends chain into one merged tree with positions. Each target is
+ * resolved once per load (`done`): without that, a chain whose files each extend the next one
+ * twice would be read 2^depth times. Merges only read what they merge from, so a resolved
+ * target can be merged again; one that failed stops the whole load.
+ */
 function resolveChain(
   file: string,
   text: string,
   readFile: (p: string) => string,
   stack: string[],
   files: string[],
-): { value: Record<string, unknown>; origins: Origins } {
+  done: Map<string, Chain> = new Map(),
+): Chain {
   const parsed = parseFile(file, text);
   if (!files.includes(file)) files.push(file);
   const value: Record<string, unknown> = {};
@@ -274,18 +356,24 @@ function resolveChain(
       const cycle = [...stack.slice(stack.indexOf(target)), target];
       throw new InputError(`${fmtOrigin(e.at)}: cyclic extends: ${cycle.join(" -> ")}`);
     }
-    let t: string;
-    try {
-      t = readFile(target);
-    } catch (err) {
-      throw new InputError(
-        `${fmtOrigin(e.at)}: ` +
-          (isNotFound(err)
-            ? `extends target '${e.target}' not found (looked for ${target})`
-            : `cannot read extends target '${e.target}' (${target}): ${(err as Error).message}`),
-      );
+    let sub = done.get(target);
+    if (!sub) {
+      let t: string;
+      try {
+        t = readFile(target);
+      } catch (err) {
+        throw new InputError(
+          `${fmtOrigin(e.at)}: ` +
+            (isNotFound(err)
+              ? `extends target '${e.target}' not found (looked for ${target})`
+              : err instanceof BoundedReadError
+              ? `extends target '${e.target}': ${err.message}`
+              : `cannot read extends target '${e.target}' (${target}): ${(err as Error).message}`),
+        );
+      }
+      sub = resolveChain(target, t, readFile, [...stack, target], files, done);
+      done.set(target, sub);
     }
-    const sub = resolveChain(target, t, readFile, [...stack, target], files);
     mergeFrom(sub.value, sub.origins);
   }
   mergeFrom(parsed.value, parsed.origins);
@@ -343,14 +431,11 @@ function describeIssues(
   /** The node at `p` (or one of `alts`), else the nearest enclosing key that was set. */
   const find = (p: KeyPath, kind: "key" | "value", alts: KeyPath[] = []): Origin | undefined => {
     for (const q of [p, ...alts]) {
-      const id = Origins.id(q);
-      const o = kind === "key"
-        ? origins.keys.get(id) ?? origins.values.get(id)
-        : origins.values.get(id);
+      const o = kind === "key" ? origins.key(q) ?? origins.value(q) : origins.value(q);
       if (o) return o;
     }
     for (let n = p.length - 1; n > 0; n--) {
-      const o = origins.keys.get(Origins.id(p.slice(0, n)));
+      const o = origins.key(p.slice(0, n));
       if (o) return o;
     }
     return undefined;
@@ -401,14 +486,14 @@ function describeIssues(
 
 /**
  * Resolves an experiment from its text: `file` names it in messages and anchors relative
- * `extends` paths; `readFile` reads the extends targets (default: Deno.readTextFileSync).
- * Throws an InputError for any problem (see the module doc).
+ * `extends` paths; `readFile` reads the extends targets (default: {@link readConfigFileSync},
+ * bounded and strictly UTF-8). Throws an InputError for any problem (see the module doc).
  */
 export function resolveExperimentText(
   file: string,
   text: string,
   sets: readonly string[] = [],
-  readFile: (p: string) => string = Deno.readTextFileSync,
+  readFile: (p: string) => string = readConfigFileSync,
 ): LoadedExperiment {
   const files: string[] = [];
   const { value, origins } = resolveChain(file, text, readFile, [normalizePath(file)], files);
@@ -440,12 +525,16 @@ export function resolveExperimentText(
       return x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
     });
     const lines = [...new Set(problems.map((q) => `${q.at ? fmtOrigin(q.at) : file}: ${q.text}`))];
+    if (lines.length > MAX_PROBLEMS) {
+      const more = lines.length - MAX_PROBLEMS;
+      lines.splice(MAX_PROBLEMS, more, `... and ${more} more problems`);
+    }
     throw new InputError(lines.join("\n"));
   }
   const config = r.data;
   const fullHash = createHash("sha256").update(canonicalJson(identityOf(config))).digest("hex");
   const init = config.model.init_from;
-  const initAt = origins.values.get(Origins.id(["model", "init_from"]));
+  const initAt = origins.value(["model", "init_from"]);
   return {
     config,
     hash: fullHash.slice(0, 8),
@@ -470,9 +559,12 @@ export async function loadExperiment(
 ): Promise<LoadedExperiment> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readTextBounded(path, MAX_CONFIG_BYTES, "experiment files");
   } catch (e) {
-    throw new InputError(`${path}: cannot read the experiment file (${(e as Error).message})`);
+    // Not there at all keeps its old wording; a limit, a non-file or bad UTF-8 say so.
+    if (e instanceof BoundedReadError && !e.notFound) throw new InputError(e.message);
+    const why = e instanceof BoundedReadError ? e.problem : (e as Error).message;
+    throw new InputError(`${path}: cannot read the experiment file (${why})`);
   }
   return resolveExperimentText(path, text, sets);
 }

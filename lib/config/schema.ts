@@ -243,12 +243,12 @@ export function isLViT(name: ModelName): name is LViTName {
 const initFrom = () =>
   expects(
     z.string().min(1).nullable(),
-    "a path (a .safetensors file or a run folder) or null",
+    "a path (a .safetensors or .pth file, or a run folder) or null",
   ).optional().describe(
-    "Checkpoint a fresh run starts from (not a resumed one): a .safetensors file or a run " +
-      "folder (its best, else last checkpoint), relative to the file that sets it. Tensors of " +
-      "the model's names and shapes are copied, the rest keep their seeded init (LViT_pretrain); " +
-      "null: none",
+    "Checkpoint a fresh run starts from (not a resumed one): a .safetensors or PyTorch .pth " +
+      "file or a run folder (its best, else last checkpoint), relative to the file that sets " +
+      "it. Tensors of the model's names and shapes are copied, the rest keep their seeded init " +
+      "(LViT_pretrain); null: none",
   );
 
 /** The default image side when the registry has none (the U-Nets take any valid size). */

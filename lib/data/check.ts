@@ -7,12 +7,15 @@
  *
  * Problems are what the reader or training would trip over (a missing folder, mask, image or
  * text row, an undecodable or truncated file, a malformed table, image and mask of different
- * sizes). Warnings are what it silently skips or resolves (files without an image extension,
+ * sizes). Training checks a data set with the same code ({@link checkedListing}: this check
+ * short of decoding, then each pair through lvit_folder.ts's readSamplePair, which the decode
+ * step here shares through pairProblem), so a data set data:check refuses never trains. Warnings are what it silently skips or resolves (files without an image extension,
  * repeated rows), which is worth knowing but does not fail the check.
  */
 import { dirname, join, relative } from "node:path";
 import { pngTruncation, readImage, tiffTruncation } from "./codecs.ts";
 export { pngTruncation, tiffTruncation };
+import { regularFileProblem } from "../io/bounded.ts";
 import { DataError, describeError } from "./errors.ts";
 import {
   type DatasetKind,
@@ -21,7 +24,11 @@ import {
   isImageName,
   isMaskName,
   listFiles,
+  listLvitDataset,
+  type LvitDataset,
   maskNameFor,
+  pairProblem,
+  resolveDataRoot,
   type Split,
   splitFolder,
   SPLITS,
@@ -83,6 +90,12 @@ export interface CheckOptions {
   kind?: DatasetKind;
   /** Called after each decoded file with (files done, files to decode, the file). */
   onProgress?: (done: number, total: number, path: string) => void;
+  /**
+   * Decode every image and mask and check the pairs (default true). False checks the layout,
+   * pairing and text tables only: what training checks before its decoded-tensor cache, which
+   * then decodes and checks each pair through the same function (readSamplePair in lvit_folder.ts).
+   */
+  decode?: boolean;
 }
 
 async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
@@ -414,19 +427,30 @@ export async function checkDataset(root: string, o: CheckOptions = {}): Promise<
     }
   }
 
-  // ---- decode every image and mask
+  // ---- every listed image and mask must be a regular file (a symbolic link is taken as its
+  // target): a broken or looping link, a FIFO or a device is reported here, by both modes
   const jobs: DecodeJob[] = [];
   for (const f of files) {
-    for (const n of f.images) jobs.push({ split: f.split, path: join(f.imgDir, n) });
-    for (const n of f.masks) jobs.push({ split: f.split, path: join(f.maskDir, n) });
+    const paths = [
+      ...f.images.map((n) => join(f.imgDir, n)),
+      ...f.masks.map((n) => join(f.maskDir, n)),
+    ];
+    for (const path of paths) {
+      const bad = await regularFileProblem(path);
+      if (bad === null) jobs.push({ split: f.split, path });
+      else problems.push(new DataError(path, bad));
+    }
   }
-  const dims = new Map<string, string>();
+  if (o.decode === false) return report();
+
+  // ---- decode every image and mask
+  const dims = new Map<string, { width: number; height: number }>();
   let done = 0;
   for (const job of jobs) {
     try {
       // The reader reports truncated TIFF and PNG files as such (codecs.ts).
       const img = await readImage(job.path);
-      dims.set(job.path, `${img.width}x${img.height}`);
+      dims.set(job.path, { width: img.width, height: img.height });
       decoded++;
       summaries.find((s) => s.split === job.split)!.decoded++;
     } catch (e) {
@@ -436,19 +460,56 @@ export async function checkDataset(root: string, o: CheckOptions = {}): Promise<
     o.onProgress?.(++done, jobs.length, job.path);
   }
 
-  // ---- image and mask must agree in size, or the resized mask no longer lines up
+  // ---- each pair as training checks it (pairProblem: the same size, or the resized mask no
+  // longer lines up)
   for (const f of files) {
     const sizes = new Set<string>();
     for (const { image, mask } of f.pairs) {
-      const di = dims.get(join(f.imgDir, image)), dm = dims.get(join(f.maskDir, mask));
-      if (di) sizes.add(di);
-      if (di && dm && di !== dm) {
-        problems.push(
-          new DataError(join(f.maskDir, mask), `mask is ${dm} but its image ${image} is ${di}`),
-        );
-      }
+      const imagePath = join(f.imgDir, image), maskPath = join(f.maskDir, mask);
+      const di = dims.get(imagePath), dm = dims.get(maskPath);
+      if (di) sizes.add(`${di.width}x${di.height}`);
+      const bad = di && dm && pairProblem({ path: imagePath, ...di }, { path: maskPath, ...dm });
+      if (bad) problems.push(bad);
     }
     summaries.find((s) => s.split === f.split)!.imageSizes = [...sizes].sort();
   }
   return report();
+}
+
+/** Problems listed in the message of {@link checkedListing} at most; the rest are counted. */
+const MAX_LISTED = 20;
+
+/**
+ * The listing training uses (`deno task run`, `deno task eval`), after the checks `data:check`
+ * makes short of decoding ({@link checkDataset} with `decode: false`): a data set data:check
+ * refuses for its layout, pairing or text tables is refused here with the same problems.
+ * Decoding and the pair check follow when the samples are first decoded, through the same
+ * readSamplePair (lvit_folder.ts). Warnings (what the reader skips) are logged, at most 5.
+ * @param root the data set folder; default env `LVIT_DATA`
+ * @throws DataError: the problem itself when there is one, else one naming the root and
+ *   listing the first {@link MAX_LISTED}
+ */
+export async function checkedListing(
+  kind: DatasetKind,
+  root: string | undefined,
+  log: (line: string) => void = () => {},
+): Promise<LvitDataset> {
+  const base = resolveDataRoot(root);
+  const r = await checkDataset(base, { kind, decode: false });
+  for (const w of r.warnings.slice(0, 5)) log(`data: warning: ${w}`);
+  if (r.warnings.length > 5) log(`data: ... and ${r.warnings.length - 5} more warnings`);
+  const n = r.problems.length;
+  if (n === 1) throw r.problems[0];
+  if (n > 1) {
+    const shown = r.problems.slice(0, MAX_LISTED).map((p) =>
+      `- ${p.message.replaceAll("\n", "\n    ")}`
+    );
+    if (n > MAX_LISTED) shown.push(`- ... and ${n - MAX_LISTED} more`);
+    throw new DataError(
+      base,
+      `${n} problems in the data set (deno task data:check ${base} --dataset ${kind} lists ` +
+        `them all):\n${shown.join("\n")}` + (r.hint ? `\nhint: ${r.hint}` : ""),
+    );
+  }
+  return await listLvitDataset(kind, base);
 }

@@ -14,6 +14,7 @@
  * Every failure, whether thrown by a library or detected here, becomes a {@link DataError}.
  */
 import { convertIndexedToRgb, decodePng, jpegJs, UTIF } from "../deps.ts";
+import { BoundedReadError, fmtBytes, readFileBounded } from "../io/bounded.ts";
 import { DataError, describeError } from "./errors.ts";
 
 export { DataError } from "./errors.ts";
@@ -29,13 +30,25 @@ export interface DecodedImage {
 }
 
 /**
- * The largest pixel count accepted (2^28, e.g. 16384 x 16384). It is checked from the header
- * before any pixel buffer is allocated, so a 20-byte file cannot ask for gigabytes.
+ * The largest pixel count accepted (2^26, e.g. 8192 x 8192). It is checked from the header
+ * before any pixel buffer is allocated, so a 20-byte file cannot ask for gigabytes. The data
+ * sets in use are far smaller (MoNuSeg 1000 x 1000, MosMedData+ 512 x 512, QaTa-COV19 about
+ * 224 x 224) and every sample is resized to the model's 224 or so; larger scans (whole-slide
+ * images) would have to be tiled first anyway.
  */
-export const MAX_PIXELS = 2 ** 28;
+export const MAX_PIXELS = 2 ** 26;
 
-/** Image files larger than this are refused before being read (1 GiB). */
-export const MAX_FILE_BYTES = 2 ** 30;
+/**
+ * The most bytes one decoded image may take (256 MiB): width x height x channels x bytes per
+ * sample of what the decoder builds (e.g. 8192 x 8192 RGBA 8-bit, 8192 x 4096 RGBA 16-bit). It
+ * is checked from the header, before decoding: the pixel limit alone lets a 2 MB PNG of
+ * 16384 x 16384 RGBA 16-bit ask for 2 GiB and its conversions for 6 GB. Reading a sample holds
+ * the image and its mask, each with a converted copy, so this keeps the peak near 1 GiB.
+ */
+export const MAX_DECODED_BYTES = 2 ** 28;
+
+/** Image files larger than this are refused before being read (256 MiB). */
+export const MAX_FILE_BYTES = 2 ** 28;
 
 /** The container formats recognised by their magic bytes. */
 export type ImageFormat = "png" | "tiff" | "jpeg";
@@ -206,20 +219,20 @@ export async function readImage(path: string): Promise<DecodedImage> {
 }
 
 /**
- * Reads a whole file, turning file-system errors and oversize files into DataError.
+ * Reads a whole file within a byte bound (lib/io/bounded.ts: regular files only, the size
+ * checked before reading and while reading), turning every failure into a DataError.
  * @param maxBytes refuse files larger than this before reading them
+ * @param what what the file is, for the message (`... accepted for <what>`)
  */
-export async function readFileChecked(path: string, maxBytes: number): Promise<Uint8Array> {
+export async function readFileChecked(
+  path: string,
+  maxBytes: number,
+  what = "image files",
+): Promise<Uint8Array> {
   try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new DataError(path, "is not a regular file");
-    if (info.size > maxBytes) {
-      throw new DataError(path, `file is ${info.size} bytes, more than the ${maxBytes} accepted`);
-    }
-    return await Deno.readFile(path);
+    return await readFileBounded(path, maxBytes, what);
   } catch (e) {
-    if (e instanceof DataError) throw e;
-    if (e instanceof Deno.errors.NotFound) throw new DataError(path, "file not found");
+    if (e instanceof BoundedReadError) throw new DataError(path, e.problem);
     throw new DataError(path, `cannot read: ${describeError(e)}`);
   }
 }
@@ -236,6 +249,29 @@ function checkDims(path: string, width: number, height: number): void {
   }
 }
 
+/**
+ * Refuses an image whose decoded pixels would take more than {@link MAX_DECODED_BYTES}, from
+ * the sizes its header declares, before anything is decoded.
+ * @param layout the decoded layout in words, for the message ("RGBA 16-bit")
+ */
+function checkDecodedBytes(
+  path: string,
+  width: number,
+  height: number,
+  bytesPerPixel: number,
+  layout: string,
+): void {
+  checkDims(path, width, height);
+  const bytes = width * height * bytesPerPixel;
+  if (bytes > MAX_DECODED_BYTES) {
+    throw new DataError(
+      path,
+      `image is ${width}x${height} ${layout}: decoding it needs ${fmtBytes(bytes)}, more than ` +
+        `the ${fmtBytes(MAX_DECODED_BYTES)} accepted for one decoded image`,
+    );
+  }
+}
+
 function decodePngImage(bytes: Uint8Array, path: string): DecodedImage {
   // IHDR must be the first chunk: signature(8) length(4) "IHDR"(4) width(4) height(4). Reading
   // the size here lets us refuse huge images before fast-png allocates their buffers.
@@ -244,7 +280,28 @@ function decodePngImage(bytes: Uint8Array, path: string): DecodedImage {
   if (String.fromCharCode(bytes[12], bytes[13], bytes[14], bytes[15]) !== "IHDR") {
     throw new DataError(path, "corrupt PNG: first chunk is not IHDR");
   }
-  checkDims(path, dv.getUint32(16), dv.getUint32(20));
+  // What the decode ends with: palette and grey+alpha images are widened to RGB(A) below,
+  // 16-bit samples stay 2 bytes, fewer than 8 bits become 1 byte.
+  const bitDepth = bytes[24], colour = bytes[25];
+  const PNG_LAYOUT: Record<number, [number, string]> = {
+    0: [1, "grey"],
+    2: [3, "RGB"],
+    3: [4, "palette (decoded to RGBA)"],
+    4: [4, "grey+alpha (decoded to RGBA)"],
+    6: [4, "RGBA"],
+  };
+  const layout = PNG_LAYOUT[colour];
+  if (!layout || ![1, 2, 4, 8, 16].includes(bitDepth)) {
+    throw new DataError(path, `corrupt PNG: colour type ${colour} with bit depth ${bitDepth}`);
+  }
+  const sampleBytes = bitDepth === 16 ? 2 : 1;
+  checkDecodedBytes(
+    path,
+    dv.getUint32(16),
+    dv.getUint32(20),
+    layout[0] * sampleBytes,
+    `${layout[1]} ${bitDepth}-bit`,
+  );
 
   const png = decodePng(bytes, { checkCrc: true });
   const { width, height, depth } = png;
@@ -307,6 +364,79 @@ function greyAlphaToRgba<T extends Uint8Array | Uint16Array>(src: T, n: number):
   return out;
 }
 
+/**
+ * Bytes per value of the TIFF field types 1-13; 0 for the types UTIF does not read either (6,
+ * SBYTE, and anything past 13), whose entries are skipped as UTIF skips them.
+ */
+const TIFF_TYPE_BYTES = [0, 1, 1, 2, 4, 8, 0, 1, 2, 4, 8, 4, 8, 4];
+
+/**
+ * The first image directory of a TIFF in the form UTIF's decodeImage takes (`{ t256: [width],
+ * ... }`, values as UTIF.decode would give them), read here instead of by UTIF.decode, which
+ * trusts the file: it reads as many values as an entry claims (billions: gigabytes of arrays,
+ * seconds per entry), follows the chain of directories without a cycle check, and recurses into
+ * EXIF, SubIFD and maker-note directories. Here every entry must lie inside the file, and only
+ * the first directory, the image itself, is read.
+ * @throws DataError when an entry runs past the end of the file
+ */
+function readTiffDirectory(bytes: Uint8Array, path: string): Record<string, unknown> {
+  const len = bytes.length;
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const le = bytes[0] === 0x49;
+  // tiffTruncation (run first) checked the header and that the directory's entries are there.
+  const ifd = dv.getUint32(4, le);
+  const count = dv.getUint16(ifd, le);
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < count; i++) {
+    const e = ifd + 2 + 12 * i;
+    const tagId = dv.getUint16(e, le), type = dv.getUint16(e + 2, le);
+    const n = dv.getUint32(e + 4, le);
+    const w = TIFF_TYPE_BYTES[type] ?? 0;
+    if (w === 0 || n === 0) continue;
+    const size = n * w;
+    const at = size <= 4 ? e + 8 : dv.getUint32(e + 8, le);
+    if (at + size > len) {
+      throw new DataError(
+        path,
+        `truncated TIFF: tag ${tagId} (${n} values at byte ${at}) runs past the end of the file ` +
+          `(${len} bytes)`,
+      );
+    }
+    let values: unknown;
+    if (type === 1 || type === 7) values = bytes.subarray(at, at + n);
+    else if (type === 2) {
+      values = [String.fromCharCode(...bytes.subarray(at, at + Math.min(n - 1, 4096)))];
+    } else {
+      const read = (k: number): number | number[] => {
+        const o = at + k * w;
+        switch (type) {
+          case 3:
+            return dv.getUint16(o, le);
+          case 8:
+            return dv.getInt16(o, le);
+          case 4:
+          case 13:
+            return dv.getUint32(o, le);
+          case 9:
+            return dv.getInt32(o, le);
+          case 11:
+            return dv.getFloat32(o, le);
+          case 12:
+            return dv.getFloat64(o, le);
+          case 5:
+            return [dv.getUint32(o, le), dv.getUint32(o + 4, le)];
+          default: // 10: signed rational
+            return [dv.getInt32(o, le), dv.getInt32(o + 4, le)];
+        }
+      };
+      values = Array.from({ length: n }, (_, k) => read(k));
+    }
+    // Keys are "t" and digits: no entry can name a prototype property.
+    out[`t${tagId}`] = values;
+  }
+  return out;
+}
+
 /** The first value of a TIFF tag as UTIF stores it (an array), or `dflt` when absent. */
 function tag(ifd: Record<string, unknown>, id: number, dflt: number): number {
   const v = ifd[`t${id}`];
@@ -321,15 +451,14 @@ function decodeTiffImage(bytes: Uint8Array, path: string): DecodedImage {
   const buf = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
     ? bytes.buffer as ArrayBuffer
     : bytes.slice().buffer;
-  const ifds = UTIF.decode(buf);
   // The first directory is the full-resolution page; later ones are pages or thumbnails.
-  const ifd = ifds[0] as unknown as Record<string, unknown> | undefined;
-  if (!ifd || ifd.t256 === undefined || ifd.t257 === undefined) {
+  const ifd = readTiffDirectory(new Uint8Array(buf), path);
+  if (ifd.t256 === undefined || ifd.t257 === undefined) {
     throw new DataError(path, "TIFF without an image directory (no width/height tags)");
   }
   const width = tag(ifd, 256, NaN);
   const height = tag(ifd, 257, NaN);
-  // UTIF.decode only parsed the directories; check the size before it decompresses pixels.
+  // Only the directory is read so far; check the size before UTIF decompresses pixels.
   checkDims(path, width, height);
   const spp = tag(ifd, 277, 1);
   const bps = tag(ifd, 258, 1);
@@ -338,8 +467,19 @@ function decodeTiffImage(bytes: Uint8Array, path: string): DecodedImage {
   if (!(spp >= 1 && spp <= 16) || !(bps >= 1 && bps <= 64)) {
     throw new DataError(path, `implausible TIFF sample layout: ${spp} samples of ${bps} bits`);
   }
-  UTIF.decodeImage(buf, ifds[0]);
-  const raw = ifds[0].data;
+  // UTIF holds the samples as stored; all but the 8-bit cases below are also converted to RGBA.
+  const direct = bps === 8 && planar === 1 &&
+    ((photometric === 1 && spp === 1) || (photometric === 2 && (spp === 3 || spp === 4)));
+  checkDecodedBytes(
+    path,
+    width,
+    height,
+    spp * Math.ceil(bps / 8) + (direct ? 0 : 4),
+    `${spp} x ${bps}-bit samples${direct ? "" : " (and RGBA 8-bit)"}`,
+  );
+  const image = ifd as unknown as Parameters<typeof UTIF.decodeImage>[1];
+  UTIF.decodeImage(buf, image);
+  const raw = image.data;
   if (!(raw instanceof Uint8Array)) throw new DataError(path, "TIFF pixel data missing");
 
   // Common 8-bit chunky cases are taken as they are: exact, and no RGBA round trip.
@@ -351,16 +491,58 @@ function decodeTiffImage(bytes: Uint8Array, path: string): DecodedImage {
   }
   // Everything else (palette, WhiteIsZero, 16-bit, CMYK, YCbCr...) goes through UTIF's own
   // conversion to 8-bit RGBA.
-  return { width, height, channels: 4, data: UTIF.toRGBA8(ifds[0]) };
+  return { width, height, channels: 4, data: UTIF.toRGBA8(image) };
+}
+
+/**
+ * The size and component count a JPEG's frame header (SOFn) declares, found by walking the
+ * marker segments before the first scan; null when there is none.
+ */
+export function jpegFrame(
+  bytes: Uint8Array,
+): { width: number; height: number; components: number } | null {
+  let pos = 2; // past SOI
+  while (pos + 4 <= bytes.length) {
+    if (bytes[pos] !== 0xff) return null;
+    const marker = bytes[pos + 1];
+    if (marker === 0xff) {
+      pos++; // fill byte
+      continue;
+    }
+    if (marker === 0xd8 || (marker >= 0xd0 && marker <= 0xd7) || marker === 0x01) {
+      pos += 2; // markers without a length
+      continue;
+    }
+    if (marker === 0xda || marker === 0xd9) return null; // a scan (or the end) before any frame
+    const len = (bytes[pos + 2] << 8) | bytes[pos + 3];
+    const isFrame = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
+      marker !== 0xcc;
+    if (isFrame) {
+      if (pos + 10 > bytes.length) return null;
+      return {
+        height: (bytes[pos + 5] << 8) | bytes[pos + 6],
+        width: (bytes[pos + 7] << 8) | bytes[pos + 8],
+        components: bytes[pos + 9],
+      };
+    }
+    pos += 2 + len;
+  }
+  return null;
 }
 
 function decodeJpegImage(bytes: Uint8Array, path: string): DecodedImage {
+  // The output is RGB 8-bit; jpeg-js also keeps 16-bit coefficients per component, which its
+  // own memory cap below bounds.
+  const frame = jpegFrame(bytes);
+  if (frame) {
+    checkDecodedBytes(path, frame.width, frame.height, 3, "RGB 8-bit");
+  }
   const img = jpegJs.decode(bytes, {
     useTArray: true,
     formatAsRGBA: false,
     // jpeg-js checks these from the frame header before allocating.
     maxResolutionInMP: MAX_PIXELS / 1e6,
-    maxMemoryUsageInMB: 4096,
+    maxMemoryUsageInMB: (4 * MAX_DECODED_BYTES) / 2 ** 20,
   });
   checkDims(path, img.width, img.height);
   // jpeg-js always delivers RGB when formatAsRGBA is false (grey is replicated).

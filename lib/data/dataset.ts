@@ -29,14 +29,14 @@
  * and patched in place.
  */
 import { basename, join } from "node:path";
-import { readImage } from "./codecs.ts";
+import { checkedListing } from "./check.ts";
 import { DataError, describeError } from "./errors.ts";
 import { fnv1a, sha256Hex } from "./hash.ts";
 import {
   type DatasetKind,
-  listLvitDataset,
   type LvitDataset,
   type LvitSample,
+  readSamplePair,
   type Split,
   SPLITS,
 } from "./lvit_folder.ts";
@@ -96,7 +96,11 @@ export interface OpenOptions {
 }
 
 const MAGIC = 0x3144564c; // "LVD1" read as a little-endian u32
-const FORMAT = 1;
+/**
+ * 2: the layout of 1, but every record passed the pair check shared with data:check
+ * (readSamplePair); files of format 1 may hold pairs it refuses, so they are rebuilt.
+ */
+const FORMAT = 2;
 const HEADER = 96;
 /** A decode progress line at most this often, so long first opens show life without floods. */
 const PROGRESS_MS = 2000;
@@ -146,7 +150,8 @@ export async function datasetFingerprint(ds: LvitDataset): Promise<string> {
  * preprocessImage / preprocessMask, stopped before the float conversion.
  */
 async function decodeRecord(s: LvitSample, size: number, out: Uint8Array): Promise<void> {
-  const [img, mask] = await Promise.all([readImage(s.imagePath), readImage(s.maskPath)]);
+  // The same decode and pair check as data:check (readSamplePair).
+  const { image: img, mask } = await readSamplePair(s);
   const n = size * size;
   const bgr = resizeLinear(toBgr8(img), size, size).data;
   for (let i = 0; i < n; i++) {
@@ -257,6 +262,9 @@ async function validate(
 ): Promise<Uint32Array | string> {
   let f: Deno.FsFile;
   try {
+    // Only a regular file is opened: opening a FIFO put in its place would block. What is read
+    // below is bounded by the listing (the header of n samples, then the exact length checked).
+    if (!(await Deno.stat(path)).isFile) return "not a regular file";
     f = await Deno.open(path, { read: true });
   } catch (e) {
     return e instanceof Deno.errors.NotFound ? "not built yet" : `unreadable (${describeError(e)})`;
@@ -422,7 +430,9 @@ export async function openDataset(
     throw new RangeError(`size must be an integer in [1, 16384], got ${size}`);
   }
   const log = o.log ?? (() => {});
-  const ds = await listLvitDataset(kind, root);
+  // The checks of data:check that need no decoding (lib/data/check.ts); decoding and the
+  // pair checks follow when the cache is built, through the same functions.
+  const ds = await checkedListing(kind, root, log);
   const fingerprint = await datasetFingerprint(ds);
   const dir = o.cacheDir === null ? null : join(o.cacheDir, "decoded", `${fingerprint}-${size}`);
   const sources: RecordSource[] = [];

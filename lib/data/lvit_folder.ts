@@ -10,8 +10,8 @@
  * Listing is cheap (names and texts only); {@link loadSample} decodes and preprocesses one
  * sample as the reference does (section 4.3).
  */
-import { join } from "node:path";
-import { readImage } from "./codecs.ts";
+import { basename, join } from "node:path";
+import { type DecodedImage, readImage } from "./codecs.ts";
 import { DataError, describeError } from "./errors.ts";
 import { preprocessImage, preprocessMask } from "./preprocess.ts";
 import { readTextTable } from "./xlsx.ts";
@@ -138,6 +138,14 @@ export function resolveDataRoot(root?: string): string {
 /**
  * The file names in a folder as the reader sees them: hidden files and sub-folders skipped,
  * sorted by code unit.
+ *
+ * A symbolic link is taken as what it points to (data sets are often shared by linking their
+ * files from one copy): a link to a folder is skipped like a folder, anything else is listed.
+ * Links are followed wherever they point, inside the data root or not; only the files the
+ * listing names are ever read, read-only, and names from the text tables never become paths.
+ * A link that is broken or loops, or that points at (or an entry that is) something other than
+ * a regular file (a FIFO, a device such as /dev/zero), is listed too, so that the reader
+ * refuses it with a message naming it (lib/io/bounded.ts) rather than skipping it silently.
  * @returns null when the folder is missing (or not a folder)
  * @throws DataError when it exists but cannot be listed
  */
@@ -146,7 +154,12 @@ export async function listFiles(dir: string): Promise<string[] | null> {
   try {
     for await (const e of Deno.readDir(dir)) {
       // Hidden files (.DS_Store, ._x) and sub-folders are never samples.
-      if (e.isFile && !e.name.startsWith(".")) names.push(e.name);
+      if (e.name.startsWith(".") || e.isDirectory) continue;
+      if (e.isSymlink) {
+        const target = await Deno.stat(join(dir, e.name)).catch(() => null);
+        if (target?.isDirectory) continue;
+      }
+      names.push(e.name);
     }
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return null;
@@ -240,12 +253,45 @@ export async function listLvitDataset(kind: DatasetKind, root?: string): Promise
 }
 
 /**
+ * The check of a decoded image and its mask, shared by `data:check` (lib/data/check.ts) and
+ * training (loadSample, the decoded-tensor cache): they must be the same size, or the mask,
+ * resized on its own, no longer lines up with the image.
+ * @returns the problem, naming the mask, or null
+ */
+export function pairProblem(
+  image: { path: string; width: number; height: number },
+  mask: { path: string; width: number; height: number },
+): DataError | null {
+  if (image.width === mask.width && image.height === mask.height) return null;
+  return new DataError(
+    mask.path,
+    `mask is ${mask.width}x${mask.height} but its image ${basename(image.path)} is ` +
+      `${image.width}x${image.height}`,
+  );
+}
+
+/**
+ * Decodes a sample's image and mask and checks them as a pair ({@link pairProblem}).
+ * @throws DataError when either file cannot be read or decoded, or they do not match
+ */
+export async function readSamplePair(
+  sample: Pick<LvitSample, "imagePath" | "maskPath">,
+): Promise<{ image: DecodedImage; mask: DecodedImage }> {
+  // One after the other: the two decoded images (up to MAX_DECODED_BYTES each) are the peak.
+  const image = await readImage(sample.imagePath);
+  const mask = await readImage(sample.maskPath);
+  const bad = pairProblem({ path: sample.imagePath, ...image }, { path: sample.maskPath, ...mask });
+  if (bad) throw bad;
+  return { image, mask };
+}
+
+/**
  * Decodes and preprocesses one sample like the reference loader: image to BGR, bilinear resize
  * to size x size, / 255 as CHW; mask to grey, the same resize, then > 0 -> 1.
  * @param size output side length (224 in every LViT configuration)
- * @throws DataError when either file cannot be read or decoded
+ * @throws DataError when either file cannot be read or decoded, or they differ in size
  */
 export async function loadSample(sample: LvitSample, size = 224): Promise<LoadedSample> {
-  const [img, mask] = await Promise.all([readImage(sample.imagePath), readImage(sample.maskPath)]);
-  return { image: preprocessImage(img, size), mask: preprocessMask(mask, size), size };
+  const { image, mask } = await readSamplePair(sample);
+  return { image: preprocessImage(image, size), mask: preprocessMask(mask, size), size };
 }

@@ -11,6 +11,7 @@
  */
 
 import { writeAtomic } from "../io/atomic.ts";
+import { BoundedReadError, readFileBounded } from "../io/bounded.ts";
 import { fnv1a, sha256Hex } from "./hash.ts";
 
 const MAGIC = 0x3146544c; // "LTF1" read as a little-endian u32
@@ -62,11 +63,21 @@ export function decodeCacheFile(bytes: Uint8Array): Float32Array | null {
   return out;
 }
 
-async function readIfPresent(path: string): Promise<Uint8Array | null> {
+/**
+ * A cache file larger than this is not one of ours (64 MiB: BERT's 768 x 512 tokens are 1.5 MiB)
+ * unless the caller says how long the values are.
+ */
+const MAX_CACHE_BYTES = 64 * 2 ** 20;
+
+/**
+ * The file's bytes, or null when it is missing, or is not a regular file or longer than a
+ * cache file of `maxBytes` can be (then it is recomputed and replaced, never read).
+ */
+async function readIfPresent(path: string, maxBytes: number): Promise<Uint8Array | null> {
   try {
-    return await Deno.readFile(path);
+    return await readFileBounded(path, maxBytes, "text cache files");
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof BoundedReadError) return null;
     throw e;
   }
 }
@@ -83,7 +94,10 @@ export async function getOrCompute(
   options: TextCacheOptions = {},
 ): Promise<Float32Array> {
   const path = `${dir}/${await cacheKey(keyParts)}.f32`;
-  const bytes = await readIfPresent(path);
+  const max = options.expectedLength === undefined
+    ? MAX_CACHE_BYTES
+    : HEADER + 4 * options.expectedLength;
+  const bytes = await readIfPresent(path, max);
   if (bytes !== null) {
     const cached = decodeCacheFile(bytes);
     if (

@@ -3,19 +3,24 @@
  * a header (Image | Description), cells mostly shared strings.
  *
  * Not the npm `xlsx` (SheetJS) package: its npm releases carry a prototype-pollution advisory
- * (CVE-2023-30533) fixed only outside npm. This reads the zip with `fflate` and the two or three
- * XML parts it needs with a small parser written for hostile input: no DTDs, so no entity
- * expansion; only the five predefined entities and character references; bounded nesting; and
- * all keyed data in Maps, so a `__proto__` cell is just a string.
+ * (CVE-2023-30533) fixed only outside npm. This reads the zip with lib/data/zip.ts (sizes and
+ * CRC-32 checked, inflating bounded) and the three or four XML parts it needs with a small
+ * parser written for hostile input: no DTDs, so no entity expansion; only the five predefined
+ * entities and character references; bounded nesting; and all keyed data in Maps, so a
+ * `__proto__` cell is just a string.
  */
-import { unzipSync } from "../deps.ts";
 import { readFileChecked } from "./codecs.ts";
-import { DataError, describeError } from "./errors.ts";
+import { DataError } from "./errors.ts";
+import { readZipDirectory, readZipEntry, type ZipBudget } from "./zip.ts";
 
-/** .xlsx files larger than this are refused (the LViT ones are ~10 KB). */
-export const MAX_XLSX_BYTES = 64 * 2 ** 20;
-/** Upper bound on any one uncompressed part, against zip bombs. */
-const MAX_PART_BYTES = 256 * 2 ** 20;
+/** .xlsx files larger than this are refused before being read (the LViT ones are ~10 KB). */
+export const MAX_XLSX_BYTES = 16 * 2 ** 20;
+/**
+ * The most bytes inflated from one .xlsx, all parts read together (32 MiB): QaTa's table of
+ * about 9,000 rows is under 2 MiB of XML. A zip bomb of a few hundred KB declares parts of
+ * 255 MiB each and is refused before anything is inflated.
+ */
+export const MAX_XLSX_INFLATED_BYTES = 32 * 2 ** 20;
 const MAX_DEPTH = 128;
 
 /** A sheet as read: header names from row 1 and one Map (header -> cell text) per later row. */
@@ -231,8 +236,8 @@ function readSheetCells(xml: string, where: string, shared: string[] | null): st
 }
 
 /** The zip path of the first sheet, via workbook.xml and its relationships when present. */
-function firstSheetPath(files: Map<string, string>, where: string): string {
-  const workbook = files.get("xl/workbook.xml");
+function firstSheetPath(part: (name: string) => string | undefined, where: string): string {
+  const workbook = part("xl/workbook.xml");
   if (workbook === undefined) throw new DataError(where, "not an xlsx: xl/workbook.xml missing");
   let rid: string | undefined;
   parseXml(workbook, `${where} (xl/workbook.xml)`, {
@@ -246,7 +251,7 @@ function firstSheetPath(files: Map<string, string>, where: string): string {
     text() {},
   });
   if (rid === undefined) throw new DataError(where, "workbook lists no sheet");
-  const rels = files.get("xl/_rels/workbook.xml.rels");
+  const rels = part("xl/_rels/workbook.xml.rels");
   if (rels !== undefined && rid) {
     let target: string | undefined;
     parseXml(rels, `${where} (xl/_rels/workbook.xml.rels)`, {
@@ -269,36 +274,33 @@ function firstSheetPath(files: Map<string, string>, where: string): string {
  * @throws DataError when it is not a zip, lacks a part, or holds malformed XML
  */
 export function parseXlsx(bytes: Uint8Array, where: string): SheetRows {
-  let entries: Record<string, Uint8Array>;
-  try {
-    entries = unzipSync(bytes, {
-      filter: (f) => {
-        if (f.originalSize > MAX_PART_BYTES) {
-          throw new DataError(where, `zip part ${f.name} is ${f.originalSize} bytes uncompressed`);
-        }
-        // Only the XML parts we read are inflated; names outside xl/ never become keys.
-        return (f.name.startsWith("xl/") && f.name.endsWith(".xml")) ||
-          f.name === "xl/_rels/workbook.xml.rels";
-      },
-    });
-  } catch (e) {
-    if (e instanceof DataError) throw e;
-    throw new DataError(where, `not a readable xlsx (zip) file: ${describeError(e)}`);
-  }
-  // Copy into a Map at once: the record fflate builds is keyed by names from the file.
-  const files = new Map<string, string>();
+  const zip = readZipDirectory(bytes, where);
+  const budget: ZipBudget = {
+    left: MAX_XLSX_INFLATED_BYTES,
+    describe: `${MAX_XLSX_INFLATED_BYTES} bytes (32 MiB) accepted uncompressed for one xlsx`,
+  };
+  // Only the parts read below are inflated, each at most once.
+  const parts = new Map<string, string | undefined>();
   const utf8 = new TextDecoder("utf-8", { fatal: true });
-  for (const name of Object.keys(entries)) {
-    try {
-      files.set(name, utf8.decode(entries[name]));
-    } catch {
-      throw new DataError(where, `zip part ${name} is not valid UTF-8`);
+  const part = (name: string): string | undefined => {
+    if (parts.has(name)) return parts.get(name);
+    const entry = zip.get(name);
+    let text: string | undefined;
+    if (entry) {
+      const raw = readZipEntry(bytes, entry, where, budget);
+      try {
+        text = utf8.decode(raw);
+      } catch {
+        throw new DataError(where, `zip part ${name} is not valid UTF-8`);
+      }
     }
-  }
-  const sheetPath = firstSheetPath(files, where);
-  const sheet = files.get(sheetPath);
+    parts.set(name, text);
+    return text;
+  };
+  const sheetPath = firstSheetPath(part, where);
+  const sheet = part(sheetPath);
   if (sheet === undefined) throw new DataError(where, `sheet part ${sheetPath} missing`);
-  const sst = files.get("xl/sharedStrings.xml");
+  const sst = part("xl/sharedStrings.xml");
   const shared = sst === undefined
     ? null
     : readSharedStrings(sst, `${where} (xl/sharedStrings.xml)`);
@@ -319,7 +321,7 @@ export function parseXlsx(bytes: Uint8Array, where: string): SheetRows {
 
 /** Reads the first sheet of an .xlsx file. @throws DataError as {@link parseXlsx} */
 export async function readXlsx(path: string): Promise<SheetRows> {
-  return parseXlsx(await readFileChecked(path, MAX_XLSX_BYTES), path);
+  return parseXlsx(await readFileChecked(path, MAX_XLSX_BYTES, "xlsx tables"), path);
 }
 
 /**

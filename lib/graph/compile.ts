@@ -3,7 +3,8 @@
  * The plan is complete before any device exists, so peak memory is known up front and every
  * device limit is checked here, at compile time, with a message naming the offending node.
  */
-import type { Tensor } from "./graph.ts";
+import type { Attrs, Tensor } from "./graph.ts";
+import type { Shape } from "./shape.ts";
 import { type Binding, type CpuKernel, getOp, type WgslKernel } from "./op.ts";
 import { numel } from "./shape.ts";
 
@@ -27,6 +28,8 @@ export interface Step {
 export interface CpuStep {
   label: string;
   kernel: CpuKernel;
+  /** What the kernel was made from, so another thread can make the same one. */
+  node: { op: string; inShapes: Shape[]; attrs: Attrs; outShape: Shape };
   /** Buffer and element count per input (in-place targets included). */
   ins: { buffer: number; size: number }[];
   /** Output buffer and element count; size 0 for effects. */
@@ -154,6 +157,7 @@ export function compile(
       cpuSteps.push({
         label,
         kernel,
+        node: { op: t.op, inShapes, attrs: t.attrs, outShape: t.shape },
         ins: t.inputs.map((x) => ({ buffer: bufOf.get(x)!, size: x.size })),
         out: def.inplace ? { buffer: -1, size: 0 } : { buffer: bufOf.get(t)!, size: t.size },
         scratch: scratch.map((b, k) => ({ buffer: b, size: sizes[k] })),

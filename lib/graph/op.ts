@@ -41,6 +41,19 @@ export interface CpuKernel {
   scratch?: number[];
   /** Computes `out` from `ins`; effect ops update their in-place inputs instead. */
   run(ins: Float32Array[], out: Float32Array, scratch: Float32Array[]): void;
+  /**
+   * Part `part` of `parts` of `run`, for kernels whose work divides into independent slices of
+   * the output (rows, channels, flat ranges): each part writes only its slice, with the same
+   * arithmetic in the same order as `run`, so the parts may run on different threads and the
+   * result is bitwise `run`'s. Parts must not use `scratch`.
+   */
+  runPart?(
+    ins: Float32Array[],
+    out: Float32Array,
+    scratch: Float32Array[],
+    part: number,
+    parts: number,
+  ): void;
 }
 
 export interface GradArgs<A> {

@@ -6,8 +6,21 @@
  * so a hostile header cannot reach prototypes.
  */
 
+/** The dtypes of the format that are read and written. */
+export type SafetensorsDtype =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U8"
+  | "BOOL";
+
 /** dtypes we read (converted to f32 on load) and their sizes in bytes. */
-const DTYPES: Record<string, number> = {
+const DTYPES: Record<SafetensorsDtype, number> = {
   F64: 8,
   F32: 4,
   F16: 2,
@@ -47,9 +60,22 @@ export interface OutTensor {
   dtype?: "F32" | "I64";
 }
 
-/** Serialises tensors (in the given order) with optional string metadata. */
+/**
+ * A tensor given as its little-endian bytes in row-major order, written unchanged (a converted
+ * PyTorch checkpoint keeps every dtype and bit).
+ */
+export interface RawOutTensor {
+  shape: readonly number[];
+  dtype: SafetensorsDtype;
+  bytes: Uint8Array;
+}
+
+/**
+ * Serialises tensors (in the given order) with optional string metadata: f32 values, or raw
+ * bytes of any dtype the format has ({@link RawOutTensor}).
+ */
 export function encodeSafetensors(
-  tensors: Map<string, OutTensor>,
+  tensors: ReadonlyMap<string, OutTensor | RawOutTensor>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
   const header: Record<string, unknown> = {};
@@ -58,19 +84,27 @@ export function encodeSafetensors(
   for (const [name, t] of tensors) {
     if (name === "__metadata__") throw new Error("a tensor cannot be named __metadata__");
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) {
-      throw new Error(`${name}: shape [${t.shape}] but ${t.data.length} values`);
+    let nbytes: number;
+    if ("bytes" in t) {
+      nbytes = Object.hasOwn(DTYPES, t.dtype) ? DTYPES[t.dtype] * n : NaN;
+      if (nbytes !== t.bytes.length) {
+        throw new Error(`${name}: shape [${t.shape}] ${t.dtype} but ${t.bytes.length} bytes`);
+      }
+    } else {
+      if (n !== t.data.length) {
+        throw new Error(`${name}: shape [${t.shape}] but ${t.data.length} values`);
+      }
+      nbytes = (t.dtype === "I64" ? 8 : 4) * n;
     }
-    const width = t.dtype === "I64" ? 8 : 4;
     Object.defineProperty(header, name, {
       value: {
         dtype: t.dtype ?? "F32",
         shape: [...t.shape],
-        data_offsets: [offset, offset + width * n],
+        data_offsets: [offset, offset + nbytes],
       },
       enumerable: true,
     });
-    offset += width * n;
+    offset += nbytes;
   }
   let json = JSON.stringify(header);
   // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
@@ -82,6 +116,11 @@ export function encodeSafetensors(
   out.set(hb, 8);
   let at = 8 + hb.length;
   for (const t of tensors.values()) {
+    if ("bytes" in t) {
+      out.set(t.bytes, at);
+      at += t.bytes.length;
+      continue;
+    }
     if (t.dtype === "I64") {
       for (let i = 0; i < t.data.length; i++) {
         dv.setBigInt64(at + 8 * i, BigInt(Math.round(t.data[i])), true);
@@ -163,7 +202,7 @@ export function decodeSafetensors(
       offs[1] > dataLen
     ) fail(`tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
     const n = (shape as number[]).reduce((a, b) => a * b, 1);
-    const size = DTYPES[dtype as string];
+    const size = DTYPES[dtype as SafetensorsDtype];
     const [b0, b1] = offs as number[];
     if (b1 - b0 !== n * size) {
       fail(`tensor '${name}' [${shape}] ${dtype} needs ${n * size} bytes, offsets give ${b1 - b0}`);

@@ -5,13 +5,25 @@
  * `eval/<split>-<checkpoint>.json` next to the run's other files.
  */
 import { basename, dirname, join } from "node:path";
-import { resolveExperimentText } from "../config/load.ts";
+import { MAX_CONFIG_BYTES, resolveExperimentText } from "../config/load.ts";
+import { BoundedReadError, readTextBounded } from "../io/bounded.ts";
 import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
+import { isPthPath } from "../io/pth.ts";
 import { isModelState } from "../train/session.ts";
 import { scoreSplit } from "../train/trainer.ts";
-import { createSession, lazyTextEncoder, prepareData, samples, textFeaturesFor } from "./runner.ts";
+import {
+  createSession,
+  dataIdentity,
+  lazyTextEncoder,
+  prepareData,
+  samples,
+  textFeaturesFor,
+} from "./runner.ts";
+import { checkDataIdentity } from "./checkpoint_meta.ts";
+import { holdForReading } from "./state.ts";
+import type { ExperimentConfig } from "../config/schema.ts";
 import { fileExists, savePrediction, writeAtomic } from "./folder.ts";
 
 export interface EvalOptions {
@@ -20,6 +32,13 @@ export interface EvalOptions {
   log?: (line: string) => void;
   /** Write prediction PNGs (default true). */
   predictions?: boolean;
+  /** Score a checkpoint holding NaN or infinite weights (default: refused, exit 2). */
+  allowNonFinite?: boolean;
+  /**
+   * Score these weights (a .safetensors file or an official PyTorch .pth, lib/io/pth.ts) with
+   * the run folder's model and data instead of the folder's own checkpoint.
+   */
+  checkpoint?: string;
 }
 
 export interface EvalResult {
@@ -34,9 +53,16 @@ export interface EvalResult {
   pooled: { dice: number; iou: number };
 }
 
-/** The run folder and checkpoint a target names (a run folder or a .safetensors inside one). */
-async function locate(target: string): Promise<{ dir: string; ckpt: string }> {
-  if (target.endsWith(".safetensors")) {
+/**
+ * The run folder and checkpoint a target names (a run folder, or a .safetensors or .pth inside
+ * its checkpoints/), or the run folder and `checkpoint` when one is given.
+ */
+async function locate(target: string, checkpoint?: string): Promise<{ dir: string; ckpt: string }> {
+  if (checkpoint !== undefined) {
+    if (!(await fileExists(checkpoint))) throw new InputError(`${checkpoint}: no such checkpoint`);
+    return { dir: target, ckpt: checkpoint };
+  }
+  if (target.endsWith(".safetensors") || isPthPath(target)) {
     if (!(await fileExists(target))) throw new InputError(`${target}: no such checkpoint`);
     return { dir: dirname(dirname(target)), ckpt: target };
   }
@@ -53,28 +79,60 @@ async function locate(target: string): Promise<{ dir: string; ckpt: string }> {
 /** Evaluates `target` (run folder or checkpoint file) on a split. */
 export async function evaluate(target: string, o: EvalOptions = {}): Promise<EvalResult> {
   const log = o.log ?? ((s: string) => console.log(s));
-  const { dir, ckpt } = await locate(target);
+  const { dir, ckpt } = await locate(target, o.checkpoint);
   const configPath = join(dir, "config.yaml");
   let text: string;
   try {
-    text = await Deno.readTextFile(configPath);
-  } catch {
+    text = await readTextBounded(configPath, MAX_CONFIG_BYTES, "experiment files");
+  } catch (e) {
+    if (e instanceof BoundedReadError && !e.notFound) throw new InputError(e.message);
     throw new InputError(`${configPath}: missing; the checkpoint must sit in a run folder`);
   }
   const exp = resolveExperimentText(configPath, text);
   const cfg = exp.config;
   const split = o.split ?? cfg.eval.split;
+  // A shared hold on the run folder: no run trains in it (or --force empties it) meanwhile, and
+  // a folder a run is training is refused (exit 2, naming the run's process).
+  const hold = await holdForReading(dir, log);
+  try {
+    return await evaluateHeld(ckpt, dir, cfg, split, o, log);
+  } finally {
+    hold.release();
+  }
+}
+
+async function evaluateHeld(
+  ckpt: string,
+  dir: string,
+  cfg: ExperimentConfig,
+  split: "test" | "val" | "train",
+  o: EvalOptions,
+  log: (line: string) => void,
+): Promise<EvalResult> {
   const ds = await prepareData(cfg, log);
-  const { backend, session: s, model } = await createSession(cfg, o.backend ?? cfg.backend);
+  let session: Awaited<ReturnType<typeof createSession>>;
+  try {
+    session = await createSession(cfg, o.backend ?? cfg.backend);
+  } catch (e) {
+    ds.close();
+    throw e;
+  }
+  const { backend, session: s, model } = session;
   try {
     // last.safetensors also holds the trainer's state (Adam moments, accumulators).
-    const r = await loadCheckpoint(ckpt, s.leafShapes(true), { skip: (n) => !isModelState(n) });
+    const r = await loadCheckpoint(ckpt, s.leafShapes(true), {
+      skip: (n) => !isModelState(n),
+      allowNonFinite: o.allowNonFinite,
+    });
+    // Scored on the data set it was trained on, or refused with both identities.
+    const { identity } = await dataIdentity(cfg, log, ds.root);
+    checkDataIdentity(ckpt, r.metadata.get("data_identity"), identity, ds.root, "");
     s.loadState(r.values);
     const encoder = lazyTextEncoder(cfg, model.options, log);
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
     const size = cfg.model.image_size;
     const keys = ds.splits[split].keys;
-    const name = basename(ckpt).replace(/\.safetensors$/, "");
+    const name = basename(ckpt).replace(/\.(safetensors|pth\.tar|pth|pt|ckpt)$/, "");
     const predDir = join(dir, "eval", `${split}-${name}`);
     const res = await scoreSplit(
       s,

@@ -10,7 +10,13 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { InputError } from "../config/errors.ts";
 import { isNotFound } from "../config/load.ts";
-import { matchShared } from "../io/checkpoint.ts";
+import {
+  CheckpointError,
+  firstNonFinite,
+  matchShared,
+  nonFiniteError,
+  readCheckpointFile,
+} from "../io/checkpoint.ts";
 import { isModelState, type Session } from "../train/session.ts";
 import { fileExists, writeAtomic } from "./folder.ts";
 
@@ -52,7 +58,8 @@ export interface InitReport {
 }
 
 /**
- * Reads the checkpoint `path` names: a .safetensors file, or a run folder whose
+ * Reads the checkpoint `path` names: a .safetensors file, an official PyTorch .pth (converted
+ * when matched, lib/io/pth.ts; `sha256` is the .pth's), or a run folder whose
  * checkpoints/best.safetensors (else checkpoints/last.safetensors) is taken. A missing or
  * unreadable path is an InputError naming it.
  */
@@ -64,9 +71,9 @@ export async function readInitSource(path: string): Promise<InitSource> {
     throw new InputError(
       `model.init_from: ${path}: ` +
         (isNotFound(e)
-          ? "no such file or folder (a .safetensors checkpoint or a run folder; a relative " +
-            "init_from is taken from the folder of the experiment file that sets it, a --set " +
-            "one from the working directory)"
+          ? "no such file or folder (a .safetensors or PyTorch .pth checkpoint, or a run " +
+            "folder; a relative init_from is taken from the folder of the experiment file that " +
+            "sets it, a --set one from the working directory)"
           : `cannot read it (${(e as Error).message})`),
     );
   }
@@ -85,9 +92,11 @@ export async function readInitSource(path: string): Promise<InitSource> {
   }
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(file);
+    bytes = await readCheckpointFile(file);
   } catch (e) {
-    throw new InputError(`model.init_from: ${file}: cannot read it (${(e as Error).message})`);
+    // Bounded in size, regular files only (a FIFO or /dev/zero is refused before opening).
+    const why = e instanceof CheckpointError ? e.message : `${file}: ${(e as Error).message}`;
+    throw new InputError(`model.init_from: ${why}`);
   }
   return { path, file, bytes, sha256: createHash("sha256").update(bytes).digest("hex") };
 }
@@ -116,6 +125,8 @@ export function matchInit(
         `${sample(m.unexpected)}; same name, other shape: ${sample(mis)}`,
     );
   }
+  const bad = firstNonFinite(m.values);
+  if (bad) throw nonFiniteError(`model.init_from: ${src.file}`, bad);
   const report: InitReport = {
     path: src.path,
     checkpoint: src.file,

@@ -4,7 +4,7 @@
  * checkpoint, prediction PNGs, summary.json and report.md. Resumable: `resume` continues from
  * checkpoints/last.safetensors bitwise as if the run had never stopped.
  */
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { LoadedExperiment } from "../config/load.ts";
 import { type ExperimentConfig, modelOptions } from "../config/schema.ts";
 import { InputError } from "../config/errors.ts";
@@ -23,9 +23,13 @@ import {
   train,
   type TrainerState,
 } from "../train/trainer.ts";
-import { loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
+import { firstNonFinite, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
+import type { OutTensor } from "../io/safetensors.ts";
+import { DivergedError } from "../train/errors.ts";
 import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset.ts";
 import { generateSynth } from "../data/synth.ts";
+import { identityOf } from "../data/identity.ts";
+import { resolveDataRoot } from "../data/lvit_folder.ts";
 import { encodeTexts, openTextEncoder, type TextEncoder } from "../data/text.ts";
 import { cacheKey } from "../data/text_cache.ts";
 import { overlayRgb } from "../report/images.ts";
@@ -44,7 +48,15 @@ import {
 import { Progress } from "./progress.ts";
 import { initSession, readInitSource } from "./init_from.ts";
 import { pseudoFiles, semiPlan, usesSemi } from "./semi.ts";
-import { RunStateWriter } from "./state.ts";
+import { LOCK_FILE, RunStateWriter } from "./state.ts";
+import {
+  backendChange,
+  bestMeta,
+  checkDataIdentity,
+  type CheckpointIdentity,
+  lastMeta,
+  parseTrainerState,
+} from "./checkpoint_meta.ts";
 import { formatDuration, parseDuration } from "../config/duration.ts";
 
 /** How to run (the experiment file says what). */
@@ -96,6 +108,8 @@ export interface Summary {
   step_ms_median: number | null;
   config_hash: string;
   dataset_fingerprint: string;
+  /** The data set's identity (lib/data/identity.ts): a rerun on another data set is refused. */
+  dataset_identity: string;
   stopped_early: boolean;
   eval_split: "test" | "val";
   eval_checkpoint: "best" | "last";
@@ -110,13 +124,11 @@ export interface RunResult {
   timeLimited?: boolean;
 }
 
-const FORMAT = "lvit-deno-run-v1";
-
-/** The data set of an experiment, generating the synthetic one on first use. */
-export async function prepareData(
-  cfg: ExperimentConfig,
-  log: (s: string) => void,
-): Promise<OpenedDataset> {
+/**
+ * The data root of an experiment (undefined: `LVIT_DATA`), generating the synthetic data set on
+ * first use.
+ */
+async function dataRoot(cfg: ExperimentConfig, log: (s: string) => void) {
   const size = cfg.model.image_size;
   let root = cfg.data.root ?? undefined;
   if (cfg.data.dataset === "synth" && !root) {
@@ -146,8 +158,36 @@ export async function prepareData(
       }
     }
   }
-  const kind = cfg.data.dataset === "synth" ? "qata" : cfg.data.dataset;
-  return await openDataset(kind, root, size, { cacheDir: cfg.data.cache_dir, log });
+  return root;
+}
+
+/** The naming rules of an experiment's data set (the generated one is laid out as QaTa). */
+const dataKind = (cfg: ExperimentConfig) =>
+  cfg.data.dataset === "synth" ? "qata" : cfg.data.dataset;
+
+/** The data set of an experiment, generating the synthetic one on first use. */
+export async function prepareData(
+  cfg: ExperimentConfig,
+  log: (s: string) => void,
+): Promise<OpenedDataset> {
+  const root = await dataRoot(cfg, log);
+  return await openDataset(dataKind(cfg), root, cfg.model.image_size, {
+    cacheDir: cfg.data.cache_dir,
+    log,
+  });
+}
+
+/**
+ * The identity of an experiment's data set (lib/data/identity.ts) and its resolved root: a
+ * listing, nothing decoded. `root` given: the folder of an opened data set.
+ */
+export async function dataIdentity(
+  cfg: ExperimentConfig,
+  log: (s: string) => void,
+  root?: string,
+): Promise<{ identity: string; root: string }> {
+  const r = resolveDataRoot(root ?? await dataRoot(cfg, log));
+  return { identity: await identityOf(dataKind(cfg), r), root: r };
 }
 
 /** A split plus its text features as the trainer's Samples. */
@@ -238,28 +278,24 @@ export async function textFeaturesFor(
   return out;
 }
 
-/** The trainer's state as checkpoint metadata (JSON numbers round-trip float64 exactly). */
-function stateMeta(st: TrainerState, hash: string): Record<string, string> {
-  const bestDice = Number.isFinite(st.bestDice) ? st.bestDice : null;
-  return {
-    format: FORMAT,
-    config_hash: hash,
-    trainer_state: JSON.stringify({ ...st, bestDice }),
-  };
-}
-
-function parseStateMeta(meta: Map<string, string>, file: string, hash: string): TrainerState {
-  if (meta.get("format") !== FORMAT || !meta.has("trainer_state")) {
-    throw new InputError(`${file}: not a resumable checkpoint of this runner (no trainer state)`);
-  }
-  if (meta.get("config_hash") !== hash) {
-    throw new InputError(
-      `${file}: written for config ${meta.get("config_hash")}, this run is ${hash}; ` +
-        `a changed config is a new run (use another --out or drop --resume)`,
+/**
+ * Saves a checkpoint unless a tensor is not finite: training that produced NaN or infinite
+ * weights is a DivergedError (exit 1), and the file on disk keeps its last finite version.
+ */
+async function saveFinite(
+  path: string,
+  tensors: Map<string, OutTensor>,
+  meta: Record<string, string>,
+  where: string,
+): Promise<void> {
+  const bad = firstNonFinite(tensors);
+  if (bad) {
+    throw new DivergedError(
+      `training diverged: tensor ${bad.name} holds ${bad.value} (element ${bad.index}) at ` +
+        `${where}, not saved to ${basename(path)}`,
     );
   }
-  const st = JSON.parse(meta.get("trainer_state")!) as TrainerState & { bestDice: number | null };
-  return { ...st, bestDice: st.bestDice ?? -Infinity };
+  await saveCheckpoint(path, tensors, meta);
 }
 
 function median(xs: number[]): number | null {
@@ -269,14 +305,25 @@ function median(xs: number[]): number | null {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** Why an existing run folder blocks a fresh start. */
+/** Where a trainer state stands, in words: "the end of epoch 2", "epoch 3, step 5". */
+function where(epoch: number, step: number): string {
+  if (step > 0) return `epoch ${epoch}, step ${step}`;
+  return epoch > 1 ? `the end of epoch ${epoch - 1}` : "before the first step";
+}
+
+/**
+ * Why an existing run folder blocks a fresh start (called with the folder's lock held).
+ * `force` empties the folder, all but run.lock (the lock stays on the same file).
+ */
 async function checkFolder(p: RunPaths, o: RunOptions): Promise<"fresh" | "resume" | "done"> {
-  const hasLast = await fileExists(p.last);
-  const hasSummary = await fileExists(p.summary);
   if (o.force) {
-    await Deno.remove(p.dir, { recursive: true }).catch(() => {});
+    for await (const e of Deno.readDir(p.dir)) {
+      if (e.name !== LOCK_FILE) await Deno.remove(join(p.dir, e.name), { recursive: true });
+    }
     return "fresh";
   }
+  const hasLast = await fileExists(p.last);
+  const hasSummary = await fileExists(p.summary);
   if (hasSummary && !o.resume) return "done";
   if (o.resume) return hasLast ? "resume" : "fresh";
   if (hasLast) {
@@ -310,7 +357,11 @@ export async function runExperiment(
   return r;
 }
 
-/** runExperiment once past the folder checks: `lock.claim` takes the folder (run.lock). */
+/**
+ * runExperiment inside the run folder: `lock.take` takes the folder (run.lock) or refuses it
+ * (another live process works there: exit 2 naming it) before anything in it is looked at or
+ * changed (`--force` included); `lock.begin` records `running` once the run starts.
+ */
 async function runClaimed(
   exp: LoadedExperiment,
   o: RunOptions,
@@ -319,21 +370,27 @@ async function runClaimed(
   const cfg = exp.config;
   const log = o.log ?? ((s: string) => console.log(s));
   const paths = runPaths(o.out ?? "runs", cfg.name, cfg.variant, exp.hash);
+  // A fresh run starts from model.init_from when set (a resumed one from its own checkpoint);
+  // for a new run folder it is read before the folder is made, so a wrong path fails first.
+  const isNew = !(await Deno.stat(paths.dir).then(() => true, () => false));
+  let init = isNew && exp.initFrom ? await readInitSource(exp.initFrom) : null;
+  await Deno.mkdir(join(paths.dir, "checkpoints"), { recursive: true });
+  await lock.take(paths.dir, log);
   const mode = await checkFolder(paths, o);
   if (mode === "done") {
+    const summary = JSON.parse(await Deno.readTextFile(paths.summary));
+    // The same config on another data set (data.root null, another LVIT_DATA) is not this run.
+    if (summary.dataset_identity !== undefined) {
+      const now = await dataIdentity(cfg, log);
+      checkDataIdentity(paths.summary, summary.dataset_identity, now.identity, now.root);
+    }
+    lock.release();
     log(`${paths.summary} exists: this run is finished (use --force to run it again)`);
-    return {
-      dir: paths.dir,
-      summary: JSON.parse(await Deno.readTextFile(paths.summary)),
-      interrupted: false,
-    };
+    return { dir: paths.dir, summary, interrupted: false };
   }
-  // A fresh run starts from model.init_from when set (a resumed one from its own checkpoint);
-  // it is read before the run folder is made, so a wrong path fails first.
-  const init = mode === "fresh" && exp.initFrom ? await readInitSource(exp.initFrom) : null;
+  if (mode === "fresh" && exp.initFrom && !init) init = await readInitSource(exp.initFrom);
   await Deno.mkdir(join(paths.dir, "checkpoints"), { recursive: true });
-  const held = await lock.claim(paths.dir);
-  if (held) log(held);
+  await lock.begin();
   await writeAtomic(paths.config, exp.yaml);
 
   const t0 = performance.now();
@@ -373,6 +430,31 @@ async function runClaimed(
         ((performance.now() - t0) / 1000).toFixed(1)
       } s`,
   );
+  const recipe = cfg.train;
+  const { identity: dataId } = await dataIdentity(cfg, log, ds.root);
+  const id: CheckpointIdentity = {
+    hash: exp.hash,
+    data: dataId,
+    backend: backend.name,
+    adapter: backend.device,
+  };
+  // A resumed run's checkpoint is checked (trainer state, data set, finite tensors) before
+  // anything in the folder is rewritten.
+  let state = initialState();
+  let resumed: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+  if (mode === "resume") {
+    resumed = await loadCheckpoint(paths.last, s.leafShapes(false));
+    state = parseTrainerState(
+      resumed.metadata,
+      paths.last,
+      exp.hash,
+      recipe,
+      plan ?? supervisedPlan(data.train.n),
+    );
+    checkDataIdentity(paths.last, resumed.metadata.get("data_identity"), dataId, ds.root);
+    const moved = backendChange(resumed.metadata, backend.name, backend.device);
+    if (moved) log(moved);
+  }
   await writeAtomic(
     paths.env,
     JSON.stringify(
@@ -385,7 +467,16 @@ async function runClaimed(
         adapter: backend.device,
         git_commit: await gitCommit(),
         config_hash: exp.fullHash,
-        dataset: { kind: ds.kind, root: ds.root, fingerprint: ds.fingerprint },
+        dataset: { kind: ds.kind, root: ds.root, fingerprint: ds.fingerprint, identity: dataId },
+        ...(resumed
+          ? {
+            resumed_from: {
+              backend: resumed.metadata.get("backend") ?? null,
+              adapter: resumed.metadata.get("adapter") ?? null,
+              step: state.steps,
+            },
+          }
+          : {}),
         started: new Date().toISOString(),
       },
       null,
@@ -393,12 +484,9 @@ async function runClaimed(
     ) + "\n",
   );
 
-  let state = initialState();
   let records: EpochRecord[] = [];
-  if (mode === "resume") {
-    const r = await loadCheckpoint(paths.last, s.leafShapes(false));
-    state = parseStateMeta(r.metadata, paths.last, exp.hash);
-    s.loadState(r.values, state.steps);
+  if (resumed) {
+    s.loadState(resumed.values, state.steps);
     // The log keeps what the checkpoint covers: epochs before the one in progress.
     records = (await readMetrics(paths.metrics)).filter((m) =>
       m.kind === "epoch" && (m.epoch as number) < state.epoch
@@ -420,13 +508,17 @@ async function runClaimed(
   const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
 
-  const recipe = cfg.train;
   const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * cfg.model.image_size ** 2);
   const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
   const progress = new Progress(undefined, o.progress === false ? false : undefined);
   progress.start(state.steps);
-  const saveLast = async (st: TrainerState) =>
-    await saveCheckpoint(paths.last, await s.state(false), stateMeta(st, exp.hash));
+  // The last finite checkpoint, for the message of a run that diverges after it.
+  let saved = resumed ? { epoch: state.epoch, step: state.stepInEpoch } : null;
+  const at = (st: TrainerState) => where(st.epoch, st.stepInEpoch);
+  const saveLast = async (st: TrainerState) => {
+    await saveFinite(paths.last, await s.state(false), lastMeta(st, id), at(st));
+    saved = { epoch: st.epoch, step: st.stepInEpoch };
+  };
   try {
     state = await train(
       s,
@@ -461,17 +553,20 @@ async function runClaimed(
         },
         checkpoint: saveLast,
         saveBest: async (st) =>
-          await saveCheckpoint(paths.best, await s.state(true), {
-            format: FORMAT,
-            config_hash: exp.hash,
-            epoch: String(st.bestEpoch),
-            val_dice: String(st.bestDice),
-          }),
+          await saveFinite(paths.best, await s.state(true), bestMeta(st, id), at(st)),
         ...pseudo,
         interrupted: () =>
           stop || timeUp || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
       },
     );
+  } catch (e) {
+    if (!(e instanceof DivergedError)) throw e;
+    s.destroy();
+    ds.close();
+    const kept = saved
+      ? `${paths.last} keeps the last finite state (${where(saved.epoch, saved.step)})`
+      : `nothing was saved (no checkpoint before it)`;
+    throw new DivergedError(`${e.message}; ${kept}; try a lower train.lr (now ${recipe.lr})`);
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
   }
@@ -490,7 +585,7 @@ async function runClaimed(
   }
   if (state.stoppedEarly) log(`early stop: ${recipe.patience} epochs without a better val Dice`);
 
-  const summary = await evaluateRun(cfg, exp.hash, paths, s, data, ds, records, state, {
+  const summary = await evaluateRun(cfg, exp.hash, paths, s, data, ds, records, state, dataId, {
     backend: backend.name,
     adapter: backend.device,
     log,
@@ -510,6 +605,7 @@ async function evaluateRun(
   ds: OpenedDataset,
   records: EpochRecord[],
   state: TrainerState,
+  dataId: string,
   o: { backend: string; adapter: string; log: (s: string) => void },
 ): Promise<Summary> {
   const which = state.bestEpoch !== null ? "best" : "last";
@@ -569,6 +665,7 @@ async function evaluateRun(
     ),
     config_hash: hash,
     dataset_fingerprint: ds.fingerprint,
+    dataset_identity: dataId,
     stopped_early: state.stoppedEarly,
     eval_split: split,
     eval_checkpoint: which,

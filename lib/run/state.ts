@@ -6,9 +6,12 @@
  *   the folder until it exits. The operating system drops the lock when the process ends,
  *   however it ends (kill -9 and out-of-memory kills included), so "the lock is held" is
  *   "a live process is writing this run", with no pid reuse or host-name guessing; on network
- *   file systems it is as good as their locking. The file is never renamed or rewritten, so
- *   the lock always sits on the same file. Today a second process finding it held only warns;
- *   the exclusive per-folder lock of design.md 5 (issue 15) is meant to refuse there instead.
+ *   file systems it is as good as their locking. The file is never renamed, rewritten or
+ *   deleted (`--force` empties the folder around it), so the lock always sits on the same file.
+ *   One writer per folder (design.md 5): a second process finding it held is refused
+ *   ({@link RunLockedError}, exit 2) with the holder's pid and host from state.json. `deno task
+ *   eval` holds a shared lock while it reads a run and writes its eval/ files: training refuses
+ *   a folder being evaluated and eval refuses one being trained; evaluations may overlap.
  * - `state.json`: the record, always replaced atomically (lib/io/atomic.ts):
  *   `{ "format", "state", "pid", "host", "started", "updated", "reason"?, "error"? }` where
  *   `state` is `running` (written when a process takes the folder), `paused` (stopped at a
@@ -16,10 +19,14 @@
  *   `failed` (`error` holds the message) or `finished` (summary.json was written).
  *
  * A record saying `running` while nobody holds the lock is a process that died without a
- * word. `deno task status` (lib/run/status.ts) reads both.
+ * word: the next process to take the folder says so in its log ({@link judgeFolder}), never
+ * silently. Where the file system cannot lock at all, the record is all there is: a `running`
+ * record of a live process on this host (or of any process on another host, which cannot be
+ * checked from here) refuses the folder. `deno task status` (lib/run/status.ts) reads both.
  */
 import { join } from "node:path";
 import { writeAtomic } from "../io/atomic.ts";
+import { InputError } from "../config/errors.ts";
 
 /** The lock file's name inside a run folder. */
 export const LOCK_FILE = "run.lock";
@@ -95,46 +102,220 @@ export async function readRunState(dir: string): Promise<RunStateRecord | null> 
   }
 }
 
+/** Another live process works on the run folder (exit 2); the message names it. */
+export class RunLockedError extends InputError {
+  constructor(message: string) {
+    super(message);
+    this.name = "RunLockedError";
+  }
+}
+
+/** What trying the lock of run.lock gave: got it, another process holds it, or no locking. */
+export type LockProbe = "got" | "held" | "unsupported";
+
+/** `pid N on host H` (host left out where the record has none). */
+function holderOf(rec: RunStateRecord): string {
+  return `pid ${rec.pid}${rec.host ? ` on host ${rec.host}` : ""}`;
+}
+
 /**
- * This process's hold on one run folder: `claim` takes the lock and records `running`, `end`
- * or `fail` record the outcome and let go. Neither writes anything unless this process claimed
- * the folder (a process that refused a folder must not overwrite the record of its owner).
+ * Whether process `pid` of this host is alive, from /proc (Linux); null where there is no /proc
+ * to ask.
+ */
+export function pidAlive(pid: number): boolean | null {
+  try {
+    Deno.statSync("/proc/self");
+  } catch {
+    return null;
+  }
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a process that wants run folder `dir` does, from the lock probe and state.json (pure):
+ * `take` it (with a `note` for the log: a previous process that died without a word, a file
+ * system without locking) or `refuse` it (`note` is the whole message, naming the holder).
+ * - held: refused; state.json names the holder when it says `running`; otherwise the holder has
+ *   not recorded itself (a `deno task eval` holds the lock without writing the record).
+ * - got: taken; a record saying `running` is a process that died without recording why (the
+ *   OS dropped its lock), reported with its pid and host, and "another host" where it ran
+ *   elsewhere.
+ * - unsupported (the file system refuses locks): a `running` record is believed unless its pid
+ *   is known dead on this host; a record from another host cannot be checked and refuses.
+ * @param here this host's name (null: unknown)
+ * @param alive {@link pidAlive} (a parameter for the tests)
+ */
+export function judgeFolder(
+  dir: string,
+  probe: { kind: LockProbe; error?: string },
+  rec: RunStateRecord | null,
+  here: string | null,
+  alive: (pid: number) => boolean | null = pidAlive,
+): { verdict: "take" | "refuse"; note: string | null } {
+  const lockPath = join(dir, LOCK_FILE);
+  const running = rec?.state === "running" ? rec : null;
+  const elsewhere = running?.host != null && here !== null && running.host !== here;
+  const since = running ? ` (state.json: running since ${running.started})` : "";
+  if (probe.kind === "held") {
+    const who = running
+      ? `${holderOf(running)}${since}`
+      : `a process that has not recorded itself (a deno task eval?${
+        rec ? `; state.json's last writer, ${holderOf(rec)}, recorded '${rec.state}'` : ""
+      })`;
+    return {
+      verdict: "refuse",
+      note: `${dir}: another process works on this run folder: ${who} holds ${lockPath}; ` +
+        `one writer per run folder: wait for it to end or stop it, or use another --out`,
+    };
+  }
+  if (probe.kind === "got") {
+    if (!running) return { verdict: "take", note: null };
+    return {
+      verdict: "take",
+      note:
+        `${dir}: the previous process ${holderOf(running)}${
+          elsewhere ? ` (another host; this is ${here})` : ""
+        } ended without recording why (state.json says running since ${running.started}, nobody ` +
+        `holds ${lockPath}: killed?); taking the run folder over`,
+    };
+  }
+  const noLock = `${lockPath}: this file system does not support locking (${
+    probe.error ?? "no reason given"
+  })`;
+  if (!running) {
+    return {
+      verdict: "take",
+      note: `warning: ${noLock}: one writer per run folder is not enforced here`,
+    };
+  }
+  const sameHost = running.host !== null && here !== null && running.host === here;
+  const life = sameHost ? alive(running.pid) : null;
+  if (life === false) {
+    return {
+      verdict: "take",
+      note: `${dir}: the previous process ${holderOf(running)} ended without recording why ` +
+        `(state.json says running since ${running.started}; no such process on this host); ` +
+        `taking the run folder over (warning: ${noLock}: one writer per run folder is not ` +
+        `enforced here)`,
+    };
+  }
+  return {
+    verdict: "refuse",
+    note: `${dir}: state.json says ${holderOf(running)} works on this run folder (running ` +
+      `since ${running.started}) and ${noLock}, so ${
+        life
+          ? "that process is taken at its word: it is alive on this host"
+          : elsewhere
+          ? `whether it is alive cannot be checked from this host (${here}): it ran on another`
+          : "whether it is alive cannot be checked"
+      }; wait for it to end, or if it is gone, delete ${join(dir, STATE_FILE)} and retry`,
+  };
+}
+
+/** Tries the lock a few times (`deno task status` holds a shared one for an instant). */
+async function probeLock(f: Deno.FsFile, exclusive: boolean) {
+  try {
+    for (let i = 0; i < 5; i++) {
+      if (await f.tryLock(exclusive)) return { kind: "got" as const };
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return { kind: "held" as const };
+  } catch (e) {
+    return { kind: "unsupported" as const, error: (e as Error).message };
+  }
+}
+
+/**
+ * Opens run.lock of `dir` and locks it (exclusive for a writer, shared for a reader) or throws
+ * a {@link RunLockedError}; notes for the log go to `log`. Returns the open file, whose closing
+ * lets go of the lock (null where the file system cannot lock).
+ */
+async function lockFolder(
+  dir: string,
+  exclusive: boolean,
+  log: (line: string) => void,
+): Promise<Deno.FsFile | null> {
+  const f = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
+  const probe = await probeLock(f, exclusive);
+  const { verdict, note } = judgeFolder(dir, probe, await readRunState(dir), hostName());
+  if (verdict === "refuse") {
+    f.close();
+    throw new RunLockedError(note!);
+  }
+  if (note) log(note);
+  if (probe.kind === "got") return f;
+  f.close();
+  return null;
+}
+
+/**
+ * A reader's hold on a run folder (`deno task eval`): a shared lock, so no run trains, resumes
+ * or `--force`s the folder meanwhile; throws a {@link RunLockedError} while a run holds it.
+ * Writes no record. `release` lets go.
+ */
+export async function holdForReading(
+  dir: string,
+  log: (line: string) => void,
+): Promise<{ release(): void }> {
+  const f = await lockFolder(dir, false, log);
+  return {
+    release() {
+      try {
+        f?.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+}
+
+/**
+ * This process's hold on one run folder: `claim` takes the lock (or refuses the folder) and
+ * records `running`, `end` or `fail` record the outcome and let go. `take` alone locks without
+ * recording (a process that only looks, e.g. at a finished run; `release` lets go). Nothing is
+ * written unless this process claimed the folder (one refused must not overwrite the record of
+ * its owner).
  */
 export class RunStateWriter {
   private dir: string | null = null;
   private lock: Deno.FsFile | null = null;
   private started = "";
+  private recording = false;
 
   /**
-   * Takes the folder `dir`: locks run.lock and records `running`. Returns a warning when
-   * another live process holds the lock (this one then goes on without it).
+   * Locks run.lock of the folder `dir` (which must exist), or throws a {@link RunLockedError}
+   * naming the live process that holds it. A previous process that died without recording why
+   * is reported through `log`.
    */
-  async claim(dir: string): Promise<string | null> {
+  async take(dir: string, log: (line: string) => void = () => {}): Promise<void> {
+    this.lock = await lockFolder(dir, true, log);
     this.dir = dir;
     this.started = new Date().toISOString();
-    const f = await Deno.open(join(dir, LOCK_FILE), { read: true, write: true, create: true });
-    let warning: string | null = null;
-    // `deno task status` holds a shared lock for an instant while it looks: try a few times.
-    let got = false;
-    for (let i = 0; i < 5 && !(got = await f.tryLock(true)); i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    if (got) this.lock = f;
-    else {
-      f.close();
-      const other = await readRunState(dir);
-      warning = `warning: another process${other ? ` (pid ${other.pid})` : ""} holds ` +
-        `${join(dir, LOCK_FILE)}: two processes writing one run folder spoil it`;
-    }
+  }
+
+  /** Records `running` (after {@link take}). */
+  async begin(): Promise<void> {
+    if (!this.dir) throw new Error("RunStateWriter.begin before take");
+    this.recording = true;
     await this.write("running");
-    return warning;
+  }
+
+  /** `take`, then `begin`. */
+  async claim(dir: string, log: (line: string) => void = () => {}): Promise<void> {
+    await this.take(dir, log);
+    await this.begin();
   }
 
   /** Records how the run ended (finished, or paused at a checkpoint and why) and lets go. */
   async end(state: "finished" | "paused", reason?: "time_limit" | "interrupted"): Promise<void> {
     if (!this.dir) return;
     try {
-      await this.write(state, reason ? { reason } : {});
+      if (this.recording) await this.write(state, reason ? { reason } : {});
     } finally {
       this.release();
     }
@@ -144,11 +325,12 @@ export class RunStateWriter {
   async fail(e: unknown): Promise<void> {
     if (!this.dir) return;
     const error = (e instanceof Error ? e.message : String(e)).slice(0, 2000);
-    await this.write("failed", { error }).catch(() => {});
+    if (this.recording) await this.write("failed", { error }).catch(() => {});
     this.release();
   }
 
-  private release() {
+  /** Lets go of the folder without writing anything. */
+  release() {
     try {
       this.lock?.close(); // closing the file drops its lock
     } catch {
@@ -156,6 +338,7 @@ export class RunStateWriter {
     }
     this.lock = null;
     this.dir = null;
+    this.recording = false;
   }
 
   private async write(state: RecordedState, extra: Partial<RunStateRecord> = {}): Promise<void> {

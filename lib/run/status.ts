@@ -7,7 +7,8 @@
  * state record (lib/run/state.ts):
  * - `finished`: summary.json exists.
  * - `running`: a live process holds run.lock (where the file system cannot tell, a state.json
- *   saying `running` is taken at its word and the note says so).
+ *   saying `running` is taken at its word and the note says so). `deno task eval`'s shared hold
+ *   is not a run, and a process refused the folder (issue 15) wrote nothing.
  * - `paused`: stopped at a checkpoint (the time limit, SIGINT/SIGTERM), or its process died
  *   without a word (kill -9: the record says running, nobody holds the lock) after writing
  *   checkpoints/last.safetensors; `--resume` continues.

@@ -29,10 +29,13 @@
 import { join } from "node:path";
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, z } from "../deps.ts";
 import { didYouMean, InputError } from "../config/errors.ts";
+import { BoundedReadError, readTextBounded } from "../io/bounded.ts";
 import {
   canonicalJson,
   fmtPath,
   isNotFound,
+  MAX_CONFIG_BYTES,
+  readConfigFileSync,
   relativeTo,
   resolveExperimentText,
   show,
@@ -170,7 +173,8 @@ const pathId = (p: readonly (string | number)[]) => p.map(String).join("\u0000")
 
 function readYaml(file: string, text: string): { value: unknown; where: Map<string, Where> } {
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+  // Duplicate keys are found by the walk with a Set (the library's check is quadratic).
+  const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false, prettyErrors: false });
   const pos = (offset: number): Pos => ({ file, ...lc.linePos(offset) });
   for (const e of [...doc.errors, ...doc.warnings]) {
     throw new InputError(`${fmtPos(pos(e.pos[0]))}: invalid YAML: ${e.message.split("\n")[0]}`);
@@ -195,12 +199,17 @@ function readYaml(file: string, text: string): { value: unknown; where: Map<stri
     }
     if (isMap(node)) {
       const o: Record<string, unknown> = {};
+      const seen = new Set<string>();
       for (const pair of node.items) {
         const k = isScalar(pair.key) ? pair.key.value : undefined;
         const kAt = at(pair.key, at(node, here));
         if (!["string", "number", "boolean"].includes(typeof k)) {
           throw new InputError(`${fmtPos(kAt)}: keys must be plain names`);
         }
+        if (seen.has(String(k))) {
+          throw new InputError(`${fmtPos(kAt)}: invalid YAML: Map keys must be unique`);
+        }
+        seen.add(String(k));
         const q = [...p, String(k)];
         const vAt = at(pair.value, kAt);
         where.set(pathId(q), { key: kAt, value: vAt });
@@ -653,7 +662,7 @@ export function pointSets(s: SweepSpec, p: PlannedPoint): { sets: string[]; from
 export interface ResolveOptions {
   /** Runs root (default: the sweep file's `out`, else `runs`). */
   out?: string;
-  /** Reads the base experiment and its extends chain (default Deno.readTextFileSync). */
+  /** Reads the base experiment and its extends chain (default: the loader's bounded reader). */
   readFile?: (path: string) => string;
 }
 
@@ -665,7 +674,7 @@ export interface ResolveOptions {
  */
 export function resolveSweep(s: SweepSpec, o: ResolveOptions = {}): ResolvedSweep {
   // Every point resolves the same extends chain: read each file once, not once per point.
-  const read = o.readFile ?? Deno.readTextFileSync;
+  const read = o.readFile ?? readConfigFileSync;
   const texts = new Map<string, string>();
   const readFile = (path: string): string => {
     let t = texts.get(path);
@@ -756,9 +765,11 @@ export function resolveSweep(s: SweepSpec, o: ResolveOptions = {}): ResolvedSwee
 export async function loadSweep(path: string, o: ResolveOptions = {}): Promise<ResolvedSweep> {
   let text: string;
   try {
-    text = await Deno.readTextFile(path);
+    text = await readTextBounded(path, MAX_CONFIG_BYTES, "experiment files");
   } catch (e) {
-    throw new InputError(`${path}: cannot read the sweep file (${(e as Error).message})`);
+    if (e instanceof BoundedReadError && !e.notFound) throw new InputError(e.message);
+    const why = e instanceof BoundedReadError ? e.problem : (e as Error).message;
+    throw new InputError(`${path}: cannot read the sweep file (${why})`);
   }
   return resolveSweep(parseSweepText(path, text), o);
 }

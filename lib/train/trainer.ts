@@ -24,6 +24,7 @@ import {
 import type { Session } from "./session.ts";
 import { lrAt, type ScheduleConfig } from "./schedule.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
+import { DivergedError } from "./errors.ts";
 
 /** A split as the trainer sees it: streamed images and masks, plus text features. */
 export interface Samples {
@@ -121,6 +122,19 @@ export interface TrainerHooks {
 /** The loss is read back every this many steps: a fixed count keeps the sums reproducible. */
 const LOSS_EVERY = 10;
 
+/**
+ * Stops training at a non-finite loss sum read back after steps `from`..`to` of epoch `e`
+ * (1-based, of `steps`): a DivergedError, thrown before anything of that stretch is saved.
+ */
+function checkLoss(sum: number, e: number, from: number, to: number, steps: number): void {
+  if (Number.isFinite(sum)) return;
+  const where = from >= to ? `step ${to}` : `steps ${from}-${to}`;
+  throw new DivergedError(
+    `training diverged: the loss became ${sum} in epoch ${e}, ${where} of ${steps} (the loss ` +
+      `is read back every ${LOSS_EVERY} steps and at each epoch end)`,
+  );
+}
+
 export function initialState(): TrainerState {
   return {
     epoch: 1,
@@ -179,6 +193,16 @@ export function epochBatches(plan: SemiPlan, r: Recipe, seed: number, e: number)
     batches = permutation(all.length, seed, e + SALT_ORDER).map((i) => all[i]);
   }
   return r.max_steps_per_epoch ? batches.slice(0, r.max_steps_per_epoch) : batches;
+}
+
+/**
+ * The number of steps of epoch `e`, `epochBatches(plan, r, seed, e).length` without shuffling
+ * anything (checks of a saved trainer state count the steps of every epoch).
+ */
+export function stepsInEpoch(plan: SemiPlan, r: Recipe, e: number): number {
+  let n = Math.floor(plan.labeled.length / r.batch);
+  if (isSemiEpoch(plan, e)) n += Math.floor(plan.unlabeled.length / r.batch);
+  return r.max_steps_per_epoch ? Math.min(n, r.max_steps_per_epoch) : n;
 }
 
 // Epoch-counter offsets that give the unlabeled shuffle and the batch order their own Philox
@@ -397,6 +421,7 @@ export async function train(
       st.stepInEpoch = b + 1;
       if (st.stepInEpoch % LOSS_EVERY === 0) {
         const sum = await s.takeLossSum();
+        checkLoss(sum, e, st.stepInEpoch - LOSS_EVERY + 1, st.stepInEpoch, steps);
         st.lossSum += sum;
         lastLoss = sum / LOSS_EVERY;
       }
@@ -409,7 +434,9 @@ export async function train(
         if (hooks.interrupted()) return st;
       }
     }
-    st.lossSum += await s.takeLossSum();
+    const rest = await s.takeLossSum();
+    checkLoss(rest, e, Math.floor(steps / LOSS_EVERY) * LOSS_EVERY + 1, steps, steps);
+    st.lossSum += rest;
     const trainSeconds = (performance.now() - t0) / 1000;
     const loss = st.lossSum / steps;
     let v: ImageScores | null = null;

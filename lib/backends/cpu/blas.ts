@@ -8,6 +8,7 @@
  * a library, or `none` to force the TypeScript fallback.
  */
 import { sgemmTs } from "./gemm_ts.ts";
+import { threadCount } from "./threads.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -36,6 +37,8 @@ const SYMBOLS = {
   },
   // OpenBLAS only; absent from Accelerate and the reference CBLAS.
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  // The kernel set a DYNAMIC_ARCH OpenBLAS picked for this CPU (or OPENBLAS_CORETYPE forced).
+  openblas_get_corename: { parameters: [], result: "pointer", optional: true },
 } as const;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>;
@@ -44,6 +47,8 @@ interface Loaded {
   lib: Lib | null;
   path: string | null;
   threads?: number;
+  /** OpenBLAS's kernel set, e.g. "Haswell", "SkylakeX", "Zen". */
+  core?: string;
 }
 
 let loaded: Loaded | null = null;
@@ -89,10 +94,31 @@ function isPermissionError(e: unknown): boolean {
   return false;
 }
 
+/**
+ * OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each GEMM before they sleep. The
+ * CPU backend's own helper threads (threads.ts) run between GEMMs and would share their cores
+ * with that spinning: measured on 2 cores, GELU took 95 ms instead of 50 on two threads. The
+ * shortest spin (2^4 cycles) is asked for when helper threads are on, unless the user set one;
+ * it is read when the library loads, and it changes no result, only when idle threads sleep.
+ */
+function shortenSpin(): void {
+  if (threadCount() <= 1) return;
+  try {
+    if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
+      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+    }
+  } catch {
+    // Without --allow-env OpenBLAS keeps its default.
+  }
+}
+
 function open(path: string): Loaded {
+  shortenSpin();
   const lib = Deno.dlopen(path, SYMBOLS);
   const threads = lib.symbols.openblas_get_num_threads?.() ?? undefined;
-  return { lib, path, threads };
+  const p = lib.symbols.openblas_get_corename?.() ?? null;
+  const core = p === null ? undefined : new Deno.UnsafePointerView(p).getCString();
+  return { lib, path, threads, core };
 }
 
 function load(): Loaded {
@@ -133,10 +159,19 @@ function state(): Loaded {
   return loaded ??= load();
 }
 
-/** The BLAS library in use (null: the TypeScript fallback) and OpenBLAS's thread count. */
-export function blasInfo(): { library: string | null; threads?: number } {
+/**
+ * The BLAS library in use (null: the TypeScript fallback), OpenBLAS's thread count and its kernel
+ * set. The kernel set decides the order of the GEMMs' sums, so runs on CPUs that OpenBLAS serves
+ * with different kernels (or with another thread count) differ in their last bits, and training
+ * amplifies that into different curves; `OPENBLAS_CORETYPE` forces a kernel set.
+ */
+export function blasInfo(): { library: string | null; threads?: number; kernels?: string } {
   const s = state();
-  return s.threads === undefined ? { library: s.path } : { library: s.path, threads: s.threads };
+  return {
+    library: s.path,
+    ...(s.threads === undefined ? {} : { threads: s.threads }),
+    ...(s.core === undefined ? {} : { kernels: s.core }),
+  };
 }
 
 function checkOperand(

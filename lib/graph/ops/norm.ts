@@ -20,6 +20,7 @@ import {
   runningUpdate,
 } from "../../../kernels/norm.ts";
 import { reshape, slice } from "./shape_ops.ts";
+import { ranged } from "../../backends/cpu/kernels/parts.ts";
 
 function geom(op: string, ins: Shape[]): BnGeom {
   const x = ins[0];
@@ -82,11 +83,11 @@ function statsInto(g: BnGeom, x: ArrayLike<number>, out: { [i: number]: number }
  * ~0.6 ns, and four float64 accumulators also break the add latency chain. Combined as
  * (a0 + a1) + (a2 + a3), so the order is a function of the shapes alone.
  */
-function statsF32(g: BnGeom, x: Float32Array, out: Float32Array) {
+function statsF32(g: BnGeom, x: Float32Array, out: Float32Array, c0 = 0, c1 = g.C) {
   const { B, C, HW } = g;
   const n = B * HW;
   const q = HW >> 2, q4 = 4 * q;
-  for (let c = 0; c < C; c++) {
+  for (let c = c0; c < c1; c++) {
     let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (let b = 0; b < B; b++) {
       const base = (b * C + c) * HW;
@@ -139,7 +140,7 @@ defineOp({
   // Accumulates in float64 (JS numbers), in a fixed order; stored as f32.
   cpu: (ins) => {
     const g = geom("bn_stats", ins);
-    return { run: (xs, out) => statsF32(g, xs[0], out) };
+    return ranged(g.C, (xs, out, c0, c1) => statsF32(g, xs[0], out, c0, c1));
   },
   wgsl: (ins) => bnStats(geom("bn_stats", ins)),
 });
@@ -188,41 +189,39 @@ defineOp<BnAttrs>({
     const eps = Math.fround(a.eps);
     const relu = !!a.relu;
     const q = HW >> 2, q4 = 4 * q;
-    return {
-      run: ([x, s, gm, bt], y) => {
-        for (let b = 0; b < B; b++) {
-          for (let c = 0; c < C; c++) {
-            const k = gm[c] / Math.sqrt(s[C + c] + eps);
-            const sh = bt[c] - s[c] * k;
-            const base = (b * C + c) * HW;
-            const end = base + q;
-            if (relu) {
-              // (v + |v|) / 2 is max(v, 0) without a data-dependent branch (Math.max is slower).
-              for (let j = base; j < end; j++) {
-                const v0 = x[j] * k + sh, v1 = x[j + q] * k + sh;
-                const v2 = x[j + 2 * q] * k + sh, v3 = x[j + 3 * q] * k + sh;
-                y[j] = (v0 + Math.abs(v0)) * 0.5;
-                y[j + q] = (v1 + Math.abs(v1)) * 0.5;
-                y[j + 2 * q] = (v2 + Math.abs(v2)) * 0.5;
-                y[j + 3 * q] = (v3 + Math.abs(v3)) * 0.5;
-              }
-              for (let j = base + q4; j < base + HW; j++) {
-                const v = x[j] * k + sh;
-                y[j] = (v + Math.abs(v)) * 0.5;
-              }
-            } else {
-              for (let j = base; j < end; j++) {
-                y[j] = x[j] * k + sh;
-                y[j + q] = x[j + q] * k + sh;
-                y[j + 2 * q] = x[j + 2 * q] * k + sh;
-                y[j + 3 * q] = x[j + 3 * q] * k + sh;
-              }
-              for (let j = base + q4; j < base + HW; j++) y[j] = x[j] * k + sh;
+    return ranged(C, ([x, s, gm, bt], y, c0, c1) => {
+      for (let b = 0; b < B; b++) {
+        for (let c = c0; c < c1; c++) {
+          const k = gm[c] / Math.sqrt(s[C + c] + eps);
+          const sh = bt[c] - s[c] * k;
+          const base = (b * C + c) * HW;
+          const end = base + q;
+          if (relu) {
+            // (v + |v|) / 2 is max(v, 0) without a data-dependent branch (Math.max is slower).
+            for (let j = base; j < end; j++) {
+              const v0 = x[j] * k + sh, v1 = x[j + q] * k + sh;
+              const v2 = x[j + 2 * q] * k + sh, v3 = x[j + 3 * q] * k + sh;
+              y[j] = (v0 + Math.abs(v0)) * 0.5;
+              y[j + q] = (v1 + Math.abs(v1)) * 0.5;
+              y[j + 2 * q] = (v2 + Math.abs(v2)) * 0.5;
+              y[j + 3 * q] = (v3 + Math.abs(v3)) * 0.5;
             }
+            for (let j = base + q4; j < base + HW; j++) {
+              const v = x[j] * k + sh;
+              y[j] = (v + Math.abs(v)) * 0.5;
+            }
+          } else {
+            for (let j = base; j < end; j++) {
+              y[j] = x[j] * k + sh;
+              y[j + q] = x[j + q] * k + sh;
+              y[j + 2 * q] = x[j + 2 * q] * k + sh;
+              y[j + 3 * q] = x[j + 3 * q] * k + sh;
+            }
+            for (let j = base + q4; j < base + HW; j++) y[j] = x[j] * k + sh;
           }
         }
-      },
-    };
+      }
+    });
   },
   wgsl: (ins, a) => bnApply(geom("bn_apply", ins), a.eps, !!a.relu),
 });
@@ -266,56 +265,54 @@ defineOp<BnAttrs>({
     const eps = Math.fround(a.eps);
     const relu = !!a.relu;
     const q = HW >> 2, q4 = 4 * q;
-    return {
-      run: ([x, s, dy, y], out) => {
-        for (let c = 0; c < C; c++) {
-          const m = s[c];
-          let a0 = 0, a1 = 0, a2 = 0, a3 = 0, d0 = 0, d1 = 0, d2 = 0, d3 = 0;
-          for (let b = 0; b < B; b++) {
-            const base = (b * C + c) * HW;
-            const end = base + q;
-            if (relu) {
-              for (let j = base; j < end; j++) {
-                const j1 = j + q, j2 = j + 2 * q, j3 = j + 3 * q;
-                const u0 = dy[j] * +(y[j] > 0), u1 = dy[j1] * +(y[j1] > 0);
-                const u2 = dy[j2] * +(y[j2] > 0), u3 = dy[j3] * +(y[j3] > 0);
-                a0 += u0 * (x[j] - m);
-                a1 += u1 * (x[j1] - m);
-                a2 += u2 * (x[j2] - m);
-                a3 += u3 * (x[j3] - m);
-                d0 += u0;
-                d1 += u1;
-                d2 += u2;
-                d3 += u3;
-              }
-              for (let j = base + q4; j < base + HW; j++) {
-                const u = dy[j] * +(y[j] > 0);
-                a0 += u * (x[j] - m);
-                d0 += u;
-              }
-            } else {
-              for (let j = base; j < end; j++) {
-                const j1 = j + q, j2 = j + 2 * q, j3 = j + 3 * q;
-                a0 += dy[j] * (x[j] - m);
-                a1 += dy[j1] * (x[j1] - m);
-                a2 += dy[j2] * (x[j2] - m);
-                a3 += dy[j3] * (x[j3] - m);
-                d0 += dy[j];
-                d1 += dy[j1];
-                d2 += dy[j2];
-                d3 += dy[j3];
-              }
-              for (let j = base + q4; j < base + HW; j++) {
-                a0 += dy[j] * (x[j] - m);
-                d0 += dy[j];
-              }
+    return ranged(C, ([x, s, dy, y], out, c0, c1) => {
+      for (let c = c0; c < c1; c++) {
+        const m = s[c];
+        let a0 = 0, a1 = 0, a2 = 0, a3 = 0, d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+        for (let b = 0; b < B; b++) {
+          const base = (b * C + c) * HW;
+          const end = base + q;
+          if (relu) {
+            for (let j = base; j < end; j++) {
+              const j1 = j + q, j2 = j + 2 * q, j3 = j + 3 * q;
+              const u0 = dy[j] * +(y[j] > 0), u1 = dy[j1] * +(y[j1] > 0);
+              const u2 = dy[j2] * +(y[j2] > 0), u3 = dy[j3] * +(y[j3] > 0);
+              a0 += u0 * (x[j] - m);
+              a1 += u1 * (x[j1] - m);
+              a2 += u2 * (x[j2] - m);
+              a3 += u3 * (x[j3] - m);
+              d0 += u0;
+              d1 += u1;
+              d2 += u2;
+              d3 += u3;
+            }
+            for (let j = base + q4; j < base + HW; j++) {
+              const u = dy[j] * +(y[j] > 0);
+              a0 += u * (x[j] - m);
+              d0 += u;
+            }
+          } else {
+            for (let j = base; j < end; j++) {
+              const j1 = j + q, j2 = j + 2 * q, j3 = j + 3 * q;
+              a0 += dy[j] * (x[j] - m);
+              a1 += dy[j1] * (x[j1] - m);
+              a2 += dy[j2] * (x[j2] - m);
+              a3 += dy[j3] * (x[j3] - m);
+              d0 += dy[j];
+              d1 += dy[j1];
+              d2 += dy[j2];
+              d3 += dy[j3];
+            }
+            for (let j = base + q4; j < base + HW; j++) {
+              a0 += dy[j] * (x[j] - m);
+              d0 += dy[j];
             }
           }
-          out[c] = ((a0 + a1) + (a2 + a3)) / Math.sqrt(s[C + c] + eps);
-          out[C + c] = (d0 + d1) + (d2 + d3);
         }
-      },
-    };
+        out[c] = ((a0 + a1) + (a2 + a3)) / Math.sqrt(s[C + c] + eps);
+        out[C + c] = (d0 + d1) + (d2 + d3);
+      }
+    });
   },
   wgsl: (ins, a) => bnBackwardSums(geom("bn_bwd_sums", ins), a.eps, !!a.relu),
 });
@@ -354,38 +351,36 @@ defineOp<BnAttrs>({
     const eps = Math.fround(a.eps);
     const relu = !!a.relu;
     const h = HW >> 1, hP = 2 * h;
-    return {
-      run: ([x, s, gm, dy, ps, y], dx) => {
-        for (let b = 0; b < B; b++) {
-          for (let c = 0; c < C; c++) {
-            const inv = 1 / Math.sqrt(s[C + c] + eps);
-            const k = gm[c] * inv;
-            const a2 = ps[c] * inv / n;
-            const p = -k * a2;
-            const r = k * (s[c] * a2 - ps[C + c] / n);
-            const base = (b * C + c) * HW;
-            const end = base + h;
-            if (relu) {
-              for (let j = base; j < end; j++) {
-                const j1 = j + h;
-                dx[j] = dy[j] * +(y[j] > 0) * k + (x[j] * p + r);
-                dx[j1] = dy[j1] * +(y[j1] > 0) * k + (x[j1] * p + r);
-              }
-              for (let j = base + hP; j < base + HW; j++) {
-                dx[j] = dy[j] * +(y[j] > 0) * k + (x[j] * p + r);
-              }
-            } else {
-              for (let j = base; j < end; j++) {
-                const j1 = j + h;
-                dx[j] = dy[j] * k + (x[j] * p + r);
-                dx[j1] = dy[j1] * k + (x[j1] * p + r);
-              }
-              for (let j = base + hP; j < base + HW; j++) dx[j] = dy[j] * k + (x[j] * p + r);
+    return ranged(C, ([x, s, gm, dy, ps, y], dx, c0, c1) => {
+      for (let b = 0; b < B; b++) {
+        for (let c = c0; c < c1; c++) {
+          const inv = 1 / Math.sqrt(s[C + c] + eps);
+          const k = gm[c] * inv;
+          const a2 = ps[c] * inv / n;
+          const p = -k * a2;
+          const r = k * (s[c] * a2 - ps[C + c] / n);
+          const base = (b * C + c) * HW;
+          const end = base + h;
+          if (relu) {
+            for (let j = base; j < end; j++) {
+              const j1 = j + h;
+              dx[j] = dy[j] * +(y[j] > 0) * k + (x[j] * p + r);
+              dx[j1] = dy[j1] * +(y[j1] > 0) * k + (x[j1] * p + r);
             }
+            for (let j = base + hP; j < base + HW; j++) {
+              dx[j] = dy[j] * +(y[j] > 0) * k + (x[j] * p + r);
+            }
+          } else {
+            for (let j = base; j < end; j++) {
+              const j1 = j + h;
+              dx[j] = dy[j] * k + (x[j] * p + r);
+              dx[j1] = dy[j1] * k + (x[j1] * p + r);
+            }
+            for (let j = base + hP; j < base + HW; j++) dx[j] = dy[j] * k + (x[j] * p + r);
           }
         }
-      },
-    };
+      }
+    });
   },
   wgsl: (ins, a) => bnBackwardData(geom("bn_bwd_data", ins), a.eps, !!a.relu),
 });

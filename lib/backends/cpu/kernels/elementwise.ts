@@ -34,6 +34,29 @@ export function jit(body: string): RunFn {
   return new Function("ins", "out", "scratch", `"use strict";\n${body}`) as RunFn;
 }
 
+/** The signature of a kernel's `runPart`. */
+export type RunPartFn = NonNullable<CpuKernel["runPart"]>;
+
+/** Like `jit`, for a body that also sees `part` and `parts` (see CpuKernel.runPart). */
+export function jitPart(body: string): RunPartFn {
+  return new Function(
+    "ins",
+    "out",
+    "scratch",
+    "part",
+    "parts",
+    `"use strict";\n${body}`,
+  ) as RunPartFn;
+}
+
+/**
+ * Source lines setting `lo` and `hi` to part `part` of `parts` of [0, n): contiguous, in order,
+ * sizes differing by at most one.
+ */
+export function partRange(n: number | string): string {
+  return `const lo = Math.floor(${n} * part / parts), hi = Math.floor(${n} * (part + 1) / parts);`;
+}
+
 /** A JS numeric literal of `x`, parenthesised so it can stand anywhere in an expression. */
 export function jsNum(x: number): string {
   if (typeof x !== "number") throw new Error(`not a number: ${x}`);
@@ -74,8 +97,16 @@ export function loopNest(inShapes: readonly Shape[], outShape: Shape): LoopNest 
 /** `base + term`, folding a zero base. */
 const plus = (base: string, term: string) => (base === "0" ? term : `${base} + ${term}`);
 
-/** Source of the loop nest computing `expr` over broadcast operands into `out`. */
-export function elementwiseSource(inShapes: readonly Shape[], outShape: Shape, expr: JsExpr) {
+/**
+ * Source of the loop nest computing `expr` over broadcast operands into `out`. `split`: the body
+ * of a `runPart`, which takes only its part of the outermost loop (`jitPart`).
+ */
+export function elementwiseSource(
+  inShapes: readonly Shape[],
+  outShape: Shape,
+  expr: JsExpr,
+  split = false,
+) {
   const { dims, strides } = loopNest(inShapes, outShape);
   const K = inShapes.length;
   const r = dims.length;
@@ -83,11 +114,14 @@ export function elementwiseSource(inShapes: readonly Shape[], outShape: Shape, e
   const vars = inShapes.map((_, k) => `v${k}`);
   const lines: string[] = [];
   if (K) lines.push(`const ${vars.map((_, k) => `x${k} = ins[${k}]`).join(", ")};`);
-  if (r > 1) lines.push("let o = 0;");
+  if (split) lines.push(partRange(dims[0]));
+  const perOuter = dims.slice(1).reduce((a, b) => a * b, 1);
+  if (r > 1) lines.push(split ? `let o = lo * ${perOuter};` : "let o = 0;");
   let ind = "";
   let base = vars.map(() => "0");
   for (let d = 0; d < r - 1; d++) {
-    lines.push(`${ind}for (let i${d} = 0; i${d} < ${dims[d]}; i${d}++) {`);
+    const from = split && d === 0 ? "lo" : "0", to = split && d === 0 ? "hi" : `${dims[d]}`;
+    lines.push(`${ind}for (let i${d} = ${from}; i${d} < ${to}; i${d}++) {`);
     ind += "  ";
     base = base.map((b, k) => {
       const s = strides[k][d];
@@ -104,7 +138,8 @@ export function elementwiseSource(inShapes: readonly Shape[], outShape: Shape, e
     else inner.push(`const v${k} = x${k}[${plus(base[k], s === 1 ? "j" : `j * ${s}`)}];`);
   }
   const o = r > 1 ? "o + j" : "j";
-  lines.push(`${ind}for (let j = 0; j < ${L}; j++) {`);
+  const [j0, j1] = split && r === 1 ? ["lo", "hi"] : ["0", `${L}`];
+  lines.push(`${ind}for (let j = ${j0}; j < ${j1}; j++) {`);
   for (const l of inner) lines.push(`${ind}  ${l}`);
   lines.push(`${ind}  out[${o}] = ${expr(vars)};`);
   lines.push(`${ind}}`);
@@ -124,7 +159,16 @@ export function elementwiseCpu(inShapes: readonly Shape[], outShape: Shape, expr
   const n = numel(outShape);
   // A pure copy of a same-size operand (expand to its own shape) is a memcpy.
   if (inShapes.length === 1 && numel(inShapes[0]) === n && expr(["v0"]) === "v0") {
-    return { run: (ins: Float32Array[], out: Float32Array) => out.set(ins[0]) } as CpuKernel;
+    return {
+      run: (ins: Float32Array[], out: Float32Array) => out.set(ins[0]),
+      runPart: (ins, out, _s, part, parts) => {
+        const lo = Math.floor(n * part / parts), hi = Math.floor(n * (part + 1) / parts);
+        out.set(ins[0].subarray(lo, hi), lo);
+      },
+    } as CpuKernel;
   }
-  return { run: jit(elementwiseSource(inShapes, outShape, expr)) } as CpuKernel;
+  return {
+    run: jit(elementwiseSource(inShapes, outShape, expr)),
+    runPart: jitPart(elementwiseSource(inShapes, outShape, expr, true)),
+  } as CpuKernel;
 }

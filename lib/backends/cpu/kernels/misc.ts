@@ -7,6 +7,7 @@
 import type { CpuKernel } from "../../../graph/op.ts";
 import { type AxisGeom, type DropoutGeom, ERFC_COEFFS } from "../../../../kernels/misc.ts";
 import { philoxInto } from "../../../rng/philox.ts";
+import { partOf, ranged } from "./parts.ts";
 
 // The fit's coefficients as the WGSL literals hold them. The conversion constants 1/sqrt 2 and
 // 1/sqrt(2 pi) stay float64: this backend computes in float64, and their f32 rounding would add
@@ -30,26 +31,22 @@ export function geluPhi2(x: number): number {
 
 /** y = x/2 (1 + erf(x / sqrt 2)). */
 export function geluCpu(n: number): CpuKernel {
-  return {
-    run: ([x], out) => {
-      for (let i = 0; i < n; i++) {
-        const v = x[i];
-        out[i] = 0.5 * v * geluPhi2(v);
-      }
-    },
-  };
+  return ranged(n, ([x], out, lo, hi) => {
+    for (let i = lo; i < hi; i++) {
+      const v = x[i];
+      out[i] = 0.5 * v * geluPhi2(v);
+    }
+  });
 }
 
 /** dx = dy (Phi(x) + x phi(x)). */
 export function geluGradCpu(n: number): CpuKernel {
-  return {
-    run: ([x, dy], out) => {
-      for (let i = 0; i < n; i++) {
-        const v = x[i];
-        out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v));
-      }
-    },
-  };
+  return ranged(n, ([x, dy], out, lo, hi) => {
+    for (let i = lo; i < hi; i++) {
+      const v = x[i];
+      out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v));
+    }
+  });
 }
 
 /**
@@ -70,15 +67,25 @@ export function stepToU32(s: number): number {
 export function dropoutCpu(g: DropoutGeom): CpuKernel {
   const { n, thr, scale, seed, stream } = g;
   const words = new Uint32Array(4);
+  const blocks = Math.ceil(n / 4);
+  // Philox blocks [b0, b1), each masking 4 elements.
+  const range = (
+    x: Float32Array,
+    stepv: Float32Array,
+    out: Float32Array,
+    b0: number,
+    b1: number,
+  ) => {
+    const step = stepToU32(stepv[0]);
+    for (let b = b0, i = 4 * b0; b < b1; b++, i += 4) {
+      philoxInto(words, b, 0, step, 0, seed, stream);
+      const m = Math.min(4, n - i);
+      for (let k = 0; k < m; k++) out[i + k] = x[i + k] * (+(words[k] >>> 8 >= thr) * scale);
+    }
+  };
   return {
-    run: ([x, stepv], out) => {
-      const step = stepToU32(stepv[0]);
-      for (let b = 0, i = 0; i < n; b++, i += 4) {
-        philoxInto(words, b, 0, step, 0, seed, stream);
-        const m = Math.min(4, n - i);
-        for (let k = 0; k < m; k++) out[i + k] = x[i + k] * (+(words[k] >>> 8 >= thr) * scale);
-      }
-    },
+    run: ([x, stepv], out) => range(x, stepv, out, 0, blocks),
+    runPart: ([x, stepv], out, _s, p, ps) => range(x, stepv, out, ...partOf(blocks, p, ps)),
   };
 }
 

@@ -1,0 +1,72 @@
+/**
+ * Runs a PyTorch peer script under Debian's `/usr/bin/python3` and parses the one-line JSON
+ * report it prints last: the timing fields every peer reports, plus the script's other fields
+ * for the caller to check. Environment problems (no interpreter, no torch, a failing script)
+ * come back as `{ ok: false, reason }`, never as exceptions.
+ *
+ * @module
+ */
+import type { PeerResult } from "./types.ts";
+
+/**
+ * Debian's python3-torch installs for the system interpreter only; a `python3` found on PATH
+ * (e.g. pyenv) would not see it.
+ */
+export const PYTHON = "/usr/bin/python3";
+const INSTALL_HINT = "apt-get install python3-torch libopenblas0-pthread";
+
+/** A peer run: its timings (or why there are none) and the report's fields. */
+export interface PythonPeerRun {
+  result: PeerResult;
+  report: Record<string, unknown>;
+}
+
+/** Runs `script` (a file next to the caller) with `args` and parses its report. */
+export async function runPythonPeer(script: URL, args: string[]): Promise<PythonPeerRun> {
+  const name = script.pathname.split("/").pop();
+  const fail = (reason: string, report: Record<string, unknown> = {}) => ({
+    result: { ok: false as const, reason },
+    report,
+  });
+  if (script.protocol !== "file:") return fail(`${name} must be a local file, got ${script.href}`);
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command(PYTHON, {
+      args: [decodeURIComponent(script.pathname), ...args],
+      // Torch already runs its own 2 threads; letting OpenBLAS spawn a pool per core on top of
+      // that oversubscribes the CPU and makes step times swing wildly.
+      env: { OPENBLAS_NUM_THREADS: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      return fail(`${PYTHON} not found; python3-torch not installed: ${INSTALL_HINT}`);
+    }
+    return fail(`could not start ${PYTHON}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const stdout = new TextDecoder().decode(out.stdout).trim();
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  const lastLine = stdout.split("\n").at(-1) ?? "";
+  let parsed: Record<string, unknown> | undefined;
+  try {
+    parsed = JSON.parse(lastLine);
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed && typeof parsed.error === "string") {
+    return fail(`python3-torch not installed (${parsed.error}): ${INSTALL_HINT}`);
+  }
+  if (!out.success || !parsed) {
+    const detail = (stderr || stdout).split("\n").slice(-3).join(" | ");
+    return fail(`${name} failed (exit ${out.code}): ${detail}`);
+  }
+  const { median_ms, min_ms, max_ms, runs } = parsed;
+  if (
+    typeof median_ms !== "number" || typeof min_ms !== "number" ||
+    typeof max_ms !== "number" || typeof runs !== "number"
+  ) {
+    return fail(`${name} printed unexpected output: ${lastLine}`, parsed);
+  }
+  return { result: { ok: true, median_ms, min_ms, max_ms, runs }, report: parsed };
+}
