@@ -30,6 +30,7 @@
  */
 import { basename, join } from "node:path";
 import { checkedListing } from "./check.ts";
+import { datasetIdentity } from "./identity.ts";
 import { DataError, describeError } from "./errors.ts";
 import { fnv1a, sha256Hex } from "./hash.ts";
 import {
@@ -79,6 +80,8 @@ export interface OpenedDataset {
   kind: DatasetKind;
   /** Hex SHA-256 identifying the data and preprocessing ({@link datasetFingerprint}). */
   fingerprint: string;
+  /** The data set's identity as runs record it (lib/data/identity.ts), from the same listing. */
+  identity: string;
   splits: Record<Split, SplitData>;
   /** Closes the cache files; reads afterwards fail. */
   close(): void;
@@ -433,7 +436,7 @@ export async function openDataset(
   // The checks of data:check that need no decoding (lib/data/check.ts); decoding and the
   // pair checks follow when the cache is built, through the same functions.
   const ds = await checkedListing(kind, root, log);
-  const fingerprint = await datasetFingerprint(ds);
+  const [fingerprint, identity] = await Promise.all([datasetFingerprint(ds), datasetIdentity(ds)]);
   const dir = o.cacheDir === null ? null : join(o.cacheDir, "decoded", `${fingerprint}-${size}`);
   const sources: RecordSource[] = [];
   const splits = {} as Record<Split, SplitData>;
@@ -453,6 +456,7 @@ export async function openDataset(
     root: ds.root,
     kind,
     fingerprint,
+    identity,
     splits,
     close() {
       if (closed) return;

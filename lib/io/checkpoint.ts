@@ -92,34 +92,18 @@ export function matchStateDict(
   expected: Map<string, readonly number[]>,
   o: LoadOptions = {},
 ): LoadReport {
-  const { tensors, metadata } = decodeCheckpoint(bytes, file);
-  const values = new Map<string, Float32Array>();
-  const unexpected: string[] = [];
-  const ignored: string[] = [];
-  const problems: string[] = [];
+  // The partial match of LViT_pretrain, made strict: every misfit is a problem here.
+  const { values, unexpected, misshapen: wrong, ignored, metadata } = matchShared(
+    file,
+    bytes,
+    expected,
+    o,
+  );
+  const problems = wrong.map((m) =>
+    `${m.name}: shape [${m.file.join(", ")}] in the file, model needs [${m.model.join(", ")}]`
+  );
   // Names present in the file with the wrong shape: reported as such, not again as missing.
-  const misshapen = new Set<string>();
-  for (const [raw, t] of tensors) {
-    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
-    if (THOP.test(raw) || o.skip?.(name)) {
-      ignored.push(raw);
-      continue;
-    }
-    const want = expected.get(name);
-    if (!want) {
-      unexpected.push(raw);
-      continue;
-    }
-    // PyTorch stores scalars such as num_batches_tracked with shape []; we keep them as [1].
-    if (!fits(want, t.shape)) {
-      problems.push(
-        `${raw}: shape [${t.shape.join(", ")}] in the file, model needs [${want.join(", ")}]`,
-      );
-      misshapen.add(name);
-      continue;
-    }
-    values.set(name, t.data);
-  }
+  const misshapen = new Set(wrong.map((m) => m.name));
   const missing = [...expected.keys()].filter((k) => !values.has(k) && !misshapen.has(k));
   if (missing.length && !o.allowMissing) problems.push(`missing keys: ${missing.join(", ")}`);
   if (unexpected.length && !o.allowUnexpected) {

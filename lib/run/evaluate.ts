@@ -13,14 +13,7 @@ import { loadCheckpoint } from "../io/checkpoint.ts";
 import { isPthPath } from "../io/pth.ts";
 import { isModelState } from "../train/session.ts";
 import { scoreSplit } from "../train/trainer.ts";
-import {
-  createSession,
-  dataIdentity,
-  lazyTextEncoder,
-  prepareData,
-  samples,
-  textFeaturesFor,
-} from "./runner.ts";
+import { createSession, lazyTextEncoder, prepareData, samples, textFeaturesFor } from "./runner.ts";
 import { checkDataIdentity } from "./checkpoint_meta.ts";
 import { holdForReading } from "./state.ts";
 import type { ExperimentConfig } from "../config/schema.ts";
@@ -125,8 +118,7 @@ async function evaluateHeld(
       allowNonFinite: o.allowNonFinite,
     });
     // Scored on the data set it was trained on, or refused with both identities.
-    const { identity } = await dataIdentity(cfg, log, ds.root);
-    checkDataIdentity(ckpt, r.metadata.get("data_identity"), identity, ds.root, "");
+    checkDataIdentity(ckpt, r.metadata.get("data_identity"), ds.identity, ds.root, "");
     s.loadState(r.values);
     const encoder = lazyTextEncoder(cfg, model.options, log);
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);

@@ -178,15 +178,15 @@ export async function prepareData(
 }
 
 /**
- * The identity of an experiment's data set (lib/data/identity.ts) and its resolved root: a
- * listing, nothing decoded. `root` given: the folder of an opened data set.
+ * The identity of an experiment's data set (lib/data/identity.ts) and its resolved root, for a
+ * finished run's check before anything is opened: a listing, nothing decoded. Opened data sets
+ * carry theirs (`OpenedDataset.identity`).
  */
-export async function dataIdentity(
+async function dataIdentity(
   cfg: ExperimentConfig,
   log: (s: string) => void,
-  root?: string,
 ): Promise<{ identity: string; root: string }> {
-  const r = resolveDataRoot(root ?? await dataRoot(cfg, log));
+  const r = resolveDataRoot(await dataRoot(cfg, log));
   return { identity: await identityOf(dataKind(cfg), r), root: r };
 }
 
@@ -431,7 +431,7 @@ async function runClaimed(
       } s`,
   );
   const recipe = cfg.train;
-  const { identity: dataId } = await dataIdentity(cfg, log, ds.root);
+  const dataId = ds.identity;
   const id: CheckpointIdentity = {
     hash: exp.hash,
     data: dataId,
