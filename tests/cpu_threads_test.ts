@@ -1,7 +1,9 @@
 /**
  * The CPU backend's helper threads (lib/backends/cpu/threads.ts) change no result:
  * - every kernel with `runPart` gives, over any number of parts run one after another, exactly
- *   the output of its `run` (awkward shapes, part counts that do not divide the work);
+ *   the output of its `run` (awkward shapes, part counts that do not divide the work); likewise
+ *   a kernel's `prepare` parts followed by `finish` (the conv panels), and adam's in-place update;
+ * - a GEMM computed block by block (gemm_split.ts) equals the whole call on the BLAS in use;
  * - a training session with helper threads ends, step for step, with the same bits as one
  *   without, and its helpers really ran (a split was dispatched).
  */
@@ -15,6 +17,9 @@ import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { assert, assertEquals } from "./assert.ts";
+import { sgemmHere } from "../lib/backends/cpu/blas.ts";
+import { sgemmTs } from "../lib/backends/cpu/gemm_ts.ts";
+import { type GemmArgs, gemmSlice } from "../lib/backends/cpu/gemm_split.ts";
 
 let seed = 1;
 /** Deterministic values in [-2, 2), some exactly 0 (relu/max edges). */
@@ -77,6 +82,19 @@ const CASES: SplitCase[] = [
     attrs: { eps: 1e-5 },
     positive: [1],
   },
+  { op: "softmax", ins: [[7, 13]] },
+  { op: "sum", ins: [[3, 5, 4, 9]], attrs: { axes: [0, 2, 3] } },
+  { op: "sum", ins: [[3, 5, 70]], attrs: { axes: [1] } },
+  { op: "sum", ins: [[6, 5, 7]], attrs: { axes: [2] } },
+  { op: "softmax_grad", ins: [[5, 9], [5, 9]] },
+  { op: "max_axis", ins: [[2, 5, 3, 7]], attrs: { axis: 1 } },
+  { op: "max_axis_grad", ins: [[2, 5, 3, 7], [2, 1, 3, 7]], attrs: { axis: 1 } },
+  { op: "maxpool2d", ins: [[2, 3, 8, 6]], attrs: { k: 2, s: 2 } },
+  { op: "maxpool2d", ins: [[1, 5, 9, 7]], attrs: { k: 3, s: 2 } },
+  { op: "maxpool2d_bwd", ins: [[2, 3, 8, 6], [2, 3, 4, 3]], attrs: { k: 2, s: 2 } },
+  { op: "maxpool2d_bwd", ins: [[1, 5, 9, 7], [1, 5, 4, 3]], attrs: { k: 3, s: 2 } },
+  { op: "pool_sum", ins: [[2, 3, 8, 6]], attrs: { f: 2 } },
+  { op: "upsample_nearest", ins: [[2, 3, 4, 3]], attrs: { f: 2 } },
 ];
 
 for (const c of CASES) {
@@ -92,15 +110,154 @@ for (const c of CASES) {
       if (c.op === "dropout" && i === 1) v[0] = 7; // the step counter
       return v;
     });
+    const scratch = () => (k.scratch ?? []).map((n) => new Float32Array(n).fill(NaN));
     const want = new Float32Array(size(outShape));
-    k.run(ins, want, []);
+    k.run(ins, want, scratch());
     for (const parts of [1, 2, 3, 5]) {
       const got = new Float32Array(want.length).fill(NaN);
-      for (let p = 0; p < parts; p++) k.runPart!(ins, got, [], p, parts);
+      const s = scratch();
+      for (let p = 0; p < parts; p++) k.runPart!(ins, got, s, p, parts);
       sameBits(got, want, `${parts} parts`);
     }
   });
 }
+
+Deno.test("cpu runPart: adam's in-place update over chunks equals run for 1-3 parts", () => {
+  const n = 3 * 4096 + 17;
+  const inputs = () => {
+    const h = new Float32Array([1e-3, 0.1, 0.001]);
+    return [values(n), values(n), values(n), values(n).map(Math.abs), h];
+  };
+  const k = getOp("adam").cpu!([[n], [n], [n], [n], [3]], {
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0,
+    decoupled: false,
+  }, [0]);
+  assert(k.runPart !== undefined, "adam has runPart");
+  seed = 3;
+  const want = inputs();
+  k.run(want, new Float32Array(0), []);
+  for (const parts of [1, 2, 3]) {
+    seed = 3;
+    const got = inputs();
+    for (let p = 0; p < parts; p++) k.runPart!(got, new Float32Array(0), [], p, parts);
+    for (const i of [0, 2, 3]) sameBits(got[i], want[i], `${parts} parts, input ${i}`);
+  }
+});
+
+/** Stride-1 convs that keep the width: the ones with a `prepare` stage (conv panels). */
+const STAGED: { op: string; ins: Shape[]; attrs: Attrs }[] = [
+  {
+    op: "conv2d",
+    ins: [[3, 5, 7, 9], [4, 5, 3, 3], [4]],
+    attrs: { stride: 1, padding: 1, dilation: 1 },
+  },
+  {
+    op: "conv2d",
+    ins: [[2, 3, 8, 6], [5, 3, 3, 3]],
+    attrs: { stride: 1, padding: 2, dilation: 2 },
+  },
+  {
+    op: "conv2d_bwd_data",
+    ins: [[3, 4, 7, 9], [4, 5, 3, 3]],
+    attrs: { stride: 1, padding: 1, dilation: 1, inShape: [3, 5, 7, 9] },
+  },
+  {
+    op: "conv2d_bwd_weight",
+    ins: [[3, 5, 7, 9], [3, 4, 7, 9]],
+    attrs: { stride: 1, padding: 1, dilation: 1, wShape: [4, 5, 3, 3] },
+  },
+];
+
+for (const c of STAGED) {
+  Deno.test(`cpu prepare + finish: ${c.op} ${JSON.stringify(c.ins)} equals run for 1-4 parts`, () => {
+    const def = getOp(c.op);
+    const outShape = def.shape(c.ins, c.attrs);
+    const k = def.cpu!(c.ins, c.attrs, outShape);
+    assert(k.prepare !== undefined && k.finish !== undefined, `${c.op} has a prepare stage`);
+    const ins = c.ins.map((s) => values(size(s)));
+    const scratch = () => (k.scratch ?? []).map((n) => new Float32Array(n).fill(NaN));
+    const want = new Float32Array(size(outShape));
+    k.run(ins, want, scratch());
+    for (const parts of [1, 2, 3, 4]) {
+      const got = new Float32Array(want.length).fill(NaN);
+      const s = scratch();
+      for (let p = 0; p < parts; p++) k.prepare!(ins, got, s, p, parts);
+      k.finish!(ins, got, s);
+      sameBits(got, want, `${parts} parts`);
+    }
+  });
+}
+
+type Gemm = typeof sgemmHere;
+
+/** Max |difference| between `gemm` on the whole of each case and `gemm` on 2 and 3 blocks. */
+function blockError(gemm: Gemm): number {
+  const shapes: [boolean, boolean, number, number, number][] = [
+    [false, false, 200, 70, 33],
+    [false, true, 70, 300, 129],
+    [true, false, 257, 65, 97],
+    [true, true, 130, 131, 64],
+    [false, true, 384, 64, 1000],
+  ];
+  let worst = 0;
+  for (const [ta, tb, M, N, K] of shapes) {
+    const lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+    const A = values((ta ? K : M) * lda), B = values((tb ? N : K) * ldb);
+    const C0 = values(M * ldc);
+    const g: GemmArgs = {
+      transA: ta,
+      transB: tb,
+      M,
+      N,
+      K,
+      alpha: 1,
+      A,
+      lda,
+      B,
+      ldb,
+      beta: 0.5,
+      C: C0.slice(),
+      ldc,
+    };
+    gemm(ta, tb, M, N, K, 1, A, lda, B, ldb, 0.5, g.C, ldc);
+    for (const parts of [2, 3]) {
+      const C = C0.slice();
+      for (let p = 0; p < parts; p++) {
+        const s = gemmSlice({ ...g, C }, p, parts);
+        gemm(
+          s.transA,
+          s.transB,
+          s.M,
+          s.N,
+          s.K,
+          s.alpha,
+          s.A,
+          s.lda,
+          s.B,
+          s.ldb,
+          s.beta,
+          s.C,
+          s.ldc,
+        );
+      }
+      C.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - g.C[i]))));
+      if (gemm === sgemmTs) sameBits(C, g.C, `TS ${M}x${N}x${K} in ${parts} blocks`);
+    }
+  }
+  return worst;
+}
+
+Deno.test("cpu threads: a GEMM computed in blocks equals the whole call", () => {
+  // The TypeScript GEMM: bitwise (checked inside). The BLAS in use: to rounding; bitwise where
+  // its kernels keep each element's sum order whatever the block (OpenBLAS's AVX-512 kernels
+  // do, its Haswell kernels do not; README "Determinism").
+  blockError(sgemmTs);
+  const err = blockError(sgemmHere);
+  assert(err < 1e-3, `blocks differ from the whole call by ${err}`);
+});
 
 /** A CPU backend whose runtimes have `threads` threads in all. */
 async function cpuWith(threads: number): Promise<Backend> {
@@ -111,13 +268,14 @@ async function cpuWith(threads: number): Promise<Backend> {
   };
 }
 
-Deno.test("cpu threads: a LViT-T training session gives the same bits with 1 and 2 threads", async () => {
-  const model = buildModel("lvit-t", { baseChannels: 8, imageSize: 64, textTokens: 4 });
-  const B = 2, S = 64;
+Deno.test("cpu threads: a LViT-T training session gives the same bits on 2 threads twice, and on 1 where BLAS blocks are exact", async () => {
+  // Base 16 at 128x128: the largest GEMMs (~25 MFLOP) are split into blocks too.
+  const model = buildModel("lvit-t", { baseChannels: 16, imageSize: 128, textTokens: 4 });
+  const B = 2, S = 128;
   const d = blobSet(3, 0, B, S);
   const text = values(B * 4 * 768);
   const results: Map<string, Float32Array>[] = [];
-  for (const threads of [1, 2]) {
+  for (const threads of [2, 2, 1]) {
     const s = await Session.create(await cpuWith(threads), model, {
       batch: B,
       channels: 3,
@@ -130,7 +288,12 @@ Deno.test("cpu threads: a LViT-T training session gives the same bits with 1 and
       assert((rt.threads === null) === (threads === 1), "helpers start when asked for");
       for (let i = 0; i < 3; i++) s.step(d.images, d.masks, 1e-3, { [TEXT_INPUT]: text });
       const p = await s.predict(d.images, { [TEXT_INPUT]: text });
-      if (rt.threads) assert(rt.threads.splits > 100, `steps ran in parts: ${rt.threads.splits}`);
+      if (rt.threads) {
+        assert(rt.threads.splits > 100, `steps ran in parts: ${rt.threads.splits}`);
+        if (rt.threads.splitsGemms) {
+          assert(rt.threads.gemmSplits > 10, `GEMMs ran in blocks: ${rt.threads.gemmSplits}`);
+        }
+      }
       const state = await s.parameters();
       state.set("__predictions", p);
       results.push(state);
@@ -140,4 +303,19 @@ Deno.test("cpu threads: a LViT-T training session gives the same bits with 1 and
   }
   assertEquals([...results[1].keys()], [...results[0].keys()]);
   for (const [name, v] of results[0]) sameBits(results[1].get(name), v, name);
+  // One thread (whole GEMMs) against two (GEMMs in blocks): the same bits where the BLAS kernels
+  // give blocks the whole call's bits, else the same training up to rounding: an Adam step of
+  // lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ by 6e-3.
+  const exact = blockError(sgemmHere) === 0;
+  for (const [name, v] of results[0]) {
+    const w = results[2].get(name)!;
+    if (exact) sameBits(w, v, `${name}, 1 thread`);
+    else {
+      const worst = v.reduce((m, x, i) => Math.max(m, Math.abs(x - w[i])), 0);
+      assert(
+        worst < 6e-3 || name === "__predictions",
+        `${name}: 1 and 2 threads differ by ${worst}`,
+      );
+    }
+  }
 });

@@ -331,9 +331,9 @@ def seg_loss(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     written out as torch_unet.py does so the peers compute the same thing."""
     pf = p.reshape(-1)
     yf = y.reshape(-1)
-    # The -100 floor mirrors F.binary_cross_entropy, keeping log(0) finite.
-    bce = -(yf * torch.clamp(torch.log(pf), min=-100.0)
-            + (1 - yf) * torch.clamp(torch.log(1 - pf), min=-100.0))
+    # F.binary_cross_entropy floors log at -100 and keeps its gradient finite where the
+    # sigmoid saturates to exactly 0 or 1; clamping torch.log by hand gave 0 * inf = NaN there.
+    bce = F.binary_cross_entropy(pf, yf, reduction="none")
     pos = (yf > 0.5).float()
     neg = (yf < 0.5).float()
     bce_bal = (0.5 * (bce * pos).sum() / (pos.sum() + 1e-12)

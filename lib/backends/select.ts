@@ -9,6 +9,7 @@ import { acquireDevice, type GpuContext, NoAdapterError } from "./webgpu/device.
 import { WebGPURuntime } from "./webgpu/executor.ts";
 import { CpuRuntime } from "./cpu/executor.ts";
 import { blasInfo } from "./cpu/blas.ts";
+import { threadCount } from "./cpu/threads.ts";
 
 export type BackendRequest = "auto" | Target;
 export const BACKENDS: readonly BackendRequest[] = ["auto", "webgpu", "cpu"];
@@ -51,11 +52,10 @@ function cpuBackend(why: string): Backend {
   return {
     name: "cpu",
     why,
-    device: lib
-      ? `cpu, BLAS ${lib}${
-        info.kernels ? ` (${info.kernels} kernels, ${info.threads} threads)` : ""
-      }`
-      : "cpu, TypeScript GEMM (no BLAS found)",
+    device: `cpu, ${threadCount()} threads, ` +
+      (lib
+        ? `BLAS ${lib}${info.kernels ? ` (${info.kernels} kernels)` : ""}`
+        : "TypeScript GEMM (no BLAS found)"),
     limits: { ...SPEC_LIMITS, maxStorageBufferBindingSize: 2 ** 31 - 4 },
     runtime: () => {
       const rt = new CpuRuntime();

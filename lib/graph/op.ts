@@ -54,6 +54,20 @@ export interface CpuKernel {
     part: number,
     parts: number,
   ): void;
+  /**
+   * `run` as two stages, for kernels that copy their inputs into scratch first (conv panels):
+   * `prepare` part `part` of `parts` writes its own slice of scratch (and of `out`), so the parts
+   * may run on different threads at once; `finish`, on one thread, does the rest (GEMMs, which
+   * the executor splits itself). `prepare` over all parts then `finish` is bitwise `run`.
+   */
+  prepare?(
+    ins: Float32Array[],
+    out: Float32Array,
+    scratch: Float32Array[],
+    part: number,
+    parts: number,
+  ): void;
+  finish?(ins: Float32Array[], out: Float32Array, scratch: Float32Array[]): void;
 }
 
 export interface GradArgs<A> {

@@ -8,7 +8,7 @@
  * a library, or `none` to force the TypeScript fallback.
  */
 import { sgemmTs } from "./gemm_ts.ts";
-import { threadCount } from "./threads.ts";
+import type { GemmArgs } from "./gemm_split.ts";
 
 const CBLAS_ROW_MAJOR = 101;
 const CBLAS_NO_TRANS = 111;
@@ -37,6 +37,7 @@ const SYMBOLS = {
   },
   // OpenBLAS only; absent from Accelerate and the reference CBLAS.
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   // The kernel set a DYNAMIC_ARCH OpenBLAS picked for this CPU (or OPENBLAS_CORETYPE forced).
   openblas_get_corename: { parameters: [], result: "pointer", optional: true },
 } as const;
@@ -94,26 +95,7 @@ function isPermissionError(e: unknown): boolean {
   return false;
 }
 
-/**
- * OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each GEMM before they sleep. The
- * CPU backend's own helper threads (threads.ts) run between GEMMs and would share their cores
- * with that spinning: measured on 2 cores, GELU took 95 ms instead of 50 on two threads. The
- * shortest spin (2^4 cycles) is asked for when helper threads are on, unless the user set one;
- * it is read when the library loads, and it changes no result, only when idle threads sleep.
- */
-function shortenSpin(): void {
-  if (threadCount() <= 1) return;
-  try {
-    if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
-      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
-    }
-  } catch {
-    // Without --allow-env OpenBLAS keeps its default.
-  }
-}
-
 function open(path: string): Loaded {
-  shortenSpin();
   const lib = Deno.dlopen(path, SYMBOLS);
   const threads = lib.symbols.openblas_get_num_threads?.() ?? undefined;
   const p = lib.symbols.openblas_get_corename?.() ?? null;
@@ -174,6 +156,37 @@ export function blasInfo(): { library: string | null; threads?: number; kernels?
   };
 }
 
+/**
+ * Asks the library for `n` threads of its own; false where it has no such control (Accelerate,
+ * the reference BLAS). The CPU backend's helper threads (threads.ts) split GEMMs themselves and
+ * ask OpenBLAS for one thread, so that its idle threads never compete with them for the cores.
+ * No library (the TypeScript fallback) counts as controlled: it is single-threaded.
+ */
+export function setBlasThreads(n: number): boolean {
+  const s = state();
+  if (s.lib === null) return true;
+  const set = s.lib.symbols.openblas_set_num_threads;
+  if (!set) return false;
+  set(n);
+  s.threads = s.lib.symbols.openblas_get_num_threads?.() ?? n;
+  return true;
+}
+
+/**
+ * Where sgemm hands GEMMs to be split across threads (the CPU executor installs one while a
+ * program with helper threads runs); returns false for a GEMM it does not split.
+ */
+export type GemmSplitter = (g: GemmArgs) => boolean;
+
+let splitter: GemmSplitter | null = null;
+
+/** Installs `s` (null: none) and returns the previous splitter. */
+export function setGemmSplitter(s: GemmSplitter | null): GemmSplitter | null {
+  const prev = splitter;
+  splitter = s;
+  return prev;
+}
+
 function checkOperand(
   name: string,
   rows: number,
@@ -216,6 +229,30 @@ export function sgemm(
     checkOperand("A", transA ? K : M, transA ? M : K, lda, A);
     checkOperand("B", transB ? N : K, transB ? K : N, ldb, B);
   }
+  if (splitter !== null && K > 0) {
+    const g = { transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc };
+    if (splitter(g)) return;
+  }
+  sgemmHere(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/** sgemm on the calling thread, never split (operands already checked). */
+export function sgemmHere(
+  transA: boolean,
+  transB: boolean,
+  M: number,
+  N: number,
+  K: number,
+  alpha: number,
+  A: Float32Array,
+  lda: number,
+  B: Float32Array,
+  ldb: number,
+  beta: number,
+  C: Float32Array,
+  ldc: number,
+): void {
+  if (M <= 0 || N <= 0) return;
   const lib = state().lib;
   if (lib === null || K <= 0) {
     sgemmTs(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

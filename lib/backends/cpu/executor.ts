@@ -7,7 +7,9 @@
  */
 import type { Program } from "../../graph/compile.ts";
 import type { CpuKernel } from "../../graph/op.ts";
-import { CpuThreads } from "./threads.ts";
+import type { GemmArgs } from "./gemm_split.ts";
+import { CpuThreads, threadCount } from "./threads.ts";
+import { type GemmSplitter, setBlasThreads, setGemmSplitter, sgemmHere } from "./blas.ts";
 
 interface ReadyStep {
   label: string;
@@ -17,6 +19,8 @@ interface ReadyStep {
   scratch: Float32Array[];
   /** Run in parts on the helper threads too. */
   split: boolean;
+  /** Run as `prepare` in parts on every thread, then `finish` here. */
+  staged: boolean;
 }
 
 /** Nodes that touch fewer values run on one thread: a split costs ~25 us of hand-over. */
@@ -30,9 +34,18 @@ export class CpuRuntime {
   /** Helper threads; null: everything runs on the calling thread. */
   readonly threads: CpuThreads | null;
 
-  /** `threads`: threads in all (default: LVIT_CPU_THREADS, else 1). */
+  /** `threads`: threads in all (default: LVIT_CPU_THREADS, else one per core). */
   constructor(options: { threads?: number } = {}) {
-    this.threads = CpuThreads.start(options.threads);
+    const count = options.threads ?? threadCount();
+    this.threads = CpuThreads.start(count);
+    // One thread asked for: BLAS too, so that the bits equal those of any thread count.
+    if (count <= 1) {
+      try {
+        setBlasThreads(1);
+      } catch {
+        // Without --allow-ffi the TypeScript GEMM runs, on this thread.
+      }
+    }
   }
 
   /** A zeroed buffer, shared with the helper threads when there are any. */
@@ -86,17 +99,20 @@ export class CpuRuntime {
       r.buffer < 0 ? new Float32Array(0) : bufs[r.buffer].subarray(0, r.size);
     const threads = this.threads;
     const shared = threads !== null && bufs.every((b) => b.buffer instanceof SharedArrayBuffer);
-    const steps: ReadyStep[] = program.cpuSteps.map((s) => ({
-      label: s.label,
-      kernel: s.kernel,
-      ins: s.ins.map(view),
-      out: view(s.out),
-      scratch: s.scratch.map(view),
-      split: shared && !!s.kernel.runPart &&
-        Math.max(s.out.size, ...s.ins.map((x) => x.size)) >= MIN_SPLIT,
-    }));
+    const steps: ReadyStep[] = program.cpuSteps.map((s) => {
+      const large = Math.max(s.out.size, ...s.ins.map((x) => x.size)) >= MIN_SPLIT;
+      return {
+        label: s.label,
+        kernel: s.kernel,
+        ins: s.ins.map(view),
+        out: view(s.out),
+        scratch: s.scratch.map(view),
+        split: shared && large && !!s.kernel.runPart,
+        staged: shared && large && !!s.kernel.prepare && !!s.kernel.finish,
+      };
+    });
     const id = ++programIds;
-    if (shared && steps.some((s) => s.split)) {
+    if (shared) {
       await threads!.share({
         id,
         steps: program.cpuSteps.map(({ node, ins, out, scratch }) => ({ node, ins, out, scratch })),
@@ -119,18 +135,61 @@ export class CpuExecutable {
     private readonly buffers: Float32Array[],
     private readonly steps: ReadyStep[],
     private readonly id: number,
-  ) {}
+  ) {
+    const threads = runtime.threads;
+    if (threads?.splitsGemms) {
+      const index = new Map<ArrayBufferLike, number>(buffers.map((b, i) => [b.buffer, i]));
+      const locate = (a: Float32Array) => index.get(a.buffer) ?? -1;
+      const here = (s: GemmArgs) =>
+        sgemmHere(
+          s.transA,
+          s.transB,
+          s.M,
+          s.N,
+          s.K,
+          s.alpha,
+          s.A,
+          s.lda,
+          s.B,
+          s.ldb,
+          s.beta,
+          s.C,
+          s.ldc,
+        );
+      this.splitter = (g) => threads.ready(id) && threads.gemm(id, g, locate, here);
+    }
+  }
+
+  /** Splits this program's GEMMs across the helper threads (null: none). */
+  private readonly splitter: GemmSplitter | null = null;
+
+  /** Runs `go` with this program's GEMM splitter installed. */
+  private withSplitter<T>(go: () => T): T {
+    if (!this.splitter) return go();
+    const prev = setGemmSplitter(this.splitter);
+    try {
+      return go();
+    } finally {
+      setGemmSplitter(prev);
+    }
+  }
 
   /** Writes the inputs and runs every node in order (synchronously). */
   run(inputs: Record<string, Float32Array> = {}): void {
     for (const [k, v] of Object.entries(inputs)) this.runtime.write(k, v);
-    for (let i = 0; i < this.steps.length; i++) this.runStep(i);
+    this.withSplitter(() => {
+      for (let i = 0; i < this.steps.length; i++) this.runStep(i);
+    });
   }
 
   private runStep(i: number): void {
     const s = this.steps[i];
     const threads = this.runtime.threads;
-    if (s.split && threads?.ready(this.id)) {
+    if (s.staged && threads?.ready(this.id)) {
+      const k = s.kernel;
+      threads.split(this.id, i, () => k.prepare!(s.ins, s.out, s.scratch, 0, threads.parts), true);
+      k.finish!(s.ins, s.out, s.scratch);
+    } else if (s.split && threads?.ready(this.id)) {
       const parts = threads.parts;
       threads.split(this.id, i, () => s.kernel.runPart!(s.ins, s.out, s.scratch, 0, parts));
     } else {
@@ -146,11 +205,13 @@ export class CpuExecutable {
 
   /** Per-node timings (ms) of one run, for profiling. */
   profile(): { label: string; ms: number }[] {
-    return this.steps.map((s, i) => {
-      const t0 = performance.now();
-      this.runStep(i);
-      return { label: s.label, ms: performance.now() - t0 };
-    });
+    return this.withSplitter(() =>
+      this.steps.map((s, i) => {
+        const t0 = performance.now();
+        this.runStep(i);
+        return { label: s.label, ms: performance.now() - t0 };
+      })
+    );
   }
 
   destroy(): void {}

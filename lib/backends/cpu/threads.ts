@@ -10,20 +10,44 @@
  *   (op, shapes, attributes) with the same op table and works on the same buffers, which are
  *   SharedArrayBuffers.
  * - A dispatch is a few integers in a shared control block and an `Atomics.notify`; the caller
- *   waits with `Atomics.wait` (~25 us a round trip here), so a step stays synchronous.
+ *   waits with `Atomics.wait` (~25 us a round trip here), so a step stays synchronous. Both
+ *   sides spin briefly first (SPINS), which makes a round trip between close dispatches cheaper.
  * - Results do not depend on the thread count: every output element is computed by the same
  *   code in the same order whichever thread computes it (tests/cpu_threads_test.ts).
  *
- * `LVIT_CPU_THREADS=N` turns this on with N threads in all (at most one per core; default 1,
- * none added). Where workers cannot start (a module imported over https, no permission),
- * everything runs on the calling thread, with the same results.
+ * - GEMMs are split too (gemm_split.ts): each thread computes a block of the product with the
+ *   BLAS library held to one thread per call, so that the library's own idle threads never
+ *   compete with the helpers for the cores (they spin ~0.1 s after each call).
+ *
+ * `LVIT_CPU_THREADS=N` sets the number of threads in all (default: one per core; 1: no helpers,
+ * and BLAS on one thread as well, the same bits). Where workers cannot start (a module imported
+ * over https, no permission), the kernels run on the calling thread and BLAS keeps its own
+ * threads; its thread count can then change the last bits of some GEMMs.
  */
 import { Worker } from "node:worker_threads";
 import type { CpuStep } from "../../graph/compile.ts";
+import { setBlasThreads } from "./blas.ts";
+import { type GemmArgs, gemmParts, gemmSlice } from "./gemm_split.ts";
 
 /** Control block layout (Int32 slots). */
 const SEQ = 0, DONE = 1, PROGRAM = 2, STEP = 3, PART = 4, PARTS = 5, FAILED = 6, MAIL = 7;
-const SLOTS = 8;
+/**
+ * What a dispatch asks: a part of step STEP (TASK_STEP) or of its `prepare` stage
+ * (TASK_PREPARE), or a block of the GEMM described from slot GEMM on (TASK_GEMM).
+ */
+const TASK = 8, TASK_STEP = 0, TASK_GEMM = 1, TASK_PREPARE = 2;
+/**
+ * A GEMM: transA, transB, M, N, K, lda, ldb, ldc, then (buffer, offset, length) of A, B and C
+ * in the program's buffers, then alpha and beta as float32 bits.
+ */
+const GEMM = 9, GEMM_SLOTS = 19;
+const SLOTS = GEMM + GEMM_SLOTS;
+/**
+ * Loads of the control block a waiting thread makes (tens of microseconds) before it sleeps: the
+ * parts of one step end close together and dispatches follow each other closely, and a sleeping
+ * thread takes about as long again to wake.
+ */
+export const SPINS = 1 << 14;
 /** Bytes of the shared error message of a failed part. */
 const ERROR_BYTES = 2048;
 
@@ -54,14 +78,15 @@ function envThreads(): number | undefined {
 }
 
 /**
- * Threads to use: LVIT_CPU_THREADS (at most one per core), else 1. Opt-in for now: on the 2-core
- * development machine the reference LViT-T step gained only 2.5% (see README), because most of
- * the step is GEMMs that BLAS already spreads over the cores.
+ * Threads to use: LVIT_CPU_THREADS (at most one per core), else one per core. Results do not
+ * depend on it: every kernel's parts, and every GEMM's blocks, compute the same sums in the same
+ * order whichever thread runs them (tests/cpu_threads_test.ts).
  */
 export function threadCount(): number {
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
   const env = envThreads();
-  if (env === undefined || !Number.isInteger(env) || env < 1) return 1;
-  return Math.min(env, Math.max(1, navigator.hardwareConcurrency || 1));
+  if (env === undefined || !Number.isInteger(env) || env < 1) return cores;
+  return Math.min(env, cores);
 }
 
 /** The helper threads of one CPU runtime. */
@@ -69,7 +94,14 @@ export class CpuThreads {
   /** Steps run in parts so far (for tests and profiles). */
   splits = 0;
 
-  private constructor(private readonly helpers: Helper[]) {}
+  /** GEMMs split so far (for tests and profiles). */
+  gemmSplits = 0;
+
+  private constructor(
+    private readonly helpers: Helper[],
+    /** Whether GEMMs are split: the BLAS library runs one thread per call. */
+    readonly splitsGemms: boolean,
+  ) {}
 
   /** Threads taking part in a split: this one and the helpers. */
   get parts(): number {
@@ -102,7 +134,15 @@ export class CpuThreads {
       for (const h of helpers) h.worker.terminate();
       return null;
     }
-    return new CpuThreads(helpers);
+    // GEMMs are split by these threads only where the library's own threads can be turned off;
+    // otherwise both would compete for the cores.
+    let gemms = false;
+    try {
+      gemms = setBlasThreads(1);
+    } catch {
+      // Without --allow-ffi the TypeScript GEMM runs; it cannot be reached here either.
+    }
+    return new CpuThreads(helpers, gemms);
   }
 
   /** Hands a loaded program to every helper; resolves when all have built its kernels. */
@@ -130,31 +170,77 @@ export class CpuThreads {
 
   /**
    * Runs step `step` of program `id` split `parts` ways: parts 1.. on the helpers, part 0 as
-   * `here`, then waits for the helpers. Throws if a helper's part failed.
+   * `here`, then waits for the helpers. Throws if a helper's part failed. `prepare`: the parts
+   * are of the step's `prepare` stage.
    */
-  split(id: number, step: number, here: () => void): void {
+  split(id: number, step: number, here: () => void, prepare = false): void {
     const parts = this.parts;
     this.splits++;
     this.helpers.forEach((h, i) => {
       const c = h.ctrl;
+      c[TASK] = prepare ? TASK_PREPARE : TASK_STEP;
       c[PROGRAM] = id;
       c[STEP] = step;
-      c[PART] = i + 1;
-      c[PARTS] = parts;
-      Atomics.store(c, SEQ, ++h.seq);
-      Atomics.notify(c, SEQ);
+      this.dispatch(h, i + 1, parts);
     });
+    this.finish(this.helpers, here);
+  }
+
+  /**
+   * Computes `g` split in blocks of C across this thread and the helpers, when it is large
+   * enough and every operand lies in program `id`'s buffers (`locate` gives the buffer index
+   * of a view, -1 for none); false when the caller is to run it alone.
+   */
+  gemm(
+    id: number,
+    g: GemmArgs,
+    locate: (a: Float32Array) => number,
+    here: (g: GemmArgs) => void,
+  ): boolean {
+    if (!this.splitsGemms) return false;
+    const parts = gemmParts(g.M, g.N, g.K, this.parts);
+    if (parts <= 1) return false;
+    const a = locate(g.A), b = locate(g.B), c = locate(g.C);
+    if (a < 0 || b < 0 || c < 0) return false;
+    this.gemmSplits++;
+    const used = this.helpers.slice(0, parts - 1);
+    used.forEach((h, i) => {
+      const s = h.ctrl;
+      const f = new Float32Array(s.buffer, s.byteOffset + (GEMM + 17) * 4, 2);
+      s[TASK] = TASK_GEMM;
+      s[PROGRAM] = id;
+      s.set([+g.transA, +g.transB, g.M, g.N, g.K, g.lda, g.ldb, g.ldc], GEMM);
+      s.set([a, g.A.byteOffset >> 2, g.A.length, b, g.B.byteOffset >> 2, g.B.length], GEMM + 8);
+      s.set([c, g.C.byteOffset >> 2, g.C.length], GEMM + 14);
+      f[0] = g.alpha;
+      f[1] = g.beta;
+      this.dispatch(h, i + 1, parts);
+    });
+    this.finish(used, () => here(gemmSlice(g, 0, parts)));
+    return true;
+  }
+
+  private dispatch(h: Helper, part: number, parts: number): void {
+    const c = h.ctrl;
+    c[PART] = part;
+    c[PARTS] = parts;
+    Atomics.store(c, SEQ, ++h.seq);
+    Atomics.notify(c, SEQ);
+  }
+
+  /** Runs `here`, then waits for `helpers`; throws the first failure. */
+  private finish(helpers: Helper[], here: () => void): void {
     let failure: unknown = null;
     try {
       here();
     } catch (e) {
       failure = e;
     }
-    for (const h of this.helpers) {
-      for (;;) {
+    for (const h of helpers) {
+      for (let spins = 0;; spins++) {
         const done = Atomics.load(h.ctrl, DONE);
         if (done === h.seq) break;
-        Atomics.wait(h.ctrl, DONE, done, 1000);
+        if (spins >= SPINS) Atomics.wait(h.ctrl, DONE, done, 1000);
       }
       if (Atomics.load(h.ctrl, FAILED)) {
         Atomics.store(h.ctrl, FAILED, 0);
@@ -173,4 +259,18 @@ export class CpuThreads {
 }
 
 /** Control-block slots, shared with worker.ts. */
-export const CTRL = { SEQ, DONE, PROGRAM, STEP, PART, PARTS, FAILED, MAIL, ERROR_BYTES } as const;
+export const CTRL = {
+  SEQ,
+  DONE,
+  PROGRAM,
+  STEP,
+  PART,
+  PARTS,
+  FAILED,
+  MAIL,
+  TASK,
+  TASK_GEMM,
+  TASK_PREPARE,
+  GEMM,
+  ERROR_BYTES,
+} as const;

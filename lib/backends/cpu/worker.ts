@@ -6,7 +6,9 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { getOp } from "../../graph/mod.ts";
 import type { CpuKernel } from "../../graph/op.ts";
-import { CTRL, type ProgramShare } from "./threads.ts";
+import { CTRL, type ProgramShare, SPINS } from "./threads.ts";
+import { sgemmHere } from "./blas.ts";
+import { gemmSlice } from "./gemm_split.ts";
 
 interface Views {
   ins: Float32Array[];
@@ -43,18 +45,52 @@ parentPort!.on("message", (m: { program?: ProgramShare }) => {
   parentPort!.postMessage({ registered: m.program.id });
 });
 
+const floats = new Float32Array(ctrl.buffer, ctrl.byteOffset + (CTRL.GEMM + 17) * 4, 2);
+
+/** This thread's block of the GEMM described in the control block (threads.ts). */
+function runGemm(held: Held): void {
+  const a = Array.from(ctrl.subarray(CTRL.GEMM, CTRL.GEMM + 17));
+  const view = (k: number) => new Float32Array(held.share.buffers[a[k]], a[k + 1] * 4, a[k + 2]);
+  const s = gemmSlice(
+    {
+      transA: a[0] === 1,
+      transB: a[1] === 1,
+      M: a[2],
+      N: a[3],
+      K: a[4],
+      lda: a[5],
+      ldb: a[6],
+      ldc: a[7],
+      A: view(8),
+      B: view(11),
+      C: view(14),
+      alpha: floats[0],
+      beta: floats[1],
+    },
+    ctrl[CTRL.PART],
+    ctrl[CTRL.PARTS],
+  );
+  sgemmHere(s.transA, s.transB, s.M, s.N, s.K, s.alpha, s.A, s.lda, s.B, s.ldb, s.beta, s.C, s.ldc);
+}
+
 function runTask(): void {
   const held = programs.get(ctrl[CTRL.PROGRAM]);
   const i = ctrl[CTRL.STEP];
   if (!held) throw new Error(`program ${ctrl[CTRL.PROGRAM]} was not shared with this thread`);
+  if (ctrl[CTRL.TASK] === CTRL.TASK_GEMM) return runGemm(held);
   let k = held.kernels[i];
   if (!k) {
     const n = held.share.steps[i].node;
     k = getOp(n.op).cpu!(n.inShapes, n.attrs, n.outShape);
     held.kernels[i] = k;
   }
-  if (!k.runPart) throw new Error(`${n(held, i)} cannot run in parts`);
   const v = held.views[i];
+  if (ctrl[CTRL.TASK] === CTRL.TASK_PREPARE) {
+    if (!k.prepare) throw new Error(`${n(held, i)} has no prepare stage`);
+    k.prepare(v.ins, v.out, v.scratch, ctrl[CTRL.PART], ctrl[CTRL.PARTS]);
+    return;
+  }
+  if (!k.runPart) throw new Error(`${n(held, i)} cannot run in parts`);
   k.runPart(v.ins, v.out, v.scratch, ctrl[CTRL.PART], ctrl[CTRL.PARTS]);
 }
 
@@ -86,6 +122,9 @@ async function loop(): Promise<never> {
       await tick();
       continue;
     }
+    let spins = 0;
+    while (spins < SPINS && Atomics.load(ctrl, CTRL.SEQ) === last) spins++;
+    if (spins < SPINS) continue;
     if (Atomics.wait(ctrl, CTRL.SEQ, last, 200) === "timed-out") await tick();
   }
 }

@@ -22,6 +22,7 @@
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { ConvGeom, ConvTGeom } from "../../../../kernels/conv.ts";
 import { sgemm } from "../blas.ts";
+import { partOf } from "./parts.ts";
 
 /** Subarray views at fixed offsets of a buffer, rebuilt only when the buffer changes. */
 class Views {
@@ -439,40 +440,60 @@ function sameSources(S: Same): Views {
   return new Views(offs, undefined, ends);
 }
 
-/** panel[(c*KW + kx)*pitch + b*L + (iy + ph)*W + ox] = src (b, c, iy, ox + kx*d - pw), else 0. */
-function buildSame(S: Same, src: Float32Array, views: Views, panel: Float32Array): void {
-  const { B, cin, H, W, KW, ph, pw, d, L, pitch } = S;
+/**
+ * panel[(c*KW + kx)*pitch + b*L + (iy + ph)*W + ox] = src (b, c, iy, ox + kx*d - pw), else 0,
+ * for the planes (b, c) numbered q = b*cin + c in [q0, q1) (all of them by default).
+ */
+function buildSame(
+  S: Same,
+  src: Float32Array,
+  views: Views,
+  panel: Float32Array,
+  q0 = 0,
+  q1 = S.B * S.cin,
+): void {
+  const { cin, H, W, KW, ph, pw, d, L, pitch } = S;
   const hw = H * W, top = ph * W;
   const v = views.of(src);
-  let i = 0;
-  for (let b = 0; b < B; b++) {
-    for (let c = 0; c < cin; c++) {
-      for (let kx = 0; kx < KW; kx++, i++) {
-        const sx = kx * d - pw;
-        const seg = (c * KW + kx) * pitch + b * L, data = seg + top;
-        panel.fill(0, seg, data);
-        panel.fill(0, data + hw, seg + L);
-        if (sx <= -W || sx >= W) {
-          panel.fill(0, data, data + hw);
-          continue;
-        }
-        // Destination n reads source n + sx: the copy starts at max(0, -sx).
-        panel.set(v[i], data + Math.max(0, -sx));
-        if (sx < 0) {
-          for (let y = 0; y < H; y++) panel.fill(0, data + y * W, data + y * W - sx);
-        } else if (sx > 0) {
-          for (let y = 0; y < H; y++) panel.fill(0, data + (y + 1) * W - sx, data + (y + 1) * W);
-        }
+  for (let q = q0; q < q1; q++) {
+    const b = Math.floor(q / cin), c = q % cin;
+    for (let kx = 0; kx < KW; kx++) {
+      const i = q * KW + kx;
+      const sx = kx * d - pw;
+      const seg = (c * KW + kx) * pitch + b * L, data = seg + top;
+      panel.fill(0, seg, data);
+      panel.fill(0, data + hw, seg + L);
+      if (sx <= -W || sx >= W) {
+        panel.fill(0, data, data + hw);
+        continue;
+      }
+      // Destination n reads source n + sx: the copy starts at max(0, -sx).
+      panel.set(v[i], data + Math.max(0, -sx));
+      if (sx < 0) {
+        for (let y = 0; y < H; y++) panel.fill(0, data + y * W, data + y * W - sx);
+      } else if (sx > 0) {
+        for (let y = 0; y < H; y++) panel.fill(0, data + (y + 1) * W - sx, data + (y + 1) * W);
       }
     }
   }
 }
 
-/** wpk[(ky*cout + m)*depth + c*KW + kx] = w (m, c, ky, kx), or for flip its data-gradient form. */
-function packSame(S: Same, w: Float32Array, wpk: Float32Array, flip: boolean): void {
-  const { cin, cout, KH, KW, depth } = S;
+/**
+ * wpk[(ky*cout + m)*depth + c*KW + kx] = w (m, c, ky, kx), or for flip its data-gradient form,
+ * for the outputs m in [m0, m1) (all by default).
+ */
+function packSame(
+  S: Same,
+  w: Float32Array,
+  wpk: Float32Array,
+  flip: boolean,
+  m0 = 0,
+  m1 = S.cout,
+): void {
+  const { cin, KH, KW, depth } = S;
+  const cout = S.cout;
   const kk = KH * KW;
-  for (let m = 0; m < cout; m++) {
+  for (let m = m0; m < m1; m++) {
     for (let c = 0; c < cin; c++) {
       const from = flip ? (c * cout + m) * kk + kk - 1 : (m * cin + c) * kk;
       for (let ky = 0; ky < KH; ky++) {
@@ -493,48 +514,67 @@ function sameTaps(S: Same): Views {
   return new Views(offs);
 }
 
-/** Forward conv (or, flip, a conv's data gradient). Scratch: [panel, packed weights]. */
+/**
+ * Forward conv (or, flip, a conv's data gradient). Scratch: [panel, packed weights]. `prepare`
+ * (packing, panel and bias, split by outputs and planes) then `finish` (the GEMMs) is `run`.
+ */
 function sameConv(S: Same, flip: boolean, hasBias: boolean): CpuKernel {
-  const { B, KH, cout, oh, W, pitch, depth } = S;
+  const { B, KH, cout, cin, oh, W, pitch, depth } = S;
   const n = oh * W;
   const sources = sameSources(S), taps = sameTaps(S);
   const wViews = new Views(Array.from({ length: KH }, (_, ky) => ky * cout * depth));
   const outs = perImage(B, cout * n);
+  const prepare = (
+    ins: Float32Array[],
+    out: Float32Array,
+    scratch: Float32Array[],
+    part: number,
+    parts: number,
+  ) => {
+    packSame(S, ins[1], scratch[1], flip, ...partOf(cout, part, parts));
+    buildSame(S, ins[0], sources, scratch[0], ...partOf(B * cin, part, parts));
+    if (!hasBias) return;
+    const [q0, q1] = partOf(B * cout, part, parts);
+    for (let q = q0; q < q1; q++) out.fill(ins[2][q % cout], q * n, (q + 1) * n);
+  };
+  const finish = (_ins: Float32Array[], out: Float32Array, scratch: Float32Array[]) => {
+    const wv = wViews.of(scratch[1]), pv = taps.of(scratch[0]), ov = outs.of(out);
+    for (let b = 0; b < B; b++) {
+      for (let ky = 0; ky < KH; ky++) {
+        // With a bias the output was filled with it and every GEMM accumulates (beta = 1).
+        const beta = ky > 0 || hasBias ? 1 : 0;
+        sgemm(
+          false,
+          false,
+          cout,
+          n,
+          depth,
+          1,
+          wv[ky],
+          depth,
+          pv[b * KH + ky],
+          pitch,
+          beta,
+          ov[b],
+          n,
+        );
+      }
+    }
+  };
   return {
     scratch: [depth * pitch, KH * cout * depth],
     run(ins, out, scratch) {
-      const panel = scratch[0], wpk = scratch[1];
-      packSame(S, ins[1], wpk, flip);
-      buildSame(S, ins[0], sources, panel);
-      const wv = wViews.of(wpk), pv = taps.of(panel), ov = outs.of(out);
-      for (let b = 0; b < B; b++) {
-        if (hasBias) fillBias(out, b * cout * n, ins[2], cout, n);
-        for (let ky = 0; ky < KH; ky++) {
-          const beta = ky > 0 || hasBias ? 1 : 0;
-          sgemm(
-            false,
-            false,
-            cout,
-            n,
-            depth,
-            1,
-            wv[ky],
-            depth,
-            pv[b * KH + ky],
-            pitch,
-            beta,
-            ov[b],
-            n,
-          );
-        }
-      }
+      prepare(ins, out, scratch, 0, 1);
+      finish(ins, out, scratch);
     },
+    prepare,
+    finish,
   };
 }
 
 /**
  * dW^T per kernel row: dwk[ky][c*KW + kx][m] = sum over images of panel_ky x dy_b^T, dy_b read
- * in place. Scratch: [panel, dW in that order].
+ * in place. Scratch: [panel, dW in that order]. `prepare` builds the panel (split by planes).
  */
 function sameBwdWeight(S: Same): CpuKernel {
   const { B, cin, cout, KH, KW, oh, W, pitch, depth } = S;
@@ -542,41 +582,53 @@ function sameBwdWeight(S: Same): CpuKernel {
   const sources = sameSources(S), taps = sameTaps(S);
   const dws = new Views(Array.from({ length: KH }, (_, ky) => ky * depth * cout));
   const dys = perImage(B, cout * n);
+  const prepare = (
+    ins: Float32Array[],
+    _out: Float32Array,
+    scratch: Float32Array[],
+    part: number,
+    parts: number,
+  ) => buildSame(S, ins[0], sources, scratch[0], ...partOf(B * cin, part, parts));
+  const finish = (ins: Float32Array[], out: Float32Array, scratch: Float32Array[]) => {
+    const dwk = scratch[1];
+    const pv = taps.of(scratch[0]), dv = dws.of(dwk), yv = dys.of(ins[1]);
+    for (let ky = 0; ky < KH; ky++) {
+      for (let b = 0; b < B; b++) {
+        sgemm(
+          false,
+          true,
+          depth,
+          cout,
+          n,
+          1,
+          pv[b * KH + ky],
+          pitch,
+          yv[b],
+          n,
+          b ? 1 : 0,
+          dv[ky],
+          cout,
+        );
+      }
+    }
+    const kk = KH * KW;
+    for (let ky = 0; ky < KH; ky++) {
+      for (let c = 0; c < cin; c++) {
+        for (let kx = 0; kx < KW; kx++) {
+          const from = (ky * depth + c * KW + kx) * cout, dst = c * kk + ky * KW + kx;
+          for (let m = 0; m < cout; m++) out[dst + m * cin * kk] = dwk[from + m];
+        }
+      }
+    }
+  };
   return {
     scratch: [depth * pitch, KH * depth * cout],
     run(ins, out, scratch) {
-      const panel = scratch[0], dwk = scratch[1];
-      buildSame(S, ins[0], sources, panel);
-      const pv = taps.of(panel), dv = dws.of(dwk), yv = dys.of(ins[1]);
-      for (let ky = 0; ky < KH; ky++) {
-        for (let b = 0; b < B; b++) {
-          sgemm(
-            false,
-            true,
-            depth,
-            cout,
-            n,
-            1,
-            pv[b * KH + ky],
-            pitch,
-            yv[b],
-            n,
-            b ? 1 : 0,
-            dv[ky],
-            cout,
-          );
-        }
-      }
-      const kk = KH * KW;
-      for (let ky = 0; ky < KH; ky++) {
-        for (let c = 0; c < cin; c++) {
-          for (let kx = 0; kx < KW; kx++) {
-            const from = (ky * depth + c * KW + kx) * cout, dst = c * kk + ky * KW + kx;
-            for (let m = 0; m < cout; m++) out[dst + m * cin * kk] = dwk[from + m];
-          }
-        }
-      }
+      prepare(ins, out, scratch, 0, 1);
+      finish(ins, out, scratch);
     },
+    prepare,
+    finish,
   };
 }
 

@@ -92,23 +92,22 @@ export function dropoutCpu(g: DropoutGeom): CpuKernel {
 /** y[o, 0, j] = max over a of x[o, a, j], the first maximum winning (strictly greater). */
 export function maxAxisCpu(g: AxisGeom): CpuKernel {
   const { outer, A, inner } = g;
-  return {
-    run: ([x], out) => {
-      for (let o = 0; o < outer; o++) {
-        const base = o * A * inner;
-        const ob = o * inner;
-        for (let j = 0; j < inner; j++) out[ob + j] = x[base + j];
-        // Row by row over a keeps the reads contiguous along j.
-        for (let a = 1; a < A; a++) {
-          const row = base + a * inner;
-          for (let j = 0; j < inner; j++) {
-            const v = x[row + j];
-            if (v > out[ob + j]) out[ob + j] = v;
-          }
+  // Parts take columns [j0, j1) of every o.
+  return ranged(inner, ([x], out, j0, j1) => {
+    for (let o = 0; o < outer; o++) {
+      const base = o * A * inner;
+      const ob = o * inner;
+      for (let j = j0; j < j1; j++) out[ob + j] = x[base + j];
+      // Row by row over a keeps the reads contiguous along j.
+      for (let a = 1; a < A; a++) {
+        const row = base + a * inner;
+        for (let j = j0; j < j1; j++) {
+          const v = x[row + j];
+          if (v > out[ob + j]) out[ob + j] = v;
         }
       }
-    },
-  };
+    }
+  });
 }
 
 /**
@@ -119,21 +118,31 @@ export function maxAxisCpu(g: AxisGeom): CpuKernel {
  */
 export function maxAxisGradCpu(g: AxisGeom): CpuKernel {
   const { outer, A, inner } = g;
+  // Parts take columns [j0, j1) of every (o, a), and the same slice of the scratch.
+  const go = (
+    ins: Float32Array[],
+    out: Float32Array,
+    best: Float32Array,
+    j0: number,
+    j1: number,
+  ) => {
+    const [x, dy] = ins;
+    for (let o = 0; o < outer; o++) {
+      const base = o * A * inner;
+      for (let a = 0; a < A; a++) out.fill(0, base + a * inner + j0, base + a * inner + j1);
+      for (let j = j0; j < j1; j++) best[j] = 0;
+      for (let a = 1; a < A; a++) {
+        const row = base + a * inner;
+        for (let j = j0; j < j1; j++) {
+          if (x[row + j] > x[base + best[j] * inner + j]) best[j] = a;
+        }
+      }
+      for (let j = j0; j < j1; j++) out[base + best[j] * inner + j] = dy[o * inner + j];
+    }
+  };
   return {
     scratch: [inner],
-    run: ([x, dy], out, [best]) => {
-      out.fill(0);
-      for (let o = 0; o < outer; o++) {
-        const base = o * A * inner;
-        for (let j = 0; j < inner; j++) best[j] = 0;
-        for (let a = 1; a < A; a++) {
-          const row = base + a * inner;
-          for (let j = 0; j < inner; j++) {
-            if (x[row + j] > x[base + best[j] * inner + j]) best[j] = a;
-          }
-        }
-        for (let j = 0; j < inner; j++) out[base + best[j] * inner + j] = dy[o * inner + j];
-      }
-    },
+    run: (ins, out, [best]) => go(ins, out, best, 0, inner),
+    runPart: (ins, out, [best], part, parts) => go(ins, out, best, ...partOf(inner, part, parts)),
   };
 }

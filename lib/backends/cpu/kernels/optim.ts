@@ -11,7 +11,8 @@
  */
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { AdamAttrs } from "../../../graph/ops/optim.ts";
-import { jit, jsNum } from "./elementwise.ts";
+import { jitPart, jsNum, partRange } from "./elementwise.ts";
+import { partOf } from "./parts.ts";
 
 /** dst <- src (a memmove; `set` is correct even if both view one buffer). */
 export function assignCpu(): CpuKernel {
@@ -29,11 +30,12 @@ function adamJs(n: number, a: AdamAttrs): CpuKernel {
   const wd = a.weightDecay;
   const l2 = wd && !a.decoupled ? `gr += ${jsNum(wd)} * pv;` : "";
   const decay = wd && a.decoupled ? `pv *= 1 - lr * ${jsNum(wd)};` : "";
-  const run = jit(`const p = ins[0], g = ins[1], m = ins[2], v = ins[3], h = ins[4];
+  const runPart = jitPart(`const p = ins[0], g = ins[1], m = ins[2], v = ins[3], h = ins[4];
 const lr = h[0];
 const step = lr / h[1];
 const inv = 1 / Math.sqrt(h[2]);
-for (let i = 0; i < ${n}; i++) {
+${partRange(n)}
+for (let i = lo; i < hi; i++) {
   let gr = g[i];
   let pv = p[i];
   ${l2}${decay}
@@ -43,7 +45,7 @@ for (let i = 0; i < ${n}; i++) {
   v[i] = vv;
   p[i] = pv - step * mv / (Math.sqrt(vv) * inv + ${jsNum(a.eps)});
 }`);
-  return { run };
+  return { run: (ins, out, scratch) => runPart(ins, out, scratch, 0, 1), runPart };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,47 +173,50 @@ function adamSimd(n: number, a: AdamAttrs, w: NonNullable<typeof wasm>): CpuKern
   // so they are made on the first run only and steady-state runs allocate nothing.
   const keys: Float32Array[] = [];
   const views: Float32Array[][] = [];
-  return {
-    run: (ins) => {
-      const h = ins[4];
-      if (ins[0] !== keys[0] || ins[1] !== keys[1] || ins[2] !== keys[2] || ins[3] !== keys[3]) {
-        views.length = 0;
-        for (let c = 0; c < chunks; c++) {
-          const at = c * CHUNK;
-          const len = c < chunks - 1 ? CHUNK : last;
-          views.push([0, 1, 2, 3].map((k) => ins[k].subarray(at, at + len)));
-        }
-        for (let k = 0; k < 4; k++) keys[k] = ins[k];
-      }
-      const lr = h[0];
-      const step = lr / h[1];
-      const inv = 1 / Math.sqrt(h[2]);
-      const decay = wd && a.decoupled ? 1 - lr * wd : 1;
+  /** Chunks [c0, c1): parts take whole chunks, each through its own thread's wasm page. */
+  const go = (ins: Float32Array[], c0: number, c1: number) => {
+    const h = ins[4];
+    if (ins[0] !== keys[0] || ins[1] !== keys[1] || ins[2] !== keys[2] || ins[3] !== keys[3]) {
+      views.length = 0;
       for (let c = 0; c < chunks; c++) {
-        const src = views[c];
-        const dst = c < chunks - 1 ? full : tail;
-        for (let k = 0; k < 4; k++) w.mem.set(src[k], k * CHUNK);
-        w.fn(
-          Math.ceil(dst[0].length / 4),
-          0,
-          4 * CHUNK,
-          8 * CHUNK,
-          12 * CHUNK,
-          step,
-          inv,
-          decay,
-          l2,
-          a.beta1,
-          1 - a.beta1,
-          a.beta2,
-          1 - a.beta2,
-          a.eps,
-        );
-        src[0].set(dst[0]);
-        src[2].set(dst[2]);
-        src[3].set(dst[3]);
+        const at = c * CHUNK;
+        const len = c < chunks - 1 ? CHUNK : last;
+        views.push([0, 1, 2, 3].map((k) => ins[k].subarray(at, at + len)));
       }
-    },
+      for (let k = 0; k < 4; k++) keys[k] = ins[k];
+    }
+    const lr = h[0];
+    const step = lr / h[1];
+    const inv = 1 / Math.sqrt(h[2]);
+    const decay = wd && a.decoupled ? 1 - lr * wd : 1;
+    for (let c = c0; c < c1; c++) {
+      const src = views[c];
+      const dst = c < chunks - 1 ? full : tail;
+      for (let k = 0; k < 4; k++) w.mem.set(src[k], k * CHUNK);
+      w.fn(
+        Math.ceil(dst[0].length / 4),
+        0,
+        4 * CHUNK,
+        8 * CHUNK,
+        12 * CHUNK,
+        step,
+        inv,
+        decay,
+        l2,
+        a.beta1,
+        1 - a.beta1,
+        a.beta2,
+        1 - a.beta2,
+        a.eps,
+      );
+      src[0].set(dst[0]);
+      src[2].set(dst[2]);
+      src[3].set(dst[3]);
+    }
+  };
+  return {
+    run: (ins) => go(ins, 0, chunks),
+    runPart: (ins, _out, _scratch, part, parts) => go(ins, ...partOf(chunks, part, parts)),
   };
 }
 

@@ -5,7 +5,13 @@
  */
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { PoolGeom } from "../../../../kernels/pool.ts";
-import { jit } from "./elementwise.ts";
+import { jitPart, partRange } from "./elementwise.ts";
+import type { RunPartFn } from "./elementwise.ts";
+
+/** The kernel of a generated body that computes its part (`lo`..`hi`) of the work. */
+function parted(runPart: RunPartFn): CpuKernel {
+  return { run: (ins, out, scratch) => runPart(ins, out, scratch, 0, 1), runPart };
+}
 
 /** Windows with at most this many taps are written out tap by tap. */
 const MAX_UNROLL = 16;
@@ -44,11 +50,16 @@ for (let a = 0; a < ${g.k}; a++) {
 }`;
 }
 
-/** Loops over the windows in output order with `r` the window origin and `o` the output index. */
-function overWindows(g: PoolGeom, body: string): string {
+/**
+ * Loops over the windows in output order with `r` the window origin and `o` the output index,
+ * for the planes [lo, hi) of this part.
+ */
+function overWindows(g: PoolGeom, body: string, before = ""): string {
   const { B, C, H, W, s, OH, OW } = g;
-  return `let o = 0;
-for (let p = 0; p < ${B * C}; p++) {
+  return `${partRange(B * C)}
+${before}
+let o = lo * ${OH * OW};
+for (let p = lo; p < hi; p++) {
   for (let oy = 0; oy < ${OH}; oy++) {
     let r = p * ${H * W} + oy * ${s * W};
     for (let ox = 0; ox < ${OW}; ox++, r += ${s}, o++) {
@@ -60,9 +71,9 @@ ${body}
 
 /** Max over each k x k window (stride s), the first maximum in scan order winning. */
 export function maxpoolCpu(g: PoolGeom): CpuKernel {
-  return {
-    run: jit(`const x = ins[0];\n${overWindows(g, `${argmaxSource(g)}\nout[o] = x[k];`)}`),
-  };
+  return parted(
+    jitPart(`const x = ins[0];\n${overWindows(g, `${argmaxSource(g)}\nout[o] = x[k];`)}`),
+  );
 }
 
 /**
@@ -71,11 +82,12 @@ export function maxpoolCpu(g: PoolGeom): CpuKernel {
  * ceil(k/s)^2 terms in f32.
  */
 export function maxpoolBwdCpu(g: PoolGeom): CpuKernel {
-  return {
-    run: jit(`const x = ins[0], dy = ins[1];
-out.fill(0);
-${overWindows(g, `${argmaxSource(g)}\nout[k] += dy[o];`)}`),
-  };
+  // A window's maximum lies in its own plane, so a part zeroes and fills its planes only.
+  const hw = g.H * g.W;
+  return parted(jitPart(`const x = ins[0], dy = ins[1];
+${
+    overWindows(g, `${argmaxSource(g)}\nout[k] += dy[o];`, `out.fill(0, lo * ${hw}, hi * ${hw});`)
+  }`));
 }
 
 /** Nearest upsampling by f: each input value written to its f x f block. */
@@ -84,9 +96,10 @@ export function upsampleNearestCpu(B: number, C: number, H: number, W: number, f
   const body = f * f <= MAX_UNROLL
     ? taps(f, WO).map((off) => `out[d + ${off}] = v;`).join(" ")
     : `for (let a = 0; a < ${f}; a++) for (let b = 0; b < ${f}; b++) out[d + a * ${WO} + b] = v;`;
-  const run = jit(`const x = ins[0];
-let i = 0;
-for (let p = 0; p < ${B * C * H}; p++) {
+  const runPart = jitPart(`const x = ins[0];
+${partRange(B * C * H)}
+let i = lo * ${W};
+for (let p = lo; p < hi; p++) {
   const row = p * ${f * WO};
   for (let ix = 0; ix < ${W}; ix++, i++) {
     const v = x[i];
@@ -94,7 +107,7 @@ for (let p = 0; p < ${B * C * H}; p++) {
     ${body}
   }
 }`);
-  return { run } as CpuKernel;
+  return parted(runPart);
 }
 
 /**
@@ -108,7 +121,7 @@ export function poolSumCpu(B: number, C: number, H: number, W: number, f: number
     ? ""
     : `for (let a = 0; a < ${f}; a++) for (let b = 0; b < ${f}; b++) s += x[r + a * ${W} + b];`;
   const g: PoolGeom = { B, C, H, W, k: f, s: f, OH: H / f, OW: W / f };
-  return {
-    run: jit(`const x = ins[0];\n${overWindows(g, `let s = ${sum};\n${loop}\nout[o] = s;`)}`),
-  };
+  return parted(
+    jitPart(`const x = ins[0];\n${overWindows(g, `let s = ${sum};\n${loop}\nout[o] = s;`)}`),
+  );
 }

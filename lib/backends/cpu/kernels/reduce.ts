@@ -21,7 +21,8 @@
  */
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { Shape } from "../../../graph/shape.ts";
-import { jit } from "./elementwise.ts";
+import { jit, jitPart, partRange } from "./elementwise.ts";
+import { ranged } from "./parts.ts";
 
 /** A run of merged axes: total size, row-major stride, and whether it is reduced. */
 interface Group {
@@ -51,15 +52,23 @@ export function reduceGroups(shape: Shape, axes: readonly number[]): Group[] {
 /** Runs at least this long are split into four quarter streams. */
 const UNROLL_MIN = 8;
 
-/** Source of the sum kernel: kept axes outside, reduced axes inside, in row-major order. */
-export function sumSource(shape: Shape, axes: readonly number[]): string {
+/**
+ * Source of the sum kernel: kept axes outside, reduced axes inside, in row-major order. `parted`:
+ * the body of a `runPart` that takes its part (`lo`..`hi`) of the outermost kept axis (there
+ * must be one).
+ */
+export function sumSource(shape: Shape, axes: readonly number[], parted = false): string {
   const gs = reduceGroups(shape, axes);
   const kept = gs.filter((g) => !g.reduced);
   const red = gs.filter((g) => g.reduced);
-  const lines = ["const x = ins[0];", "let o = 0;"];
+  const rest = kept.slice(1).reduce((n, g) => n * g.size, 1);
+  const lines = parted
+    ? ["const x = ins[0];", partRange(kept[0].size), `let o = lo * ${rest};`]
+    : ["const x = ins[0];", "let o = 0;"];
   let ind = "";
   const open = (g: Group, name: string, base: string) => {
-    lines.push(`${ind}for (let ${name} = 0; ${name} < ${g.size}; ${name}++) {`);
+    const from = parted && name === "k0" ? "lo" : "0", to = parted && name === "k0" ? "hi" : g.size;
+    lines.push(`${ind}for (let ${name} = ${from}; ${name} < ${to}; ${name}++) {`);
     ind += "  ";
     const term = g.stride === 1 ? name : `${name} * ${g.stride}`;
     lines.push(`${ind}const b_${name} = ${base === "0" ? term : `${base} + ${term}`};`);
@@ -111,20 +120,19 @@ const ROW_MIN = 64;
  */
 function rowSum(outer: number, R: number, inner: number): CpuKernel {
   const acc = new Float64Array(inner);
-  return {
-    run: ([x], out) => {
-      for (let o = 0; o < outer; o++) {
-        const b0 = o * R * inner;
-        for (let j = 0; j < inner; j++) acc[j] = x[b0 + j];
-        for (let r = 1; r < R; r++) {
-          const b = b0 + r * inner;
-          for (let j = 0; j < inner; j++) acc[j] += x[b + j];
-        }
-        const ob = o * inner;
-        for (let j = 0; j < inner; j++) out[ob + j] = acc[j];
+  // Parts take columns [j0, j1) of every o (and the same slice of this thread's accumulators).
+  return ranged(inner, ([x], out, j0, j1) => {
+    for (let o = 0; o < outer; o++) {
+      const b0 = o * R * inner;
+      for (let j = j0; j < j1; j++) acc[j] = x[b0 + j];
+      for (let r = 1; r < R; r++) {
+        const b = b0 + r * inner;
+        for (let j = j0; j < j1; j++) acc[j] += x[b + j];
       }
-    },
-  };
+      const ob = o * inner;
+      for (let j = j0; j < j1; j++) out[ob + j] = acc[j];
+    }
+  });
 }
 
 /**
@@ -141,5 +149,7 @@ export function sumCpu(shape: Shape, axes: readonly number[]): CpuKernel {
   if (n >= 2 && n <= 3 && !last.reduced && gs[n - 2].reduced && last.size >= ROW_MIN) {
     return rowSum(n === 3 ? gs[0].size : 1, gs[n - 2].size, last.size);
   }
-  return { run: jit(sumSource(shape, axes)) };
+  if (!gs.some((g) => !g.reduced)) return { run: jit(sumSource(shape, axes)) };
+  const runPart = jitPart(sumSource(shape, axes, true));
+  return { run: (ins, out, scratch) => runPart(ins, out, scratch, 0, 1), runPart };
 }

@@ -8,6 +8,7 @@
 import type { CpuKernel } from "../../../graph/op.ts";
 import type { MatmulGeom } from "../../../../kernels/transformer.ts";
 import { sgemm } from "../blas.ts";
+import { ranged } from "./parts.ts";
 
 /** Views of `count` consecutive blocks of `size` floats (stride 0: the whole buffer each time). */
 class BatchViews {
@@ -106,37 +107,33 @@ export function permuteCpu(sizes: number[], srcStrides: number[]): CpuKernel {
 
 /** Softmax over rows of L values (max-subtracted), sums in float64. */
 export function softmaxCpu(R: number, L: number): CpuKernel {
-  return {
-    run: ([x], out) => {
-      for (let r = 0; r < R; r++) {
-        const base = r * L, end = base + L;
-        let mx = x[base];
-        for (let j = base + 1; j < end; j++) mx = Math.max(mx, x[j]);
-        let s = 0;
-        for (let j = base; j < end; j++) {
-          const e = Math.exp(x[j] - mx);
-          out[j] = e;
-          s += e;
-        }
-        const inv = 1 / s;
-        for (let j = base; j < end; j++) out[j] *= inv;
+  return ranged(R, ([x], out, r0, r1) => {
+    for (let r = r0; r < r1; r++) {
+      const base = r * L, end = base + L;
+      let mx = x[base];
+      for (let j = base + 1; j < end; j++) mx = Math.max(mx, x[j]);
+      let s = 0;
+      for (let j = base; j < end; j++) {
+        const e = Math.exp(x[j] - mx);
+        out[j] = e;
+        s += e;
       }
-    },
-  };
+      const inv = 1 / s;
+      for (let j = base; j < end; j++) out[j] *= inv;
+    }
+  });
 }
 
 /** dx = y * (dy - sum(dy * y)) per row of L values. */
 export function softmaxGradCpu(R: number, L: number): CpuKernel {
-  return {
-    run: ([y, dy], out) => {
-      for (let r = 0; r < R; r++) {
-        const base = r * L, end = base + L;
-        let s = 0;
-        for (let j = base; j < end; j++) s += dy[j] * y[j];
-        for (let j = base; j < end; j++) out[j] = y[j] * (dy[j] - s);
-      }
-    },
-  };
+  return ranged(R, ([y, dy], out, r0, r1) => {
+    for (let r = r0; r < r1; r++) {
+      const base = r * L, end = base + L;
+      let s = 0;
+      for (let j = base; j < end; j++) s += dy[j] * y[j];
+      for (let j = base; j < end; j++) out[j] = y[j] * (dy[j] - s);
+    }
+  });
 }
 
 /** stats [2, R]: mean and biased variance of each row of C values, two-pass. */

@@ -1,0 +1,61 @@
+/**
+ * One GEMM on several threads (threads.ts): each thread computes a block of C's rows (when
+ * M >= N) or of its columns, over the whole depth K with a single-threaded BLAS. The depth is
+ * never split, and block edges fall on multiples of 64, which every BLAS kernel's register tile
+ * divides, so each element of C is the same sum in the same order as in the unsplit call:
+ * results do not depend on the number of threads (tests/cpu_threads_test.ts checks it on the
+ * BLAS in use).
+ */
+
+/** The arguments of one row-major sgemm call (blas.ts). */
+export interface GemmArgs {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  A: Float32Array;
+  lda: number;
+  B: Float32Array;
+  ldb: number;
+  beta: number;
+  C: Float32Array;
+  ldc: number;
+}
+
+/** Block edges fall on multiples of this. */
+const ALIGN = 64;
+/** GEMMs under this many FLOPs (a few microseconds) run on one thread. */
+const MIN_FLOPS = 1 << 21;
+
+/** Into how many blocks (1: none) a GEMM is split on `threads` threads. */
+export function gemmParts(M: number, N: number, K: number, threads: number): number {
+  if (threads <= 1 || 2 * M * N * K < MIN_FLOPS) return 1;
+  return Math.max(1, Math.min(threads, Math.floor(Math.max(M, N) / ALIGN)));
+}
+
+/** Start of block `part` of `parts` along a side of `n`, on a multiple of ALIGN. */
+function edge(n: number, part: number, parts: number): number {
+  return part >= parts ? n : Math.min(n, Math.round((n * part) / parts / ALIGN) * ALIGN);
+}
+
+/** The call that computes block `part` of `parts` of C (operands offset, M or N narrowed). */
+export function gemmSlice(g: GemmArgs, part: number, parts: number): GemmArgs {
+  if (g.M >= g.N) {
+    const r0 = edge(g.M, part, parts), r1 = edge(g.M, part + 1, parts);
+    return {
+      ...g,
+      M: r1 - r0,
+      A: g.A.subarray(g.transA ? r0 : r0 * g.lda),
+      C: g.C.subarray(r0 * g.ldc),
+    };
+  }
+  const c0 = edge(g.N, part, parts), c1 = edge(g.N, part + 1, parts);
+  return {
+    ...g,
+    N: c1 - c0,
+    B: g.B.subarray(g.transB ? c0 * g.ldb : c0),
+    C: g.C.subarray(c0),
+  };
+}
