@@ -25,6 +25,14 @@ export { runRef } from "./lib/backends/ref/interpreter.ts";
 export { acquireDevice, type GpuContext, NoAdapterError } from "./lib/backends/webgpu/device.ts";
 export { Executable, WebGPURuntime } from "./lib/backends/webgpu/executor.ts";
 export { CpuExecutable, CpuRuntime } from "./lib/backends/cpu/executor.ts";
+export type { CpuThreads, ProgramShare } from "./lib/backends/cpu/threads.ts";
+export type { GemmArgs } from "./lib/backends/cpu/gemm_split.ts";
+export {
+  predict,
+  type PredictedImage,
+  type PredictOptions,
+  type PredictResult,
+} from "./lib/run/predict.ts";
 export {
   type Backend,
   type BackendRequest,
@@ -33,7 +41,14 @@ export {
   type Runtime,
   selectBackend,
 } from "./lib/backends/select.ts";
-export { batchNorm2d, cbr, conv2dLayer, convTransposeLayer, type Ctx } from "./lib/nn/layers.ts";
+export {
+  batchNorm2d,
+  type BatchNormOpts,
+  cbr,
+  conv2dLayer,
+  convTransposeLayer,
+  type Ctx,
+} from "./lib/nn/layers.ts";
 export { unet, type UNetOptions } from "./lib/models/unet.ts";
 export { balancedBce, segLoss, squaredDice } from "./lib/train/loss.ts";
 export { adamHyper, type AdamOptions, adamUpdate } from "./lib/train/optim.ts";
@@ -42,25 +57,38 @@ export { type EpochReport, fit, type FitOptions, type Split, validate } from "./
 export {
   addTestCounts,
   emptyCounts,
+  type ImageScores,
   meanScores,
   type PixelCounts,
   pooledScores,
   testScores,
   valScores,
 } from "./lib/eval/metrics.ts";
-export { blobSet } from "./lib/data/blobs.ts";
+export { type BlobSet, blobSet } from "./lib/data/blobs.ts";
 export { didYouMean, InputError } from "./lib/config/errors.ts";
 export {
+  type DataConfig,
+  type EvalConfig,
   type ExperimentConfig,
-  ExperimentSchema,
   formatSchemaKeys,
+  type LViTModelConfig,
+  type LViTName,
+  type ModelConfig,
   modelOptions,
+  type SchemaKey,
   schemaKeys,
+  type SemiConfig,
+  type TextConfig,
+  type TrainConfig,
+  type UNetModelConfig,
+  type UNetSmallModelConfig,
 } from "./lib/config/schema.ts";
 export { type LoadedExperiment, loadExperiment, resolveExperimentText } from "./lib/config/load.ts";
 export {
   createSession,
+  type ExperimentModel,
   experimentModel,
+  type ExperimentSession,
   prepareData,
   runExperiment,
   type RunOptions,
@@ -75,7 +103,7 @@ export {
   matchInit,
   readInitSource,
 } from "./lib/run/init_from.ts";
-export { runPaths, writeAtomic } from "./lib/run/folder.ts";
+export { type RunPaths, runPaths, writeAtomic } from "./lib/run/folder.ts";
 export { formatDuration, parseDuration } from "./lib/config/duration.ts";
 export { identityOf, NON_IDENTITY_KEYS } from "./lib/config/load.ts";
 export {
@@ -90,6 +118,8 @@ export {
   LOCK_FILE,
   lockHeld,
   readRunState,
+  type RecordedState,
+  RUN_STATE_FORMAT,
   type RunStateRecord,
   STATE_FILE,
 } from "./lib/run/state.ts";
@@ -99,18 +129,49 @@ export {
   type Recipe,
   type Samples,
   scoreSplit,
+  type SemiPlan,
   train,
   type TrainerHooks,
   type TrainerState,
 } from "./lib/train/trainer.ts";
 export { lrAt, type ScheduleConfig } from "./lib/train/schedule.ts";
-export { openDataset, type OpenedDataset, type SplitData } from "./lib/data/dataset.ts";
-export { checkDataset } from "./lib/data/check.ts";
-export { encodeTexts, openTextEncoder, type TextEncoder } from "./lib/data/text.ts";
-export { writeTinyBert } from "./lib/data/tiny_bert.ts";
-export { lineChartSvg } from "./lib/report/svg.ts";
+export {
+  openDataset,
+  type OpenedDataset,
+  type OpenOptions,
+  type SplitData,
+} from "./lib/data/dataset.ts";
+export {
+  checkDataset,
+  type CheckOptions,
+  type CheckReport,
+  type KindChoice,
+  type SplitSummary,
+} from "./lib/data/check.ts";
+export {
+  encodeTexts,
+  openTextEncoder,
+  type TextEncoder,
+  type TextEncoderConfig,
+} from "./lib/data/text.ts";
+export {
+  type TinyBertConfig,
+  type TinyBertFileOptions,
+  type TinyBertOptions,
+  type TinyBertWeights,
+  type TinyTensor,
+  writeTinyBert,
+} from "./lib/data/tiny_bert.ts";
+export { type ChartOptions, type ChartSeries, lineChartSvg } from "./lib/report/svg.ts";
 export { overlayRgb, predictionPng } from "./lib/report/images.ts";
-export { renderReport, writeReport } from "./lib/report/report.ts";
+export {
+  type EpochRecord as ReportEpochRecord,
+  type OverlayTile,
+  type RenderedReport,
+  renderReport,
+  type ReportInput,
+  writeReport,
+} from "./lib/report/report.ts";
 export * from "./lib/rng/philox.ts";
 export { permutation } from "./lib/rng/shuffle.ts";
 export { batchNorm1d, conv1d, conv1dLayer } from "./lib/nn/layers.ts";
@@ -119,6 +180,7 @@ export {
   MODEL_NAMES,
   type ModelEntry,
   type ModelName,
+  type ModelOptionsByName,
   MODELS,
 } from "./lib/models/registry.ts";
 export {
@@ -127,6 +189,7 @@ export {
   type LViTOptions,
   STEP_INPUT,
   TEXT_INPUT,
+  type TextSubstitute,
 } from "./lib/models/lvit.ts";
 export { unetRef, type UNetRefOptions } from "./lib/models/unet_ref.ts";
 export {
@@ -135,10 +198,21 @@ export {
   evalPeak,
   exactMacs,
   type ModelCount,
+  type ModelFn,
+  type ModuleRow,
+  type PeakMemory,
   referenceMacs,
   trainPeak,
 } from "./lib/models/count.ts";
-export { decodeSafetensors, encodeSafetensors, SafetensorsError } from "./lib/io/safetensors.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type OutTensor,
+  type RawOutTensor,
+  type SafetensorsDtype,
+  SafetensorsError,
+  type TensorEntry,
+} from "./lib/io/safetensors.ts";
 export {
   CheckpointError,
   loadCheckpoint,
@@ -149,8 +223,13 @@ export {
 } from "./lib/io/checkpoint.ts";
 export { DataError } from "./lib/data/errors.ts";
 export { type DecodedImage, decodeImage, readImage } from "./lib/data/codecs.ts";
-export { preprocessImage, preprocessMask, resizeLinear } from "./lib/data/preprocess.ts";
-export { parseXlsx, readTextTable, readXlsx } from "./lib/data/xlsx.ts";
+export {
+  type Image8,
+  preprocessImage,
+  preprocessMask,
+  resizeLinear,
+} from "./lib/data/preprocess.ts";
+export { parseXlsx, readTextTable, readXlsx, type SheetRows } from "./lib/data/xlsx.ts";
 export {
   type DatasetKind,
   expectedLayout,
@@ -161,13 +240,18 @@ export {
   type LvitDataset,
   type LvitSample,
   resolveDataRoot,
+  type Split as SplitName,
 } from "./lib/data/lvit_folder.ts";
-export { applyAugment, augmentSample, drawAugment } from "./lib/data/augment.ts";
+export { applyAugment, type AugmentOp, augmentSample, drawAugment } from "./lib/data/augment.ts";
 export {
   BUILTIN_ENCODER_ID,
+  type BuiltinTextOptions,
   builtinTokens,
   encodeBuiltin,
   readTextPadding,
 } from "./lib/data/text_builtin.ts";
-export { getOrCompute as cachedTextFeatures } from "./lib/data/text_cache.ts";
-export { generateSynth, type SynthOptions } from "./lib/data/synth.ts";
+export {
+  getOrCompute as cachedTextFeatures,
+  type TextCacheOptions,
+} from "./lib/data/text_cache.ts";
+export { generateSynth, type SynthOptions, type SynthSummary } from "./lib/data/synth.ts";

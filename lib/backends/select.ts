@@ -3,7 +3,7 @@
  * CPU backend on a software adapter or none (Mesa's rasterizer is ~10x slower than BLAS on the
  * same cores, design.md 6). The choice and the reason are printed and recorded.
  */
-import type { Program, Target } from "../graph/compile.ts";
+import type { DeviceLimits, Program, Target } from "../graph/compile.ts";
 import { SPEC_LIMITS } from "../graph/compile.ts";
 import { acquireDevice, type GpuContext, NoAdapterError } from "./webgpu/device.ts";
 import { WebGPURuntime } from "./webgpu/executor.ts";
@@ -11,38 +11,68 @@ import { CpuRuntime } from "./cpu/executor.ts";
 import { blasInfo } from "./cpu/blas.ts";
 import { threadCount } from "./cpu/threads.ts";
 
+export type { BufferPlan, CpuStep, DeviceLimits, Program, Step, Target } from "../graph/compile.ts";
+export type {
+  Attrs,
+  Binding,
+  CpuKernel,
+  Graph,
+  InitSpec,
+  Shape,
+  Tensor,
+  TensorKind,
+  WgslKernel,
+} from "../graph/mod.ts";
+export type { GpuContext } from "./webgpu/device.ts";
+
+/** A backend by name, or `auto`: webgpu on a hardware adapter, else the CPU backend. */
 export type BackendRequest = "auto" | Target;
+/** Every accepted `BackendRequest`, for CLI help and validation. */
 export const BACKENDS: readonly BackendRequest[] = ["auto", "webgpu", "cpu"];
 
 /** A loaded program, on either backend. */
 export interface Exe {
+  /** The compiled program this was loaded from. */
   readonly program: Program;
+  /** Writes the given inputs, then runs every step (on webgpu: submits without waiting). */
   run(inputs?: Record<string, Float32Array>): void;
+  /** A copy of a program output, or of a leaf when `name` is not an output. */
   read(name: string): Promise<Float32Array>;
+  /** Frees the program's temporaries; the runtime keeps the leaves. */
   destroy(): void;
 }
 
 /** Named leaves and program loading, on either backend. */
 export interface Runtime {
+  /** Allocates a program's buffers (creating the leaves it uses first) and prepares its steps. */
   load(p: Program): Promise<Exe>;
+  /** Overwrites a leaf's whole value; the length must match. */
   write(name: string, data: Float32Array): void;
+  /** A copy of a leaf's value (on webgpu, a sync point). */
   read(name: string): Promise<Float32Array>;
   /** Several leaves at once: one sync for all of them, values in the order asked. */
   readMany(names: readonly string[]): Promise<Float32Array[]>;
+  /** Whether a loaded program has created a leaf of this name. */
   hasLeaf(name: string): boolean;
   /** Resolves when submitted work is done (timing). */
   sync(): Promise<void>;
+  /** Frees every leaf (and stops CPU helper threads). */
   destroy(): void;
 }
 
+/** A chosen backend: what it is, why it was chosen, and a factory for runtimes on it. */
 export interface Backend {
+  /** Which backend programs must be compiled for. */
   name: Target;
   /** Why this backend was chosen (for logs and env.json). */
   why: string;
   /** Adapter description (webgpu) or the BLAS library (cpu). */
   device: string;
+  /** The WebGPU device (webgpu only). */
   gpu?: GpuContext;
-  limits: typeof SPEC_LIMITS;
+  /** Limits to pass to `compile` (the CPU backend allows 2 GiB buffers). */
+  limits: DeviceLimits;
+  /** A new runtime, with its own leaves, on this backend. */
   runtime(): Runtime;
 }
 
@@ -52,7 +82,7 @@ function cpuBackend(why: string): Backend {
   return {
     name: "cpu",
     why,
-    device: `cpu, ${threadCount()} threads, ` +
+    device: `cpu, ${threadCount()} thread${threadCount() === 1 ? "" : "s"}, ` +
       (lib
         ? `BLAS ${lib}${info.kernels ? ` (${info.kernels} kernels)` : ""}`
         : "TypeScript GEMM (no BLAS found)"),

@@ -9,6 +9,7 @@
 
 /** A user error: reported as one paragraph without a stack trace, exit code 2. */
 export class InputError extends Error {
+  /** `message` is the whole report: one paragraph, with its position prefix if any. */
   constructor(message: string) {
     super(message);
     this.name = "InputError";

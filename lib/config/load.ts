@@ -51,6 +51,20 @@ import {
 } from "./overrides.ts";
 
 export { applySets, parseSet } from "./overrides.ts";
+export type { SetOverride } from "./overrides.ts";
+export type {
+  DataConfig,
+  EvalConfig,
+  ExperimentConfig,
+  LViTModelConfig,
+  LViTName,
+  ModelConfig,
+  SemiConfig,
+  TextConfig,
+  TrainConfig,
+  UNetModelConfig,
+  UNetSmallModelConfig,
+} from "./schema.ts";
 
 /** A resolved experiment. */
 export interface LoadedExperiment {

@@ -183,48 +183,74 @@ export const MODEL_KEYS: { readonly [N in ModelName]: readonly string[] } = {
   "unet-small": ["widths", "out_channels"],
 };
 
-type LViTName = "lvit-t" | "lvit-tw" | "lvit-l" | "lvit-lw";
+/** The registry names of the LViT variants (W: without text). */
+export type LViTName = "lvit-t" | "lvit-tw" | "lvit-l" | "lvit-lw";
 
 /** The model section of an LViT variant (resolved). */
 export interface LViTModelConfig {
+  /** Which LViT variant (T or L, with or without text). */
   name: LViTName;
+  /** Square image side: a multiple of 16, at least 64. */
   image_size: number;
   /** A checkpoint to initialise from (relative to the experiment file that set it). */
   init_from?: string | null;
+  /** Width C0 of the first level; deeper levels have 2, 4, 8 and 8 times C0. */
   base_channels: number;
+  /** Transformer blocks per ViT object. */
   depth: number;
+  /** Attention heads per transformer block (must divide base_channels). */
   heads: number;
+  /** Hidden width of the ViT MLPs as a multiple of the token width. */
   mlp_ratio: number;
+  /** PLAM on the decoder skips; false passes them as is. */
   plam: boolean;
+  /** Read the text input; false is the TW variant. */
   text: boolean;
+  /** Without text, what CTBN3 adds: nothing, or chunk means of the level's patch tokens. */
   text_substitute: "none" | "image";
+  /** ViT level whose patch tokens receive the text (1 is the reference). */
   text_level: 1 | 2 | 3 | 4;
+  /** Words per sample of the text input. */
   text_tokens: number;
+  /** Width of one word vector of the text input (768: BERT-base). */
   text_dim: number;
+  /** Dropout rate of the ViT embeddings and MLPs. */
   dropout: number;
+  /** Apply dropout in training (evaluation never drops). */
   dropout_enabled: boolean;
+  /** Seed mixed into the dropout keys. */
   dropout_seed: number;
+  /** Register the modules the reference defines but never runs (checkpoint compatibility). */
   register_unused: boolean;
+  /** Output channels (1: one binary mask). */
   out_channels: number;
 }
 
 /** The model section of the reference U-Net baseline (resolved). */
 export interface UNetModelConfig {
+  /** The reference U-Net. */
   name: "unet";
+  /** Square image side, divisible by 16. */
   image_size: number;
   /** A checkpoint to initialise from (relative to the experiment file that set it). */
   init_from?: string | null;
+  /** Width of the first level; deeper levels have 2, 4, 8 and 8 times it. */
   base_channels: number;
+  /** Output channels (1: one binary mask). */
   out_channels: number;
 }
 
 /** The model section of the engine milestone's small U-Net (resolved). */
 export interface UNetSmallModelConfig {
+  /** The engine milestone's small U-Net. */
   name: "unet-small";
+  /** Square image side, divisible by 2^(levels - 1) with levels = the length of `widths`. */
   image_size: number;
   /** A checkpoint to initialise from (relative to the experiment file that set it). */
   init_from?: string | null;
+  /** Channel widths per level, shallowest first. */
   widths: number[];
+  /** Output channels (1: one binary mask). */
   out_channels: number;
 }
 
@@ -475,8 +501,149 @@ const Shape = {
   }, "Final evaluation with the best checkpoint"),
 };
 
-/** The resolved experiment: every key present, defaults filled, snake_case as in YAML. */
-export type ExperimentConfig = z.output<z.ZodObject<typeof Shape>>;
+/**
+ * The resolved experiment: every key present, defaults filled, snake_case as in YAML. The
+ * README's configuration table (from `formatSchemaKeys`) describes each key in full.
+ */
+export interface ExperimentConfig {
+  /** Experiment name; the run folder is runs/<name>/<variant>/<hash>/. */
+  name: string;
+  /** Variant name, the second level of the run folder. */
+  variant: string;
+  /** Free text shown in reports. */
+  description: string;
+  /** Seed of initialisation, shuffling and augmentation. */
+  seed: number;
+  /** Where to run: `auto` takes webgpu on a hardware adapter and cpu on a software one. */
+  backend: "auto" | "webgpu" | "cpu";
+  /** The data set and where it lives. */
+  data: DataConfig;
+  /** How the sample descriptions become text features. */
+  text: TextConfig;
+  /** The network: `name` picks the model, the other keys are its options. */
+  model: ModelConfig;
+  /** Optimiser, schedule, early stopping and checkpoints. */
+  train: TrainConfig;
+  /** Semi-supervised training, used when `train.labeled_fraction` < 1. */
+  semi: SemiConfig;
+  /** Final evaluation with the best checkpoint. */
+  eval: EvalConfig;
+}
+
+/** The `data` section of a resolved experiment. */
+export interface DataConfig {
+  /** `synth` is generated (no download); the others are read in the LViT folder layout. */
+  dataset: "synth" | "qata" | "mosmed" | "monuseg";
+  /** Folder of the data set; null: LVIT_DATA for the real sets, under `cache_dir` for synth. */
+  root: string | null;
+  /** Folder for decoded tensors, text features and generated data. */
+  cache_dir: string;
+  /** Whether the train split is augmented as the reference's RandomGenerator does. */
+  augment: boolean;
+  /** The generated data set (used when `dataset` is `synth`). */
+  synth: {
+    /** Seed of the generated images. */
+    seed: number;
+    /** Generated train images. */
+    train: number;
+    /** Generated validation images. */
+    val: number;
+    /** Generated test images. */
+    test: number;
+  };
+}
+
+/** The `text` section of a resolved experiment. */
+export interface TextConfig {
+  /** `builtin` needs no download; `bert` runs a BERT-base model (`model` or `model_dir`). */
+  encoder: "builtin" | "bert";
+  /** Folder of the BERT model (encoder `bert`: this or `model`). */
+  model_dir: string | null;
+  /** BERT hub id or local folder, instead of `model_dir`; absent when never set. */
+  model?: string | null;
+}
+
+/** The `train` section of a resolved experiment. */
+export interface TrainConfig {
+  /** Training epochs at most. */
+  epochs: number;
+  /** Training batch size, in images. */
+  batch: number;
+  /** Initial learning rate of Adam. */
+  lr: number;
+  /** Adam's beta1 and beta2. */
+  betas: [number, number];
+  /** Adam's epsilon. */
+  eps: number;
+  /** L2 weight decay added to the gradients. */
+  weight_decay: number;
+  /** Learning-rate schedule. */
+  schedule: {
+    /** Cosine annealing with warm restarts (stepped once per epoch), or a constant rate. */
+    kind: "cosine-restarts" | "constant";
+    /** Length of the first cosine cycle, in epochs. */
+    t0: number;
+    /** Factor by which each cycle is longer than the previous. */
+    t_mult: number;
+    /** Learning rate at the bottom of each cycle. */
+    eta_min: number;
+  };
+  /** Stop after this many epochs without a new best validation Dice. */
+  patience: number;
+  /** First 1-based epoch whose validation Dice may count as best. */
+  min_save_epoch: number;
+  /** Validate every this many epochs. */
+  eval_every: number;
+  /** Loss weights: `dice` * Dice loss + `bce` * BCE. */
+  loss: {
+    /** Weight of the Dice loss. */
+    dice: number;
+    /** Weight of the binary cross-entropy. */
+    bce: number;
+  };
+  /** Also write checkpoints/last.safetensors every this many steps; 0: at epoch ends only. */
+  checkpoint_every: number;
+  /** Cap on the training steps of one epoch; null: the whole train split. */
+  max_steps_per_epoch: number | null;
+  /** Fraction of the train split used with its masks; below 1 the rest is semi-supervised. */
+  labeled_fraction: number;
+  /** Stop at the first epoch end this long after start (a duration or seconds); null: none. */
+  time_limit: string | number | null;
+}
+
+/** The `semi` section of a resolved experiment. */
+export interface SemiConfig {
+  /** Epochs on the labeled subset alone before pseudo labels are made. */
+  prototype_epochs: number;
+  /** Exponential Pseudo-label Iteration; false: pseudo labels are the latest prediction. */
+  epi: boolean;
+  /** EPI's smoothing factor beta. */
+  epi_beta: number;
+  /** Train on pseudo labels thresholded at 0.5 instead of the smoothed probabilities. */
+  binarize: boolean;
+  /** Add the language-vision loss on unlabeled images. */
+  lv_loss: boolean;
+  /** Weight of the LV loss. */
+  lv_weight: number;
+  /** Folder of the contrastive labels; null: <data root>/LV_loss. */
+  contrastive_dir: string | null;
+}
+
+/** The `eval` section of a resolved experiment. */
+export interface EvalConfig {
+  /** Split the final evaluation scores. */
+  split: "test" | "val";
+  /** Overlay images in report.md. */
+  overlays: number;
+  /** Write the prediction PNGs of the evaluated split. */
+  save_predictions: boolean;
+}
+
+// Compile-time check that `ExperimentConfig` and what the schema below resolves to are
+// assignable both ways: a key retyped, removed, or added as required on one side fails to check.
+type Resolved = z.output<z.ZodObject<typeof Shape>>;
+type Same<A extends B, B extends C, C = A> = [A, B, C];
+type ConfigMatchesSchema = Same<Resolved, ExperimentConfig>;
 
 /**
  * The whole experiment schema. Strict at every level: an unknown key is an error. Parse with
@@ -645,7 +812,9 @@ export interface SchemaKey {
   default?: unknown;
   /** Model keys: the default per model where the models differ. */
   defaultByModel?: Partial<Record<ModelName, unknown>>;
+  /** What the key does (the schema's description). */
   description: string;
+  /** The unit of a numeric key ("epochs", "pixels"...), when it has one. */
   unit?: string;
   /** Model keys: the models that accept it. */
   models?: ModelName[];

@@ -5,8 +5,11 @@
  */
 import { fillNormal, philox4x32, Stream, wordToUniform } from "../rng/philox.ts";
 
+/** A batch of blob images and their masks, as `blobSet` returns it. */
 export interface BlobSet {
+  /** Number of images. */
   n: number;
+  /** Side length of every image and mask, in pixels. */
   size: number;
   /** n x 3 x size x size, values roughly in [0, 1]. */
   images: Float32Array;

@@ -38,6 +38,7 @@ import { readXlsx, textTableOf } from "./xlsx.ts";
 
 /** How the naming rules were chosen. */
 export interface KindChoice {
+  /** The naming rules the check applied. */
   kind: DatasetKind;
   /** False when nothing in the folder told the naming apart and the default was taken. */
   detected: boolean;
@@ -47,6 +48,7 @@ export interface KindChoice {
 
 /** What was found in one split. */
 export interface SplitSummary {
+  /** Which split this is. */
   split: Split;
   /** The split folder, relative to the root (`Train_Folder`). */
   folder: string;
@@ -70,7 +72,9 @@ export interface SplitSummary {
 
 /** The result of {@link checkDataset}. */
 export interface CheckReport {
+  /** The data set folder that was checked. */
   root: string;
+  /** The naming rules used, and why. */
   choice: KindChoice;
   /** In split order; a missing split folder gives `present: false`. */
   splits: SplitSummary[];

@@ -21,7 +21,9 @@ export { DataError } from "./errors.ts";
 
 /** Decoded pixels, row-major and channel-interleaved (HWC), in the file's own channel order. */
 export interface DecodedImage {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
   /** 1 = grey, 3 = RGB, 4 = RGBA. */
   channels: 1 | 3 | 4;

@@ -54,6 +54,7 @@ export const PREPROCESS_VERSION =
 
 /** One split, ready for batching. */
 export interface SplitData {
+  /** Which split this is. */
   split: Split;
   /** Number of samples. */
   n: number;
@@ -76,12 +77,15 @@ export interface SplitData {
 
 /** An opened data set: listing, fingerprint and the splits' readers. */
 export interface OpenedDataset {
+  /** The data set folder. */
   root: string;
+  /** The naming rules the folder was read with. */
   kind: DatasetKind;
   /** Hex SHA-256 identifying the data and preprocessing ({@link datasetFingerprint}). */
   fingerprint: string;
   /** The data set's identity as runs record it (lib/data/identity.ts), from the same listing. */
   identity: string;
+  /** The reader of each split. */
   splits: Record<Split, SplitData>;
   /** Closes the cache files; reads afterwards fail. */
   close(): void;

@@ -8,6 +8,7 @@ export class DataError extends Error {
   readonly path: string;
 
   /**
+   * A problem with one file or folder; the message is `path: problem`.
    * @param path the file or folder concerned
    * @param problem what is wrong with it, in words
    */

@@ -25,17 +25,23 @@ export const SPLITS: readonly Split[] = ["train", "val", "test"];
 
 /** One listed sample: where its files are and its description. */
 export interface LvitSample {
+  /** Path of the image file. */
   imagePath: string;
+  /** Path of the mask file. */
   maskPath: string;
   /** The mask file name, which is the key into the text table. */
   key: string;
+  /** The sample's description from the text table. */
   text: string;
 }
 
 /** A listed data set: the samples of every split, sorted by key. */
 export interface LvitDataset {
+  /** The data set folder. */
   root: string;
+  /** The naming rules the folder was listed with. */
   kind: DatasetKind;
+  /** The samples of each split, sorted by key. */
   splits: Record<Split, LvitSample[]>;
 }
 
@@ -45,6 +51,7 @@ export interface LoadedSample {
   image: Float32Array;
   /** size x size, values 0 or 1. */
   mask: Float32Array;
+  /** Side length of image and mask, in pixels. */
   size: number;
 }
 

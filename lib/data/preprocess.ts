@@ -10,9 +10,13 @@ import type { DecodedImage } from "./codecs.ts";
  * what `cv2.imread` hands the reference code.
  */
 export interface Image8 {
+  /** Width in pixels. */
   width: number;
+  /** Height in pixels. */
   height: number;
+  /** Samples per pixel (1: grey, 3: BGR). */
   channels: number;
+  /** width * height * channels samples, row-major, channels interleaved. */
   data: Uint8Array;
 }
 

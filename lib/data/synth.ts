@@ -99,9 +99,13 @@ export interface RenderedSample extends SynthSample {
 export interface SynthOptions {
   /** Output folder (the data root); must be missing or empty. */
   out: string;
+  /** Seed of every draw (default 0). */
   seed?: number;
+  /** Number of train samples (default 64). */
   train?: number;
+  /** Number of validation samples (default 16). */
   val?: number;
+  /** Number of test samples (default 16). */
   test?: number;
   /** Image side in pixels, at least {@link MIN_SIZE}. */
   size?: number;
@@ -109,9 +113,13 @@ export interface SynthOptions {
 
 /** What {@link generateSynth} wrote. */
 export interface SynthSummary {
+  /** The folder written (the data root). */
   out: string;
+  /** The seed used. */
   seed: number;
+  /** Image side in pixels. */
   size: number;
+  /** Samples written per split. */
   counts: Record<Split, number>;
 }
 
@@ -352,17 +360,6 @@ async function ensureEmptyDir(dir: string): Promise<void> {
 }
 
 /**
- * Writes a synthetic QaTa-layout data set: `Train_Folder`, `Val_Folder`, `Test_Folder`, each
- * with img/ and labelcol/, plus `Train_Folder/Train_Val_text.xlsx` (train and val rows) and
- * `Test_Folder/Test_text.xlsx`, readable with `listSplit("qata", ...)`. Samples are numbered
- * across splits (train first), so sample i is the same whatever the split sizes after it.
- * Also writes `synth.json` at the root: parameters and every sample's lesions and distractors;
- * and `LV_loss/`, the contrastive label set of the semi-supervised setting
- * ({@link writeContrastiveSet}), which depends on the size only, not on the seed.
- * @param onProgress called after each sample with (done, total)
- * @throws RangeError for bad counts or size; Deno.errors.AlreadyExists for a non-empty `out`
- */
-/**
  * `options` over the defaults, checked: integer counts >= 1, seed in [0, 2^32), size in
  * [MIN_SIZE, 4096].
  * @throws RangeError naming the first bad option
@@ -380,6 +377,17 @@ export function checkSynthOptions(options: SynthOptions): Required<SynthOptions>
   return o;
 }
 
+/**
+ * Writes a synthetic QaTa-layout data set: `Train_Folder`, `Val_Folder`, `Test_Folder`, each
+ * with img/ and labelcol/, plus `Train_Folder/Train_Val_text.xlsx` (train and val rows) and
+ * `Test_Folder/Test_text.xlsx`, readable with `listSplit("qata", ...)`. Samples are numbered
+ * across splits (train first), so sample i is the same whatever the split sizes after it.
+ * Also writes `synth.json` at the root: parameters and every sample's lesions and distractors;
+ * and `LV_loss/`, the contrastive label set of the semi-supervised setting
+ * ({@link writeContrastiveSet}), which depends on the size only, not on the seed.
+ * @param onProgress called after each sample with (done, total)
+ * @throws RangeError for bad counts or size; Deno.errors.AlreadyExists for a non-empty `out`
+ */
 export async function generateSynth(
   options: SynthOptions,
   onProgress?: (done: number, total: number) => void,

@@ -256,12 +256,19 @@ export const TINY_BERT_VOCAB: readonly string[] = [
 
 /** Fully resolved configuration of a tiny BERT. */
 export interface TinyBertConfig {
+  /** Philox seed of the weights. */
   seed: number;
+  /** Hidden size. */
   hidden: number;
+  /** Encoder layers. */
   layers: number;
+  /** Attention heads. */
   heads: number;
+  /** Feed-forward width. */
   intermediate: number;
+  /** Number of position embeddings. */
   maxPosition: number;
+  /** Vocabulary in id order. */
   vocab: readonly string[];
   /** LayerNorm epsilon (BERT's 1e-12). */
   eps: number;
@@ -269,13 +276,17 @@ export interface TinyBertConfig {
 
 /** A weight tensor: row-major float32 values and their dims. */
 export interface TinyTensor {
+  /** The dimensions, outermost first. */
   dims: number[];
+  /** The values, row-major. */
   data: Float32Array;
 }
 
 /** Config and named weights. Linear weights are stored [in, out], as MatMul wants them. */
 export interface TinyBertWeights {
+  /** The resolved configuration the weights were drawn for. */
   config: TinyBertConfig;
+  /** Every weight tensor by name (`emb.word`, `emb.pos`, ...), in drawing order. */
   tensors: Map<string, TinyTensor>;
 }
 

@@ -25,7 +25,9 @@ const MAX_DEPTH = 128;
 
 /** A sheet as read: header names from row 1 and one Map (header -> cell text) per later row. */
 export interface SheetRows {
+  /** The cell texts of row 1, in column order. */
   header: string[];
+  /** One map per later row, from header name to cell text. */
   rows: Map<string, string>[];
 }
 

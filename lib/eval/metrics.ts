@@ -6,8 +6,11 @@
  * summed over the whole split, then one ratio.
  */
 
+/** Dice and IoU, as fractions in [0, 1] (of one image, a mean over images, or pooled). */
 export interface ImageScores {
+  /** Dice coefficient (F1 of the foreground pixels). */
   dice: number;
+  /** Intersection over union (Jaccard index). */
   iou: number;
 }
 
@@ -30,19 +33,30 @@ function counts(p: ArrayLike<number>, y: ArrayLike<number>, off: number, n: numb
  * (2|P∩Y| + 4e-5) / (|P| + |Y| + 4e-5), so empty vs empty is 1; IoU as sklearn's
  * jaccard_score, empty vs empty 0.
  */
-export function valScores(p: ArrayLike<number>, y: ArrayLike<number>, off: number, n: number) {
+export function valScores(
+  p: ArrayLike<number>,
+  y: ArrayLike<number>,
+  off: number,
+  n: number,
+): ImageScores {
   const { np, ny, inter } = counts(p, y, off, n, true);
   const union = np + ny - inter;
   return { dice: (2 * inter + 4e-5) / (np + ny + 4e-5), iou: union === 0 ? 0 : inter / union };
 }
 
 /** Test (reported numbers): P = prob > 0.5; Dice 2|P∩Y| / (|P| + |Y| + 1e-5), empty vs empty 0. */
-export function testScores(p: ArrayLike<number>, y: ArrayLike<number>, off: number, n: number) {
+export function testScores(
+  p: ArrayLike<number>,
+  y: ArrayLike<number>,
+  off: number,
+  n: number,
+): ImageScores {
   const { np, ny, inter } = counts(p, y, off, n, false);
   const union = np + ny - inter;
   return { dice: (2 * inter) / (np + ny + 1e-5), iou: union === 0 ? 0 : inter / union };
 }
 
+/** The per-image scores averaged over images (zeros for an empty list). */
 export function meanScores(s: ImageScores[]): ImageScores {
   const n = Math.max(1, s.length);
   return {
@@ -53,8 +67,11 @@ export function meanScores(s: ImageScores[]): ImageScores {
 
 /** Foreground pixel counts summed over images: |P∩Y|, |P| and |Y|. */
 export interface PixelCounts {
+  /** Pixels predicted and true foreground, |P∩Y|. */
   inter: number;
+  /** Pixels predicted foreground, |P|. */
   pred: number;
+  /** Pixels of true foreground, |Y|. */
   truth: number;
 }
 

@@ -8,17 +8,21 @@ import type { Shape } from "./shape.ts";
 import { type Binding, type CpuKernel, getOp, type WgslKernel } from "./op.ts";
 import { numel } from "./shape.ts";
 
+/** One planned f32 buffer of a program: a named leaf or a temporary shared over time. */
 export interface BufferPlan {
   /** Size in f32 elements (at least 1: WebGPU rejects empty bindings). */
   floats: number;
   /** Leaves are persistent/host-visible by name; temps are reused by disjoint lifetimes. */
   kind: "leaf" | "temp";
+  /** The leaf's tensor name (leaves only). */
   name?: string;
 }
 
+/** One WebGPU dispatch of a program: its kernel and the buffers bound to it. */
 export interface Step {
   /** `op#id`, for profiles and error messages. */
   label: string;
+  /** The WGSL module and workgroup count of this dispatch. */
   kernel: WgslKernel;
   /** Buffer index per binding, and whether the binding is written. */
   buffers: { buffer: number; write: boolean }[];
@@ -26,7 +30,9 @@ export interface Step {
 
 /** One node on the CPU backend: its kernel and the buffers it reads and writes. */
 export interface CpuStep {
+  /** `op#id`, for profiles and error messages. */
   label: string;
+  /** The kernel specialised to this node's shapes. */
   kernel: CpuKernel;
   /** What the kernel was made from, so another thread can make the same one. */
   node: { op: string; inShapes: Shape[]; attrs: Attrs; outShape: Shape };
@@ -34,31 +40,45 @@ export interface CpuStep {
   ins: { buffer: number; size: number }[];
   /** Output buffer and element count; size 0 for effects. */
   out: { buffer: number; size: number };
+  /** Buffer and element count of each temporary the kernel asked for. */
   scratch: { buffer: number; size: number }[];
 }
 
+/** The backend a program is compiled for. */
 export type Target = "webgpu" | "cpu";
 
+/**
+ * A compiled graph: the buffer plan and the steps of one target, ready for a runtime's `load`.
+ * Peak memory is fixed here (`leafBytes` + `tempBytes`).
+ */
 export interface Program {
+  /** The backend the steps were generated for. */
   target: Target;
   /** WebGPU dispatches, in order (empty for the cpu target). */
   steps: Step[];
   /** CPU node steps, in order (empty for the webgpu target). */
   cpuSteps: CpuStep[];
+  /** Every buffer of the plan; steps refer to them by index. */
   buffers: BufferPlan[];
   /** Inputs, params and states used by the program, by name. */
   leaves: Map<string, { buffer: number; tensor: Tensor }>;
+  /** The requested outputs, by the names given to `compile`. */
   outputs: Map<string, { buffer: number; tensor: Tensor }>;
   /** Bytes of all temporaries at once: the planned peak above the leaves. */
   tempBytes: number;
+  /** Bytes of all leaves (inputs, params, states) the program uses. */
   leafBytes: number;
   /** Live nodes in execution order (effects last), for the reference interpreter. */
   order: Tensor[];
 }
 
+/** The WebGPU limits a program is checked against at compile time. */
 export interface DeviceLimits {
+  /** Largest storage buffer one binding may cover, in bytes. */
   maxStorageBufferBindingSize: number;
+  /** Most storage buffers one kernel may bind. */
   maxStorageBuffersPerShaderStage: number;
+  /** Most workgroups along one dispatch dimension. */
   maxComputeWorkgroupsPerDimension: number;
 }
 

@@ -10,10 +10,12 @@ import type { InitSpec } from "./init.ts";
 /** Where a tensor's value comes from. */
 export type TensorKind = "input" | "param" | "state" | "node";
 
+/** An op's static attributes (axes, strides, constants...), as given to `Graph.apply`. */
 export type Attrs = Record<string, unknown>;
 
 /** A symbolic f32 tensor with a static shape. */
 export class Tensor {
+  /** Records a tensor; models create them through `Graph` methods and ops, not directly. */
   constructor(
     readonly graph: Graph,
     readonly id: number,
@@ -27,9 +29,11 @@ export class Tensor {
     readonly init?: InitSpec,
   ) {}
 
+  /** Number of dimensions. */
   get rank(): number {
     return this.shape.length;
   }
+  /** Number of elements: the product of the shape. */
   get size(): number {
     let n = 1;
     for (const d of this.shape) n *= d;
@@ -38,6 +42,7 @@ export class Tensor {
   /** The layer that created this node (`down1.nConvs.0.conv`; `grad:<layer>` in backward). */
   scope = "";
 
+  /** `name#id[HxW...]` (or `op#id[...]` for nodes), for error messages and logs. */
   toString(): string {
     return `${this.name ?? this.op}#${this.id}[${this.shape.join("x")}]`;
   }
@@ -45,6 +50,7 @@ export class Tensor {
 
 /** Records tensors in creation order, which is always a valid topological order. */
 export class Graph {
+  /** Every tensor of the graph in creation order; `Tensor.id` indexes it. */
   readonly nodes: Tensor[] = [];
   /** Side-effect nodes (state assignments, optimiser updates) that must run even without users. */
   readonly effects: Tensor[] = [];
@@ -83,9 +89,11 @@ export class Graph {
     return this.named.get(name);
   }
 
+  /** The trainable parameters, in registration order. */
   params(): Tensor[] {
     return this.nodes.filter((t) => t.kind === "param");
   }
+  /** Inputs, params and states (every tensor that is not an op node), in creation order. */
   leaves(): Tensor[] {
     return this.nodes.filter((t) => t.kind !== "node");
   }
@@ -111,6 +119,7 @@ export class Graph {
     return t;
   }
 
+  /** Registers a named input, param or state, rejecting duplicate names and bad sizes. */
   private leaf(kind: TensorKind, name: string, shape: Shape, init?: InitSpec): Tensor {
     if (this.named.has(name)) throw new Error(`duplicate tensor name '${name}'`);
     for (const d of shape) {

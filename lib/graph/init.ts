@@ -3,6 +3,7 @@ import { fillNormal, fillUniform, Stream } from "../rng/philox.ts";
 import type { Shape } from "./shape.ts";
 import { numel } from "./shape.ts";
 
+/** How a param or state is initialised: a constant, or seeded uniform or normal draws. */
 export type InitSpec =
   | { kind: "const"; value: number }
   | { kind: "uniform"; bound: number } // U(-bound, bound)

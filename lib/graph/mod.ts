@@ -9,19 +9,35 @@ import "./ops/transformer.ts";
 import "./ops/misc.ts";
 
 export { Graph, Tensor } from "./graph.ts";
-export type { TensorKind } from "./graph.ts";
+export type { Attrs, TensorKind } from "./graph.ts";
 export { allOps, defineOp, getOp } from "./op.ts";
-export type { OpDef, WgslKernel } from "./op.ts";
+export type { Binding, CpuKernel, GradArgs, KernelPlan, OpDef, WgslKernel } from "./op.ts";
 export { type Shape, ShapeError } from "./shape.ts";
 export { gradients } from "./autodiff.ts";
-export { compile, type Program, SPEC_LIMITS } from "./compile.ts";
+export {
+  type BufferPlan,
+  compile,
+  type CpuStep,
+  type DeviceLimits,
+  type Program,
+  SPEC_LIMITS,
+  type Step,
+  type Target,
+} from "./compile.ts";
 export type { InitSpec } from "./init.ts";
 export { initValues, torchDefault } from "./init.ts";
 export * from "./ops/elementwise.ts";
 export { concat, mean, pad, reshape, slice, sum } from "./ops/shape_ops.ts";
-export { conv2d, convTranspose } from "./ops/conv.ts";
+export { conv2d, type ConvAttrs, convTranspose } from "./ops/conv.ts";
 export { maxpool2d, upsampleNearest2d } from "./ops/pool.ts";
-export { assign } from "./ops/optim.ts";
+export { type AdamAttrs, assign } from "./ops/optim.ts";
 export { bnApplyOp, bnRunningUpdate, bnStatsOf } from "./ops/norm.ts";
-export { layerNorm, linear, matmul, permute, softmax } from "./ops/transformer.ts";
-export { dropout, gelu, geluGrad, maxAxis, maxAxisGrad } from "./ops/misc.ts";
+export {
+  layerNorm,
+  linear,
+  matmul,
+  type MatmulAttrs,
+  permute,
+  softmax,
+} from "./ops/transformer.ts";
+export { dropout, type DropoutAttrs, gelu, geluGrad, maxAxis, maxAxisGrad } from "./ops/misc.ts";

@@ -18,6 +18,7 @@ export type Binding =
 export interface WgslKernel {
   /** Complete WGSL module with entry point `main`. */
   code: string;
+  /** What each `@binding(i)` of the module refers to, in binding order. */
   bindings: Binding[];
   /**
    * Number of workgroups. The compiler folds it into a 2D grid that respects
@@ -26,7 +27,9 @@ export interface WgslKernel {
   workgroups: number;
 }
 
+/** The WGSL side of one node: its dispatches, in order, and the temporaries they share. */
 export interface KernelPlan {
+  /** The compute dispatches of the node, run in this order. */
   kernels: WgslKernel[];
   /** Sizes (in f32 elements) of temporaries the kernels share; they live only for this node. */
   scratch?: number[];
@@ -67,17 +70,28 @@ export interface CpuKernel {
     part: number,
     parts: number,
   ): void;
+  /** The single-threaded second stage of a `prepare`d kernel (see `prepare`). */
   finish?(ins: Float32Array[], out: Float32Array, scratch: Float32Array[]): void;
 }
 
+/** What an op's gradient rule is given about the node being differentiated. */
 export interface GradArgs<A> {
+  /** The node's inputs. */
   x: readonly Tensor[];
+  /** The node's output. */
   y: Tensor;
+  /** The gradient of the loss with respect to the output. */
   dy: Tensor;
+  /** The node's attributes. */
   attrs: A;
 }
 
+/**
+ * One entry of the op table: shape rule, gradient rule, float64 reference and kernels. Register
+ * one with `defineOp`; `Graph.apply` creates nodes of it by name.
+ */
 export interface OpDef<A extends Attrs = Attrs> {
+  /** The op's unique name, as passed to `Graph.apply`. */
   name: string;
   /** Number of inputs, or undefined for variadic ops. */
   arity?: number;
@@ -108,12 +122,14 @@ export function defineOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
   return def;
 }
 
+/** The op registered under `name`; throws for an unknown op. */
 export function getOp(name: string): OpDef {
   const d = table.get(name);
   if (!d) throw new Error(`unknown op '${name}'`);
   return d;
 }
 
+/** Every registered op, in registration order. */
 export function allOps(): OpDef[] {
   return [...table.values()];
 }

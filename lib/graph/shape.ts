@@ -34,6 +34,7 @@ export function sameShape(a: Shape, b: Shape): boolean {
  * input shape so that a wrong model is found at its source line.
  */
 export class ShapeError extends Error {
+  /** Builds the message from the op name, every input shape and the reason. */
   constructor(op: string, shapes: readonly Shape[], why: string) {
     super(`${op}: ${why} (input shapes ${shapes.map(fmtShape).join(", ")})`);
     this.name = "ShapeError";

@@ -11,8 +11,11 @@ import { BoundedReadError, readFileBounded } from "./bounded.ts";
 import { encodeSafetensors, type OutTensor } from "./safetensors.ts";
 import { decodeCheckpoint } from "./pth.ts";
 
+/** What `loadCheckpoint` tolerates; by default any mismatch with the model fails. */
 export interface LoadOptions {
+  /** Accept model tensors the file lacks (they are listed in `missing`). */
   allowMissing?: boolean;
+  /** Accept file tensors the model lacks (they are listed in `unexpected`). */
   allowUnexpected?: boolean;
   /**
    * Names (after the `module.` prefix is dropped) to leave out as known, reported under
@@ -26,16 +29,23 @@ export interface LoadOptions {
   allowNonFinite?: boolean;
 }
 
+/** The outcome of loading a checkpoint against a model's expected tensors. */
 export interface LoadReport {
+  /** The matched tensors' values as f32, by state_dict name. */
   values: Map<string, Float32Array>;
+  /** Expected names the file does not have. */
   missing: string[];
+  /** Names in the file the model does not expect. */
   unexpected: string[];
   /** Keys dropped as known noise (thop counters) or by `skip`. */
   ignored: string[];
+  /** The file's string metadata (safetensors `__metadata__`). */
   metadata: Map<string, string>;
 }
 
+/** A checkpoint that does not fit the model or cannot be used (bad shapes, names, values). */
 export class CheckpointError extends Error {
+  /** `message` names the file and every problem found. */
   constructor(message: string) {
     super(message);
     this.name = "CheckpointError";
@@ -129,6 +139,10 @@ export async function saveCheckpoint(
   await writeAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
+/**
+ * Reads a safetensors (or PyTorch .pth) checkpoint and matches it against `expected` (name ->
+ * shape) under the rules of `o`; throws a CheckpointError on any mismatch not allowed.
+ */
 export async function loadCheckpoint(
   path: string,
   expected: Map<string, readonly number[]>,

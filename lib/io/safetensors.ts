@@ -36,14 +36,19 @@ const DTYPES: Record<SafetensorsDtype, number> = {
 /** Headers larger than this are refused (the format's reference reader uses 100 MB). */
 const MAX_HEADER = 100_000_000;
 
+/** One decoded tensor of a safetensors file. */
 export interface TensorEntry {
+  /** The dtype stored in the file (`F32`, `I64`, ...). */
   dtype: string;
+  /** The dimensions, outermost first. */
   shape: number[];
   /** Values converted to f32 (integers and bools as their numeric value). */
   data: Float32Array;
 }
 
+/** A file that is not valid safetensors (bad header, offsets, dtype or size). */
 export class SafetensorsError extends Error {
+  /** The message is `file: not a valid safetensors file: why`. */
   constructor(file: string, why: string) {
     super(`${file}: not a valid safetensors file: ${why}`);
     this.name = "SafetensorsError";
@@ -55,8 +60,11 @@ export class SafetensorsError extends Error {
  * `num_batches_tracked` (int64 in PyTorch's state_dict), as I64 of the rounded values.
  */
 export interface OutTensor {
+  /** The dimensions, outermost first. */
   shape: readonly number[];
+  /** The values, row-major. */
   data: Float32Array;
+  /** How to store them (default F32). */
   dtype?: "F32" | "I64";
 }
 
@@ -65,8 +73,11 @@ export interface OutTensor {
  * PyTorch checkpoint keeps every dtype and bit).
  */
 export interface RawOutTensor {
+  /** The dimensions, outermost first. */
   shape: readonly number[];
+  /** The dtype the bytes are in. */
   dtype: SafetensorsDtype;
+  /** The raw tensor data; its length must match shape and dtype. */
   bytes: Uint8Array;
 }
 

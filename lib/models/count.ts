@@ -15,15 +15,21 @@ export type ModelFn = (c: Ctx, x: Tensor) => Tensor;
 
 /** One row of the per-module table (a top-level module of the state_dict). */
 export interface ModuleRow {
+  /** The module's state_dict prefix (`down1`, `outc`...). */
   module: string;
   /** Shape of the module's last forward node; null when the module never runs. */
   shape: number[] | null;
+  /** Sizes of the module's parameter leaves, summed. */
   paramsRegistered: number;
+  /** Of those, the parameters the output depends on. */
   paramsUsed: number;
+  /** thop-style MACs of the module's nodes (see `ModelCount.macsReference`). */
   macsReference: number;
+  /** Exact MACs of the module's nodes (see `ModelCount.macs`). */
   macs: number;
 }
 
+/** Parameter and MAC counts of a model, in total and per top-level module. */
 export interface ModelCount {
   /** Sum of the sizes of every parameter leaf (the state_dict's parameters()). */
   paramsRegistered: number;
@@ -38,6 +44,7 @@ export interface ModelCount {
   macsReference: number;
   /** Every multiply-accumulate of conv, transposed conv and matmul nodes, attention included. */
   macs: number;
+  /** The same counts per top-level module, in order of first appearance. */
   modules: ModuleRow[];
 }
 
@@ -145,7 +152,12 @@ export function countGraph(g: Graph, out: Tensor): ModelCount {
 }
 
 /** Builds `model` for images [batch, channels, size, size] in evaluation mode and counts it. */
-export function countModel(model: ModelFn, batch: number, size: number, channels = 3) {
+export function countModel(
+  model: ModelFn,
+  batch: number,
+  size: number,
+  channels = 3,
+): ModelCount {
   const g = new Graph();
   const x = g.input("x", [batch, channels, size, size]);
   const out = model({ g, training: false }, x);
@@ -159,10 +171,13 @@ const PLAN_LIMITS = {
   maxComputeWorkgroupsPerDimension: 65535,
 };
 
+/** Planned peak memory of one compiled program, from the compiler's buffer plan. */
 export interface PeakMemory {
   /** Leaves (inputs, parameters, BN and optimiser states) + planned temporaries, bytes. */
   bytes: number;
+  /** The leaves alone, bytes. */
   leafBytes: number;
+  /** All temporaries at once (the planned peak above the leaves), bytes. */
   tempBytes: number;
 }
 

@@ -42,7 +42,9 @@ export interface LViTOptions {
   imageSize: number;
   /** Transformer blocks per ViT object. */
   depth: number;
+  /** Attention heads per transformer block; must divide the token width. */
   heads: number;
+  /** Hidden width of the ViT MLPs as a multiple of the token width. */
   mlpRatio: number;
   /** PLAM on the decoder skips; false passes the skip unchanged. */
   plam: boolean;
@@ -58,6 +60,7 @@ export interface LViTOptions {
   textLevel: 1 | 2 | 3 | 4;
   /** Words per sample and BERT width of the text input. */
   textTokens: number;
+  /** Width of one word vector of the text input (768 for BERT-base). */
   textDim: number;
   /** Dropout rate of the ViT embeddings and MLPs (reference 0.1). */
   dropout: number;
@@ -70,6 +73,7 @@ export interface LViTOptions {
   seed: number;
   /** Register the modules the reference defines but never runs (checkpoint compatibility). */
   registerUnused: boolean;
+  /** Channels of the output mask (1: one binary mask). */
   outChannels: number;
 }
 

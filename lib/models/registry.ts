@@ -17,25 +17,43 @@ import { lvit, LVIT_DEFAULTS, type LViTOptions } from "./lvit.ts";
 import { UNET_REF_DEFAULTS, unetRef, type UNetRefOptions } from "./unet_ref.ts";
 import { unet, type UNetOptions } from "./unet.ts";
 
+export type { ModelFn } from "./count.ts";
+export type { Ctx } from "../nn/layers.ts";
+export type { Attrs, Graph, InitSpec, Shape, Tensor, TensorKind } from "../graph/mod.ts";
+export type { LViTOptions, TextSubstitute } from "./lvit.ts";
+export type { UNetRefOptions } from "./unet_ref.ts";
+export type { UNetOptions } from "./unet.ts";
+
 /** Options of every registered model, by name. */
 export interface ModelOptionsByName {
+  /** LViT-T: the reference model, with text. */
   "lvit-t": LViTOptions;
+  /** LViT-TW: LViT-T without text. */
   "lvit-tw": LViTOptions;
+  /** LViT-L (our definition): depth 4 per ViT object, MLP ratio 4, with text. */
   "lvit-l": LViTOptions;
+  /** LViT-LW: LViT-L without text. */
   "lvit-lw": LViTOptions;
+  /** The reference U-Net baseline (nets/UNet.py). */
   unet: UNetRefOptions;
+  /** The engine milestone's small U-Net with configurable widths. */
   "unet-small": UNetOptions;
 }
 
+/** The name of a registered model (`lvit-t`, `unet`...). */
 export type ModelName = keyof ModelOptionsByName;
 
 /** A registered model: its defaults, whether it reads text, and its builder. */
 export interface ModelEntry<N extends ModelName = ModelName> {
+  /** The registry name. */
   name: N;
+  /** One line for help texts and the schema documentation. */
   description: string;
+  /** The full default options; `buildModel` merges the caller's over them. */
   defaults: ModelOptionsByName[N];
   /** Whether the default configuration reads the TEXT_INPUT. */
   usesText: boolean;
+  /** The model function for complete options. */
   build(opts: ModelOptionsByName[N]): ModelFn;
 }
 
@@ -84,7 +102,8 @@ export const MODELS: { [N in ModelName]: ModelEntry<N> } = {
   },
 };
 
-export const MODEL_NAMES = Object.keys(MODELS) as ModelName[];
+/** Every registered model name, in registry order. */
+export const MODEL_NAMES: ModelName[] = Object.keys(MODELS) as ModelName[];
 
 /** Builds a registered model with `opts` over its defaults. */
 export function buildModel<N extends ModelName>(

@@ -6,9 +6,11 @@
 import { concat, maxpool2d, sigmoid, type Tensor } from "../graph/mod.ts";
 import { cbr, conv2dLayer, convTransposeLayer, type Ctx } from "../nn/layers.ts";
 
+/** Settings of the engine's small U-Net (`unet-small` in the registry). */
 export interface UNetOptions {
   /** Channel widths per level, shallowest first. */
   widths: number[];
+  /** Channels of the final 1x1 conv (default 1: one binary mask). */
   outChannels?: number;
 }
 

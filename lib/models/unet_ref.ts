@@ -8,9 +8,11 @@ import { concat, maxpool2d, sigmoid, type Tensor } from "../graph/mod.ts";
 import { conv2dLayer, convTransposeLayer, type Ctx } from "../nn/layers.ts";
 import { cbrBlock } from "./lvit_blocks.ts";
 
+/** Settings of the reference U-Net (`unet` in the registry). */
 export interface UNetRefOptions {
   /** Width of `inc` (the reference's in_channels = 64); deeper levels are 2x, 4x, 8x, 8x. */
   baseChannels: number;
+  /** Channels of the final 1x1 conv (1: one binary mask). */
   outChannels: number;
 }
 

@@ -27,7 +27,9 @@ import {
 
 /** What a layer needs besides its input: the graph and the train/eval switch. */
 export interface Ctx {
+  /** The graph the layer adds its parameters and nodes to. */
   g: Graph;
+  /** Training mode (batch statistics, dropout) or evaluation mode (running statistics). */
   training: boolean;
 }
 
@@ -53,15 +55,24 @@ export function conv2dLayer(
 }
 
 /** nn.ConvTranspose2d with kernel = stride = f; PyTorch computes its fan-in from weight dim 1. */
-export function convTransposeLayer(c: Ctx, name: string, x: Tensor, cout: number, f: number) {
+export function convTransposeLayer(
+  c: Ctx,
+  name: string,
+  x: Tensor,
+  cout: number,
+  f: number,
+): Tensor {
   const init = torchDefault(cout * f * f);
   const w = c.g.param(`${name}.weight`, [x.shape[1], cout, f, f], init);
   const b = c.g.param(`${name}.bias`, [cout], init);
   return c.g.withScope(name, () => convTranspose(x, w, b));
 }
 
+/** Settings of `batchNorm2d` / `batchNorm1d` beyond PyTorch's defaults. */
 export interface BatchNormOpts {
+  /** Added to the variance before the square root (PyTorch's default 1e-5). */
   eps?: number;
+  /** Weight of the batch statistics in the running estimates (PyTorch's default 0.1). */
   momentum?: number;
   /** Fused kernels (default) or the composition of elementwise ops and sums (a fallback). */
   fused?: boolean;

@@ -22,17 +22,48 @@ function checkLength(what: string, a: ArrayLike<number>, want: number): void {
  * image count as outside, so a region that touches the border is closed there too rather than
  * left open-ended.
  */
-function boundary(inside: Uint8Array, size: number): Uint8Array {
-  const out = new Uint8Array(size * size);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const i = y * size + x;
+function boundary(inside: Uint8Array, size: number, height = size): Uint8Array {
+  const w = size;
+  const out = new Uint8Array(w * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
       if (!inside[i]) continue;
       if (
-        x === 0 || y === 0 || x === size - 1 || y === size - 1 ||
-        !inside[i - 1] || !inside[i + 1] || !inside[i - size] || !inside[i + size]
+        x === 0 || y === 0 || x === w - 1 || y === height - 1 ||
+        !inside[i - 1] || !inside[i + 1] || !inside[i - w] || !inside[i + w]
       ) out[i] = 1;
     }
+  }
+  return out;
+}
+
+/**
+ * An RGB picture (HWC) of an 8-bit **BGR** image of any size with the contour of `mask` (non-zero:
+ * foreground, same width and height) drawn in red: `deno task predict`'s overlay.
+ */
+export function maskOverlayRgb(
+  image: { width: number; height: number; data: Uint8Array },
+  mask: Uint8Array,
+): Uint8Array {
+  const { width: w, height: h } = image;
+  const n = w * h;
+  checkLength("maskOverlayRgb image", image.data, 3 * n);
+  checkLength("maskOverlayRgb mask", mask, n);
+  const out = new Uint8Array(3 * n);
+  for (let i = 0; i < n; i++) {
+    out[3 * i] = image.data[3 * i + 2];
+    out[3 * i + 1] = image.data[3 * i + 1];
+    out[3 * i + 2] = image.data[3 * i];
+  }
+  const inside = new Uint8Array(n);
+  for (let i = 0; i < n; i++) inside[i] = mask[i] ? 1 : 0;
+  const edge = boundary(inside, w, h);
+  for (let i = 0; i < n; i++) {
+    if (!edge[i]) continue;
+    out[3 * i] = RED[0];
+    out[3 * i + 1] = RED[1];
+    out[3 * i + 2] = RED[2];
   }
   return out;
 }

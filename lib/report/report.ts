@@ -21,8 +21,11 @@ export type EpochRecord = Pick<
 
 /** One overlay picture (lib/report/images.ts `overlayRgb`) and the Dice of its prediction. */
 export interface OverlayTile {
+  /** The sample's key (its mask file name), listed with its Dice under the grid. */
   key: string;
+  /** The overlay pixels, `tileSize x tileSize` RGB interleaved. */
   rgb: Uint8Array;
+  /** Dice of the prediction on this sample. */
   dice: number;
 }
 
@@ -36,12 +39,15 @@ export interface ReportInput {
   configYaml: string;
   /** Tiles for the overlay grid, all `tileSize x tileSize` RGB. */
   overlays: OverlayTile[];
+  /** Side of every overlay tile, in pixels. */
   tileSize: number;
 }
 
 /** A rendered report: report.md's text and the files it links, by path relative to the run. */
 export interface RenderedReport {
+  /** The text of report.md. */
   markdown: string;
+  /** The linked files (SVG charts, overlay PNG, ...) by path relative to the run folder. */
   files: Record<string, Uint8Array | string>;
 }
 

@@ -9,14 +9,19 @@
 
 /** One named line of a chart: `[x, y]` points, drawn in the order given. */
 export interface ChartSeries {
+  /** The legend entry. */
   name: string;
+  /** The data, `[x, y]` each. */
   points: [number, number][];
 }
 
 /** Chart labels and geometry. */
 export interface ChartOptions {
+  /** The heading above the plot. */
   title: string;
+  /** The x axis label. */
   xLabel: string;
+  /** The y axis label. */
   yLabel: string;
   /** Pixels; 640 by default. */
   width?: number;

@@ -19,9 +19,13 @@ import { holdForReading } from "./state.ts";
 import type { ExperimentConfig } from "../config/schema.ts";
 import { fileExists, savePrediction, writeAtomic } from "./folder.ts";
 
+/** Options of `evaluate`. */
 export interface EvalOptions {
+  /** The split to score (default: the run config's `eval.split`). */
   split?: "test" | "val" | "train";
+  /** Where to run (default: the run config's `backend`). */
   backend?: BackendRequest;
+  /** Receives progress and the result line (default: console.log). */
   log?: (line: string) => void;
   /** Write prediction PNGs (default true). */
   predictions?: boolean;
@@ -34,13 +38,19 @@ export interface EvalOptions {
   checkpoint?: string;
 }
 
+/** The scores `evaluate` computed, as written to the run folder. */
 export interface EvalResult {
+  /** The split scored. */
   split: string;
+  /** The checkpoint file whose weights were scored. */
   checkpoint: string;
+  /** Number of images scored. */
   n: number;
   /** Per-image means (the reference's metric; f1 = dice). */
   dice: number;
+  /** Per-image mean IoU. */
   iou: number;
+  /** Per-image mean F1 (equal to `dice`, reported under both names as the reference does). */
   f1: number;
   /** Dice and IoU of the pixel counts summed over the split. */
   pooled: { dice: number; iou: number };
@@ -50,7 +60,10 @@ export interface EvalResult {
  * The run folder and checkpoint a target names (a run folder, or a .safetensors or .pth inside
  * its checkpoints/), or the run folder and `checkpoint` when one is given.
  */
-async function locate(target: string, checkpoint?: string): Promise<{ dir: string; ckpt: string }> {
+export async function locateCheckpoint(
+  target: string,
+  checkpoint?: string,
+): Promise<{ dir: string; ckpt: string }> {
   if (checkpoint !== undefined) {
     if (!(await fileExists(checkpoint))) throw new InputError(`${checkpoint}: no such checkpoint`);
     return { dir: target, ckpt: checkpoint };
@@ -69,10 +82,10 @@ async function locate(target: string, checkpoint?: string): Promise<{ dir: strin
   );
 }
 
-/** Evaluates `target` (run folder or checkpoint file) on a split. */
-export async function evaluate(target: string, o: EvalOptions = {}): Promise<EvalResult> {
-  const log = o.log ?? ((s: string) => console.log(s));
-  const { dir, ckpt } = await locate(target, o.checkpoint);
+/** The resolved config of a run folder (its config.yaml) and its full hash. */
+export async function readRunConfig(
+  dir: string,
+): Promise<{ config: ExperimentConfig; hash: string }> {
   const configPath = join(dir, "config.yaml");
   let text: string;
   try {
@@ -82,7 +95,14 @@ export async function evaluate(target: string, o: EvalOptions = {}): Promise<Eva
     throw new InputError(`${configPath}: missing; the checkpoint must sit in a run folder`);
   }
   const exp = resolveExperimentText(configPath, text);
-  const cfg = exp.config;
+  return { config: exp.config, hash: exp.fullHash };
+}
+
+/** Evaluates `target` (run folder or checkpoint file) on a split. */
+export async function evaluate(target: string, o: EvalOptions = {}): Promise<EvalResult> {
+  const log = o.log ?? ((s: string) => console.log(s));
+  const { dir, ckpt } = await locateCheckpoint(target, o.checkpoint);
+  const cfg = (await readRunConfig(dir)).config;
   const split = o.split ?? cfg.eval.split;
   // A shared hold on the run folder: no run trains in it (or --force empties it) meanwhile, and
   // a folder a run is training is refused (exit 2, naming the run's process).

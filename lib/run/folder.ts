@@ -12,14 +12,23 @@ export { writeAtomic };
 
 /** Paths inside one run folder. */
 export interface RunPaths {
+  /** The run folder, `<out>/<name>/<variant>/<hash>`. */
   dir: string;
+  /** config.yaml: the resolved configuration. */
   config: string;
+  /** env.json: backend, device and software versions. */
   env: string;
+  /** metrics.jsonl: one record per epoch. */
   metrics: string;
+  /** summary.json: the final scores. */
   summary: string;
+  /** report.md: the human-readable report. */
   report: string;
+  /** checkpoints/last.safetensors: the latest state, for resuming. */
   last: string;
+  /** checkpoints/best.safetensors: the weights of the best validation Dice. */
   best: string;
+  /** predictions/: the prediction PNGs of the evaluated split. */
   predictions: string;
 }
 

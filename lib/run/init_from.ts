@@ -29,6 +29,7 @@ export interface InitSource {
   path: string;
   /** The safetensors file read. */
   file: string;
+  /** The file's contents. */
   bytes: Uint8Array;
   /** Hex sha256 of `bytes`. */
   sha256: string;
@@ -38,12 +39,15 @@ export interface InitSource {
 export interface InitReport {
   /** The path as resolved from the config, and the file read. */
   path: string;
+  /** The checkpoint file read. */
   checkpoint: string;
+  /** Hex sha256 of that file. */
   sha256: string;
   /** The checkpoint's safetensors metadata (a run's best.safetensors: epoch, val_dice, ...). */
   checkpoint_metadata: Record<string, string>;
   /** Tensors of the model's state_dict, and tensors in the checkpoint. */
   model_tensors: number;
+  /** Tensors in the checkpoint. */
   checkpoint_tensors: number;
   /** Model names set from the checkpoint (same name, same shape). */
   transferred: string[];

@@ -8,8 +8,9 @@ import { basename, join } from "node:path";
 import type { LoadedExperiment } from "../config/load.ts";
 import { type ExperimentConfig, modelOptions } from "../config/schema.ts";
 import { InputError } from "../config/errors.ts";
-import { type BackendRequest, selectBackend } from "../backends/select.ts";
-import { MODELS } from "../models/registry.ts";
+import { type Backend, type BackendRequest, selectBackend } from "../backends/select.ts";
+import { type ModelName, MODELS } from "../models/registry.ts";
+import type { ModelFn } from "../models/count.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { Session } from "../train/session.ts";
 import {
@@ -89,36 +90,56 @@ export interface RunOptions {
 
 /** design.md 5's summary.json. */
 export interface Summary {
+  /** The experiment's `name`. */
   experiment: string;
+  /** The experiment's `variant`. */
   variant: string;
+  /** The experiment's `seed`. */
   seed: number;
+  /** The backend that ran (`webgpu` or `cpu`). */
   backend: string;
+  /** The adapter (webgpu) or BLAS library (cpu) it ran on. */
   adapter: string;
+  /** Trainable parameters of the model. */
   params: number;
+  /** Epochs trained. */
   epochs: number;
+  /** Training steps taken in all. */
   steps: number;
+  /** The 1-based epoch of the best validation Dice; null when no epoch qualified. */
   best_epoch: number | null;
+  /** Validation Dice and IoU of the best epoch (null without one). */
   val: { dice: number | null; iou: number | null };
   /**
    * Per-image means (the reference's metric, the headline; f1 = dice) and `pooled`: Dice and IoU
    * of the pixel counts summed over the whole split (what GuideDecoder and its forks report).
    */
   test: { dice: number; iou: number; f1: number; pooled: { dice: number; iou: number } };
+  /** Seconds spent in the epochs, validation included. */
   train_seconds: number;
+  /** Median over epochs of the mean training step time, ms; null when no step ran. */
   step_ms_median: number | null;
+  /** The full config hash (the run folder's name is its first 8 digits). */
   config_hash: string;
+  /** Hex SHA-256 of the data and preprocessing. */
   dataset_fingerprint: string;
   /** The data set's identity (lib/data/identity.ts): a rerun on another data set is refused. */
   dataset_identity: string;
+  /** Whether early stopping (patience) ended training. */
   stopped_early: boolean;
+  /** The split the final evaluation scored. */
   eval_split: "test" | "val";
+  /** Which checkpoint was scored: the best epoch's, or the last weights when none was best. */
   eval_checkpoint: "best" | "last";
 }
 
+/** What `runExperiment` returns. */
 export interface RunResult {
+  /** The run folder. */
   dir: string;
   /** Null when the run was interrupted before finishing. */
   summary: Summary | null;
+  /** Whether the run stopped before finishing (a signal, a step cap or the time limit). */
   interrupted: boolean;
   /** Interrupted by the time limit (at an epoch end; the CLI exits 75). */
   timeLimited?: boolean;
@@ -195,8 +216,28 @@ export function samples(split: SplitData, text: Float32Array[] | null): Samples 
   return { n: split.n, read: (i, x, y) => split.read(i, x, y), text };
 }
 
+/** An experiment's model: its registry name, its full options and its model function. */
+export interface ExperimentModel {
+  /** The registry name. */
+  name: ModelName;
+  /** The registry defaults with the experiment's model options over them (camelCase). */
+  options: Record<string, unknown>;
+  /** The model function built from those options. */
+  fn: ModelFn;
+}
+
+/** What `createSession` builds for an experiment. */
+export interface ExperimentSession {
+  /** The backend chosen. */
+  backend: Backend;
+  /** The training and evaluation programs, loaded on it. */
+  session: Session;
+  /** The experiment's model. */
+  model: ExperimentModel;
+}
+
 /** The model function and options of an experiment. */
-export function experimentModel(cfg: ExperimentConfig) {
+export function experimentModel(cfg: ExperimentConfig): ExperimentModel {
   const { name, options } = modelOptions(cfg);
   const entry = MODELS[name];
   const full = { ...entry.defaults, ...options } as Record<string, unknown>;
@@ -206,7 +247,10 @@ export function experimentModel(cfg: ExperimentConfig) {
 }
 
 /** Builds the session (train + eval programs) of an experiment on a backend. */
-export async function createSession(cfg: ExperimentConfig, backend: BackendRequest) {
+export async function createSession(
+  cfg: ExperimentConfig,
+  backend: BackendRequest,
+): Promise<ExperimentSession> {
   const be = await selectBackend(backend);
   const m = experimentModel(cfg);
   const size = cfg.model.image_size;

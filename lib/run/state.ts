@@ -32,14 +32,17 @@ import { InputError } from "../config/errors.ts";
 export const LOCK_FILE = "run.lock";
 /** The state record's name inside a run folder. */
 export const STATE_FILE = "state.json";
-const FORMAT = "lvit-deno-run-state-v1";
+/** The `format` tag of state.json; a record with another tag is not read. */
+export const RUN_STATE_FORMAT = "lvit-deno-run-state-v1";
 
 /** What a process records about a run. */
 export type RecordedState = "running" | "paused" | "failed" | "finished";
 
 /** The content of state.json. */
 export interface RunStateRecord {
-  format: typeof FORMAT;
+  /** Always `RUN_STATE_FORMAT`. */
+  format: typeof RUN_STATE_FORMAT;
+  /** What the writing process last recorded about the run. */
   state: RecordedState;
   /** The process that wrote the record. */
   pid: number;
@@ -94,7 +97,8 @@ export async function lockHeld(dir: string): Promise<boolean | null> {
 export async function readRunState(dir: string): Promise<RunStateRecord | null> {
   try {
     const r = JSON.parse(await Deno.readTextFile(join(dir, STATE_FILE)));
-    return r && r.format === FORMAT && typeof r.state === "string" && typeof r.pid === "number"
+    return r && r.format === RUN_STATE_FORMAT && typeof r.state === "string" &&
+        typeof r.pid === "number"
       ? r as RunStateRecord
       : null;
   } catch {
@@ -343,7 +347,7 @@ export class RunStateWriter {
 
   private async write(state: RecordedState, extra: Partial<RunStateRecord> = {}): Promise<void> {
     const rec: RunStateRecord = {
-      format: FORMAT,
+      format: RUN_STATE_FORMAT,
       state,
       pid: Deno.pid,
       host: hostName(),

@@ -33,15 +33,21 @@ export type RunStateName = "finished" | "running" | "paused" | "failed" | "fresh
 
 /** One run folder's status (`deno task status --json` prints a list of these). */
 export interface RunStatus {
+  /** The run folder. */
   path: string;
+  /** What the run is doing, or how it ended. */
   state: RunStateName;
   /** Why, where the state alone does not say: "time limit", "interrupted", the error, ... */
   note: string | null;
+  /** Epochs recorded in metrics.jsonl. */
   epochs_done: number;
   /** train.epochs of config.yaml; null when it cannot be read. */
   epochs_total: number | null;
+  /** The 1-based epoch of the best checkpoint; null before one was saved. */
   best_epoch: number | null;
+  /** That epoch's validation Dice; null without one. */
   best_val_dice: number | null;
+  /** Median wall time of the recorded epochs, seconds; null before the first. */
   epoch_seconds_median: number | null;
   /** Epochs at most still to train; 0 when finished; null when unknown. */
   epochs_left: number | null;
@@ -51,6 +57,7 @@ export interface RunStatus {
   eta_seconds: number | null;
   /** The process of state.json, when there is one. */
   pid: number | null;
+  /** That process's host name, when recorded. */
   host: string | null;
 }
 

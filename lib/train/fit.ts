@@ -5,9 +5,12 @@
  */
 import { permutation } from "../rng/shuffle.ts";
 import { type Samples, scoreSplit } from "./trainer.ts";
+import type { ImageScores } from "../eval/metrics.ts";
 import type { Session } from "./session.ts";
 
+/** An in-memory split: 3-channel square images and their masks. */
 export interface Split {
+  /** Number of samples. */
   n: number;
   /** n x C x H x W */
   images: Float32Array;
@@ -15,20 +18,31 @@ export interface Split {
   masks: Float32Array;
 }
 
+/** Settings of `fit`. */
 export interface FitOptions {
+  /** Epochs to train. */
   epochs: number;
+  /** Learning rate, constant throughout. */
   lr: number;
+  /** Seed of the per-epoch shuffles. */
   seed: number;
   /** Called after each epoch with its figures (progress output). */
   onEpoch?: (e: EpochReport) => void;
 }
 
+/** The figures of one epoch of `fit`. */
 export interface EpochReport {
+  /** The 1-based epoch. */
   epoch: number;
+  /** Mean training loss over the epoch's steps. */
   loss: number;
+  /** Mean validation Dice (reference validation rules). */
   valDice: number;
+  /** Mean validation IoU. */
   valIou: number;
+  /** Wall time of the epoch, validation included. */
   seconds: number;
+  /** Training steps per second of wall time. */
   stepsPerSecond: number;
 }
 
@@ -52,7 +66,7 @@ function asSamples(sp: Split): Samples {
 }
 
 /** Validation Dice/IoU (reference validation rules) of the session's eval program on a split. */
-export async function validate(s: Session, val: Split, batch: number) {
+export async function validate(s: Session, val: Split, batch: number): Promise<ImageScores> {
   const size = Math.round(Math.sqrt(val.masks.length / val.n));
   // scoreSplit's batches are 3-channel square images, as the sessions' programs are compiled.
   if (size * size * val.n !== val.masks.length || 3 * val.masks.length !== val.images.length) {
@@ -64,7 +78,17 @@ export async function validate(s: Session, val: Split, batch: number) {
   return (await scoreSplit(s, asSamples(val), batch, size, "val")).mean;
 }
 
-export async function fit(s: Session, train: Split, val: Split, batch: number, o: FitOptions) {
+/**
+ * Trains `s` for `o.epochs` epochs of shuffled full batches (a remainder is dropped) at a
+ * constant learning rate, validating after each; returns every epoch's figures.
+ */
+export async function fit(
+  s: Session,
+  train: Split,
+  val: Split,
+  batch: number,
+  o: FitOptions,
+): Promise<EpochReport[]> {
   const per = train.images.length / train.n;
   const perM = train.masks.length / train.n;
   const x = new Float32Array(batch * per);

@@ -2,10 +2,15 @@
 import type { Graph, Tensor } from "../graph/mod.ts";
 import type { AdamAttrs } from "../graph/ops/optim.ts";
 
+/** Adam settings; unset ones take PyTorch's defaults (0.9, 0.999, 1e-8, no weight decay). */
 export interface AdamOptions {
+  /** Decay rate of the first-moment estimate (default 0.9). */
   beta1?: number;
+  /** Decay rate of the second-moment estimate (default 0.999). */
   beta2?: number;
+  /** Denominator term for numerical stability (default 1e-8). */
   eps?: number;
+  /** Weight decay factor (default 0). */
   weightDecay?: number;
   /** AdamW (decoupled weight decay) instead of Adam's L2 term. */
   decoupled?: boolean;
@@ -15,7 +20,12 @@ export interface AdamOptions {
 export const HYPER = "optim.hyper";
 
 /** Adds one `adam` effect per parameter, with moment states named `optim.{m,v}.<param>`. */
-export function adamUpdate(g: Graph, params: Tensor[], grads: Tensor[], o: AdamOptions = {}) {
+export function adamUpdate(
+  g: Graph,
+  params: Tensor[],
+  grads: Tensor[],
+  o: AdamOptions = {},
+): AdamAttrs {
   const hyper = g.input(HYPER, [3]);
   const attrs: AdamAttrs = {
     beta1: o.beta1 ?? 0.9,

@@ -5,6 +5,7 @@
 
 /** A schedule's settings, as in the experiment file's `train.schedule`. */
 export interface ScheduleConfig {
+  /** Cosine annealing with warm restarts, or the initial rate throughout. */
   kind: "cosine-restarts" | "constant";
   /** Epochs of the first cosine cycle (PyTorch's T_0). */
   t0: number;

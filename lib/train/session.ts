@@ -14,14 +14,22 @@ import { STEP_INPUT } from "../models/lvit_blocks.ts";
 import { adamHyper, type AdamOptions, adamUpdate, HYPER } from "./optim.ts";
 import type { OutTensor } from "../io/safetensors.ts";
 
+/** A model function: probabilities [B, 1, H, W] from images x, built into `c.g`. */
 export type Model = (c: Ctx, x: Tensor) => Tensor;
 
+/** The static shapes and training settings a session's programs are compiled for. */
 export interface SessionOptions {
+  /** Images per training step. */
   batch: number;
+  /** Image channels. */
   channels: number;
+  /** Image height in pixels. */
   height: number;
+  /** Image width in pixels. */
   width: number;
+  /** Seed of the parameter initialisation. */
   seed: number;
+  /** Adam settings (PyTorch's defaults when omitted). */
   adam?: AdamOptions;
   /** Weights of the Dice and BCE terms (default 0.5 each, the reference). */
   loss?: { dice?: number; bce?: number };
@@ -51,10 +59,14 @@ export function isModelState(name: string): boolean {
 /** PyTorch stores BatchNorm's step counter as an int64 scalar. */
 const isCounter = (name: string) => name.endsWith("num_batches_tracked");
 
+/**
+ * A model compiled for training and evaluation on one backend, with its parameters, batch-norm
+ * statistics and Adam moments held by the runtime. Make one with `Session.create`.
+ */
 export class Session {
   /** Adam steps taken so far (the bias-correction counter). */
   t = 0;
-  /** Values of leaves no program uses (unused modules): kept on the host for checkpoints. */
+  /** Private: sessions are made by `Session.create`. */
   private constructor(
     readonly backend: Backend,
     readonly rt: Runtime,
@@ -70,6 +82,10 @@ export class Session {
     private readonly offDevice: Map<string, Float32Array>,
   ) {}
 
+  /**
+   * Builds the training-step and evaluation graphs of `model`, compiles them for `backend`,
+   * loads them into one runtime and writes the seeded initial values of every leaf.
+   */
   static async create(backend: Backend, model: Model, o: SessionOptions): Promise<Session> {
     const { batch: B, channels: C, height: H, width: W } = o;
     /**
@@ -237,6 +253,7 @@ export class Session {
     if (adamSteps !== undefined) this.t = adamSteps;
   }
 
+  /** Frees the programs and the runtime with all its leaves. */
   destroy(): void {
     this.train.destroy();
     this.semiTrain?.destroy();

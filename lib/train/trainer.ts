@@ -28,6 +28,7 @@ import { DivergedError } from "./errors.ts";
 
 /** A split as the trainer sees it: streamed images and masks, plus text features. */
 export interface Samples {
+  /** Number of samples. */
   n: number;
   /** Fills images (k x C x S x S) and masks (k x S x S) for `indices` in order. */
   read(indices: readonly number[], images: Float32Array, masks: Float32Array): Promise<void>;
@@ -37,15 +38,23 @@ export interface Samples {
 
 /** The recipe (the experiment file's `train` section, resolved). */
 export interface Recipe {
+  /** Epochs at most. */
   epochs: number;
+  /** Training batch size. */
   batch: number;
+  /** Initial learning rate. */
   lr: number;
+  /** Learning-rate schedule, stepped once per epoch. */
   schedule: ScheduleConfig;
+  /** Stop after this many epochs without a new best validation Dice. */
   patience: number;
+  /** First 1-based epoch whose validation Dice may count as best. */
   min_save_epoch: number;
+  /** Validate every this many epochs (and after the last). */
   eval_every: number;
   /** Periodic checkpoint every this many steps (0: at epoch ends only). */
   checkpoint_every: number;
+  /** Cap on the training steps of one epoch; null: the whole train split. */
   max_steps_per_epoch: number | null;
 }
 
@@ -61,9 +70,13 @@ export interface SemiPlan {
   labeled: number[];
   /** Train-split indices trained without masks (sorted). */
   unlabeled: number[];
+  /** Epochs on the labeled subset alone before pseudo labels are made. */
   prototype_epochs: number;
+  /** Smooth pseudo labels across epochs (EPI); false: the latest prediction. */
   epi: boolean;
+  /** EPI's smoothing factor beta. */
   epi_beta: number;
+  /** Train on pseudo labels thresholded at 0.5 instead of probabilities. */
   binarize: boolean;
   /** Per unlabeled position, the contrastive mask of its text (null: no LV loss). */
   contrastive: Float32Array[] | null;
@@ -79,26 +92,37 @@ export interface TrainerState {
   steps: number;
   /** Sum of the losses read back so far in this epoch (float64 on the host). */
   lossSum: number;
+  /** Best validation Dice so far (-Infinity before any epoch counted). */
   bestDice: number;
   /** 1-based epoch of the best checkpoint; null before one was saved. */
   bestEpoch: number | null;
+  /** Training is over (all epochs run, or stopped early). */
   done: boolean;
+  /** Early stopping ended training. */
   stoppedEarly: boolean;
 }
 
 /** One finished epoch, as logged to metrics.jsonl. */
 export interface EpochRecord {
+  /** Tells epoch records apart from the other lines of metrics.jsonl. */
   kind: "epoch";
+  /** The 1-based epoch. */
   epoch: number;
+  /** Training steps this process took in the epoch (fewer after a resume mid-epoch). */
   steps: number;
+  /** Mean training loss over the epoch's steps. */
   loss: number;
+  /** The learning rate the epoch trained with. */
   lr: number;
+  /** Mean validation Dice; null when the epoch did not validate (`eval_every`). */
   val_dice: number | null;
+  /** Mean validation IoU; null when the epoch did not validate. */
   val_iou: number | null;
   /** Wall time of the epoch, validation included. */
   seconds: number;
   /** Wall time of the training steps alone (ends with the loss read-back, a sync). */
   train_seconds: number;
+  /** Whether this epoch saved a new best checkpoint. */
   best: boolean;
 }
 
@@ -106,6 +130,7 @@ export interface EpochRecord {
 export interface TrainerHooks {
   /** After every step (cheap; the GPU may still be working). */
   onStep?(p: { epoch: number; step: number; steps: number; loss: number | null }): void;
+  /** After every epoch, with its record (validation and best checkpoint done). */
   onEpoch?(r: EpochRecord): Promise<void> | void;
   /** Saves the leaves and `state` as the resumable checkpoint. */
   checkpoint(state: TrainerState): Promise<void>;
@@ -135,6 +160,7 @@ function checkLoss(sum: number, e: number, from: number, to: number, steps: numb
   );
 }
 
+/** The state of a run that has not started: epoch 1, no steps, no best epoch. */
 export function initialState(): TrainerState {
   return {
     epoch: 1,

@@ -55,10 +55,12 @@ export class CpuRuntime {
       : new Float32Array(floats);
   }
 
+  /** Whether a loaded program has allocated a leaf of this name. */
   hasLeaf(name: string): boolean {
     return this.leaves.has(name);
   }
 
+  /** Overwrites a leaf's value; the length must match the leaf's size. */
   write(name: string, data: Float32Array): void {
     const l = this.leaves.get(name);
     if (!l) throw new Error(`no tensor named '${name}'`);
@@ -80,6 +82,10 @@ export class CpuRuntime {
     return Promise.all(names.map((n) => this.read(n)));
   }
 
+  /**
+   * Prepares a cpu-target program: allocates its temporaries, allocates or reuses its named
+   * leaves (sizes must agree), and shares the buffers with the helper threads.
+   */
   async load(program: Program): Promise<CpuExecutable> {
     if (program.target !== "cpu") {
       throw new Error("CpuRuntime.load: program was compiled for webgpu");
@@ -122,13 +128,16 @@ export class CpuRuntime {
     return new CpuExecutable(this, program, bufs, steps, id);
   }
 
+  /** Drops every leaf and stops the helper threads. */
   destroy(): void {
     this.leaves.clear();
     this.threads?.destroy();
   }
 }
 
+/** A program loaded by `CpuRuntime.load`: its buffers and ready-to-run steps. */
 export class CpuExecutable {
+  /** Made by `CpuRuntime.load`; not meant to be called directly. */
   constructor(
     readonly runtime: CpuRuntime,
     readonly program: Program,
@@ -182,6 +191,7 @@ export class CpuExecutable {
     });
   }
 
+  /** Runs step `i`: in parts across the helper threads when it qualifies, else here. */
   private runStep(i: number): void {
     const s = this.steps[i];
     const threads = this.runtime.threads;
@@ -197,6 +207,7 @@ export class CpuExecutable {
     }
   }
 
+  /** A copy of a program output, or of a leaf when `name` is not an output. */
   read(name: string): Promise<Float32Array> {
     const o = this.program.outputs.get(name);
     if (!o) return this.runtime.read(name);
@@ -214,5 +225,6 @@ export class CpuExecutable {
     );
   }
 
+  /** Nothing to free: the buffers belong to the runtime and the garbage collector. */
   destroy(): void {}
 }

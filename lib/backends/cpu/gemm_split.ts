@@ -9,18 +9,31 @@
 
 /** The arguments of one row-major sgemm call (blas.ts). */
 export interface GemmArgs {
+  /** A is stored K x M (transposed). */
   transA: boolean;
+  /** B is stored N x K (transposed). */
   transB: boolean;
+  /** Rows of C. */
   M: number;
+  /** Columns of C. */
   N: number;
+  /** The depth: columns of op(A), rows of op(B). */
   K: number;
+  /** Scale of the product. */
   alpha: number;
+  /** The left operand, row-major with leading dimension `lda`. */
   A: Float32Array;
+  /** Elements between consecutive rows of A as stored. */
   lda: number;
+  /** The right operand, row-major with leading dimension `ldb`. */
   B: Float32Array;
+  /** Elements between consecutive rows of B as stored. */
   ldb: number;
+  /** Scale of C's previous contents (0: they are not read). */
   beta: number;
+  /** The result, row-major with leading dimension `ldc`. */
   C: Float32Array;
+  /** Elements between consecutive rows of C. */
   ldc: number;
 }
 

@@ -53,8 +53,11 @@ const ERROR_BYTES = 2048;
 
 /** What a helper needs to rebuild one program's kernels over the shared buffers. */
 export interface ProgramShare {
+  /** The program's number in this runtime (dispatches name it). */
   id: number;
+  /** Each step's node (op, shapes, attributes) and where its operands lie in `buffers`. */
   steps: Pick<CpuStep, "node" | "ins" | "out" | "scratch">[];
+  /** The program's planned buffers, shared with the helpers. */
   buffers: SharedArrayBuffer[];
 }
 
@@ -109,7 +112,7 @@ export class CpuThreads {
   }
 
   /** Starts `count - 1` helpers, or returns null where none can start (or count <= 1). */
-  static start(count = threadCount()): CpuThreads | null {
+  static start(count: number = threadCount()): CpuThreads | null {
     if (count <= 1) return null;
     const url = new URL("./worker.ts", import.meta.url);
     if (url.protocol !== "file:") return null;
@@ -220,6 +223,7 @@ export class CpuThreads {
     return true;
   }
 
+  /** Hands part `part` of `parts` of the task set up in `h`'s control block to `h`. */
   private dispatch(h: Helper, part: number, parts: number): void {
     const c = h.ctrl;
     c[PART] = part;

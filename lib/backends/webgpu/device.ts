@@ -4,16 +4,21 @@
  */
 import type { DeviceLimits } from "../../graph/compile.ts";
 
+/** The WebGPU device this process runs on, with what is known about its adapter. */
 export interface GpuContext {
+  /** The device, requested with the adapter's own limits rather than the spec defaults. */
   device: GPUDevice;
   /** Human-readable adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   adapter: string;
+  /** The adapter's vendor string (may be empty). */
   vendor: string;
   /** True for CPU rasterizers (lavapipe, llvmpipe, SwiftShader, WARP). */
   software: boolean;
+  /** The limits requested from the adapter, which compiled programs are checked against. */
   limits: DeviceLimits & { maxBufferSize: number; maxComputeWorkgroupStorageSize: number };
 }
 
+/** Thrown when WebGPU offers no adapter; the message says how to install one or use the CPU. */
 export class NoAdapterError extends Error {
   constructor() {
     super(

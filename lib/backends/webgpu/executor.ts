@@ -17,11 +17,13 @@ interface Leaf {
 
 /** Device-side state shared by programs: named leaves (params, states, inputs) and pipelines. */
 export class WebGPURuntime {
+  /** The device every buffer and pipeline of this runtime lives on (`ctx.device`). */
   readonly device: GPUDevice;
   private readonly leaves = new Map<string, Leaf>();
   private readonly pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private readonly layouts = new Map<string, GPUBindGroupLayout>();
 
+  /** A runtime on the device of `ctx` (from `acquireDevice`); it holds no leaves yet. */
   constructor(readonly ctx: GpuContext) {
     this.device = ctx.device;
   }
@@ -31,6 +33,7 @@ export class WebGPURuntime {
     return [...this.leaves.keys()];
   }
 
+  /** Whether a loaded program has created a device buffer for this leaf. */
   hasLeaf(name: string): boolean {
     return this.leaves.has(name);
   }
@@ -108,6 +111,7 @@ export class WebGPURuntime {
     return out;
   }
 
+  /** Copies the first `floats` values of a device buffer to the host (waits for the GPU). */
   async readBuffer(buffer: GPUBuffer, floats: number): Promise<Float32Array> {
     const staging = this.device.createBuffer({
       size: floats * 4,
@@ -152,6 +156,7 @@ export class WebGPURuntime {
     return new Executable(this, program, buffers, steps);
   }
 
+  /** The device buffer of a named leaf, created on first use; sizes must agree after that. */
   private leaf(name: string, floats: number, shape: readonly number[]): Leaf {
     let l = this.leaves.get(name);
     if (!l) {
@@ -167,6 +172,7 @@ export class WebGPURuntime {
     return l;
   }
 
+  /** The bind group layout for this read/write pattern of storage bindings (cached). */
   private layout(bs: { write: boolean }[]): GPUBindGroupLayout {
     const key = bs.map((b) => (b.write ? "w" : "r")).join("");
     let l = this.layouts.get(key);
@@ -183,6 +189,7 @@ export class WebGPURuntime {
     return l;
   }
 
+  /** The compute pipeline of a WGSL module and binding pattern, cached by both. */
   private pipeline(
     code: string,
     bs: { write: boolean }[],
@@ -197,7 +204,12 @@ export class WebGPURuntime {
     return p;
   }
 
-  private async createPipeline(code: string, bs: { write: boolean }[], label: string) {
+  /** Compiles a WGSL module into a pipeline; a WGSL error throws with a numbered listing. */
+  private async createPipeline(
+    code: string,
+    bs: { write: boolean }[],
+    label: string,
+  ): Promise<GPUComputePipeline> {
     this.device.pushErrorScope("validation");
     const module = this.device.createShaderModule({ label, code });
     const err = await this.device.popErrorScope();
@@ -213,6 +225,7 @@ export class WebGPURuntime {
     });
   }
 
+  /** Frees every leaf buffer (pipelines are left to the garbage collector). */
   destroy(): void {
     for (const l of this.leaves.values()) l.buffer.destroy();
     this.leaves.clear();
@@ -228,6 +241,7 @@ interface ReadyStep {
 
 /** A loaded program: `run()` records all dispatches into one pass and submits once. */
 export class Executable {
+  /** Made by `WebGPURuntime.load`; not meant to be called directly. */
   constructor(
     readonly runtime: WebGPURuntime,
     readonly program: Program,
@@ -275,6 +289,7 @@ export class Executable {
     return res;
   }
 
+  /** Frees the program's temporary buffers; leaves stay with the runtime. */
   destroy(): void {
     this.program.buffers.forEach((b, i) => b.kind === "temp" && this.buffers[i].destroy());
   }

@@ -26,10 +26,15 @@ import {
   convTransposeCpu,
 } from "../../backends/cpu/kernels/conv.ts";
 
+/** Attributes of `conv2d` (PyTorch's Conv2d arguments; the same value for both axes). */
 export interface ConvAttrs {
+  /** Any further attribute is kept on the node as given. */
   [k: string]: unknown;
+  /** Step between output positions, in input pixels. */
   stride: number;
+  /** Zero padding added on every side of the input. */
   padding: number;
+  /** Spacing between kernel taps. */
   dilation: number;
 }
 

@@ -2,7 +2,7 @@
  * Elementwise ops. Each is one table entry built from a WGSL expression, its float64 twin and a
  * gradient rule; broadcasting, kernels and references come from the shared generator.
  */
-import { type Attrs, Tensor } from "../graph.ts";
+import type { Attrs, Tensor } from "../graph.ts";
 import { defineOp, type GradArgs } from "../op.ts";
 import {
   broadcastShapes,
@@ -38,7 +38,12 @@ interface ElementwiseSpec<A extends Attrs> {
 }
 
 /** Applies `f` elementwise in float64 with numpy broadcasting. */
-export function refBroadcast(ins: Float64Array[], inShapes: Shape[], out: Shape, f: Num) {
+export function refBroadcast(
+  ins: Float64Array[],
+  inShapes: Shape[],
+  out: Shape,
+  f: (...v: number[]) => number,
+): Float64Array {
   const n = numel(out);
   const res = new Float64Array(n);
   const os = stridesOf(out);
@@ -280,35 +285,51 @@ const ew = (op: string, ...xs: Tensor[]) => xs[0].graph.apply(op, xs);
 export function add(a: Tensor, b: Tensor | number): Tensor {
   return typeof b === "number" ? affine(a, 1, b) : ew("add", a, b);
 }
+/** a - b with broadcasting; a number operand is folded into an `affine` op. */
 export function sub(a: Tensor, b: Tensor | number): Tensor {
   return typeof b === "number" ? affine(a, 1, -b) : ew("sub", a, b);
 }
+/** a * b elementwise with broadcasting; a number operand is folded into an `affine` op. */
 export function mul(a: Tensor, b: Tensor | number): Tensor {
   return typeof b === "number" ? affine(a, b, 0) : ew("mul", a, b);
 }
+/** a / b with broadcasting; dividing by a number becomes an `affine` op (times 1/b). */
 export function div(a: Tensor, b: Tensor | number): Tensor {
   return typeof b === "number" ? affine(a, 1 / b, 0) : ew("div", a, b);
 }
 /** x * s + t in one pass (per-channel affine maps such as batch norm). */
-export const fma = (x: Tensor, s: Tensor, t: Tensor) => ew("fma", x, s, t);
+export const fma = (x: Tensor, s: Tensor, t: Tensor): Tensor => ew("fma", x, s, t);
 /** a * x + b with constants. */
-export const affine = (x: Tensor, a: number, b: number) => x.graph.apply("affine", [x], { a, b });
-export const neg = (x: Tensor) => ew("neg", x);
-export const square = (x: Tensor) => ew("square", x);
-export const exp = (x: Tensor) => ew("exp", x);
-export const log = (x: Tensor) => ew("log", x);
-export const sqrt = (x: Tensor) => ew("sqrt", x);
-export const rsqrt = (x: Tensor) => ew("rsqrt", x);
-export const relu = (x: Tensor) => ew("relu", x);
-export const reluGrad = (x: Tensor, dy: Tensor) => ew("relu_grad", x, dy);
-export const sigmoid = (x: Tensor) => ew("sigmoid", x);
-export const sigmoidGrad = (y: Tensor, dy: Tensor) => ew("sigmoid_grad", y, dy);
+export const affine = (x: Tensor, a: number, b: number): Tensor =>
+  x.graph.apply("affine", [x], { a, b });
+/** -x. */
+export const neg = (x: Tensor): Tensor => ew("neg", x);
+/** x * x, elementwise. */
+export const square = (x: Tensor): Tensor => ew("square", x);
+/** e^x, elementwise. */
+export const exp = (x: Tensor): Tensor => ew("exp", x);
+/** Natural logarithm, elementwise. */
+export const log = (x: Tensor): Tensor => ew("log", x);
+/** Square root, elementwise. */
+export const sqrt = (x: Tensor): Tensor => ew("sqrt", x);
+/** 1 / sqrt(x), elementwise (normalisation layers). */
+export const rsqrt = (x: Tensor): Tensor => ew("rsqrt", x);
+/** max(x, 0), elementwise. */
+export const relu = (x: Tensor): Tensor => ew("relu", x);
+/** The gradient of `relu`: dy where x > 0, else 0. */
+export const reluGrad = (x: Tensor, dy: Tensor): Tensor => ew("relu_grad", x, dy);
+/** The logistic function 1 / (1 + e^-x), elementwise. */
+export const sigmoid = (x: Tensor): Tensor => ew("sigmoid", x);
+/** The gradient of `sigmoid` from its output y: dy * y * (1 - y). */
+export const sigmoidGrad = (y: Tensor, dy: Tensor): Tensor => ew("sigmoid_grad", y, dy);
 /** 1 where x > t, else 0 (no gradient). */
-export const stepGt = (x: Tensor, t: number) => x.graph.apply("step_gt", [x], { t });
+export const stepGt = (x: Tensor, t: number): Tensor => x.graph.apply("step_gt", [x], { t });
 /** 1 where x < t, else 0 (no gradient). */
-export const stepLt = (x: Tensor, t: number) => x.graph.apply("step_lt", [x], { t });
-export const expand = (x: Tensor, shape: Shape) =>
+export const stepLt = (x: Tensor, t: number): Tensor => x.graph.apply("step_lt", [x], { t });
+/** Broadcasts x to `shape` (numpy rules; the result must have exactly that shape). */
+export const expand = (x: Tensor, shape: Shape): Tensor =>
   x.graph.apply("expand", [x], { shape: [...shape] });
 /** Elementwise binary cross-entropy of probabilities p against targets y (torch BCELoss). */
-export const bce = (p: Tensor, y: Tensor) => ew("bce", p, y);
-export const bceGrad = (p: Tensor, y: Tensor, dy: Tensor) => ew("bce_grad", p, y, dy);
+export const bce = (p: Tensor, y: Tensor): Tensor => ew("bce", p, y);
+/** The gradient of `bce` with respect to p: dy * (p - y) / (p * (1 - p)), denominator clamped. */
+export const bceGrad = (p: Tensor, y: Tensor, dy: Tensor): Tensor => ew("bce_grad", p, y, dy);

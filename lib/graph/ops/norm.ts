@@ -386,7 +386,7 @@ defineOp<BnAttrs>({
 });
 
 /** Batch statistics [2, C]: per-channel mean and biased variance over (n, h, w). */
-export const bnStatsOf = (x: Tensor) => x.graph.apply("bn_stats", [x]);
+export const bnStatsOf = (x: Tensor): Tensor => x.graph.apply("bn_stats", [x]);
 /** Training-mode batch norm from `bnStatsOf(x)`, differentiable through the statistics. */
 export const bnApplyOp = (
   x: Tensor,
@@ -394,8 +394,8 @@ export const bnApplyOp = (
   gamma: Tensor,
   beta: Tensor,
   eps: number,
-  relu = false,
-) => x.graph.apply("bn_apply", [x, stats, gamma, beta], { eps, relu });
+  relu: boolean = false,
+): Tensor => x.graph.apply("bn_apply", [x, stats, gamma, beta], { eps, relu });
 
 type RunningAttrs = { momentum: number; unbiased: number };
 
@@ -448,4 +448,4 @@ export const bnRunningUpdate = (
   stats: Tensor,
   momentum: number,
   unbiased: number,
-) => rm.graph.apply("bn_running_update", [rm, rv, stats], { momentum, unbiased });
+): Tensor => rm.graph.apply("bn_running_update", [rm, rv, stats], { momentum, unbiased });

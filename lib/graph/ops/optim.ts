@@ -37,10 +37,15 @@ defineOp({
 
 /** Adam hyper-parameters fixed at graph-build time; lr and bias corrections come per step. */
 export interface AdamAttrs {
+  /** Any further attribute is kept on the node as given. */
   [k: string]: unknown;
+  /** Decay rate of the first-moment estimate. */
   beta1: number;
+  /** Decay rate of the second-moment estimate. */
   beta2: number;
+  /** Added to the root of the second moment in the denominator. */
   eps: number;
+  /** Weight decay factor (0: none). */
   weightDecay: number;
   /** AdamW: decay the weights directly instead of adding wd * p to the gradient. */
   decoupled: boolean;
@@ -107,4 +112,4 @@ defineOp<AdamAttrs>({
 });
 
 /** Overwrites persistent `dst` with `src` at the end of the step. */
-export const assign = (dst: Tensor, src: Tensor) => dst.graph.apply("assign", [dst, src]);
+export const assign = (dst: Tensor, src: Tensor): Tensor => dst.graph.apply("assign", [dst, src]);

@@ -157,7 +157,8 @@ defineOp<Factor>({
 });
 
 /** Max pooling with a k x k window and stride s (default s = k), no padding. */
-export const maxpool2d = (x: Tensor, k = 2, s = k) => x.graph.apply("maxpool2d", [x], { k, s });
+export const maxpool2d = (x: Tensor, k: number = 2, s: number = k): Tensor =>
+  x.graph.apply("maxpool2d", [x], { k, s });
 /** Nearest-neighbour upsampling by an integer factor. */
-export const upsampleNearest2d = (x: Tensor, f: number) =>
+export const upsampleNearest2d = (x: Tensor, f: number): Tensor =>
   x.graph.apply("upsample_nearest", [x], { f });

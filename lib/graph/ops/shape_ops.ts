@@ -185,18 +185,23 @@ defineOp<{ axis: number }>({
   },
 });
 
-export const reshape = (x: Tensor, shape: Shape) =>
+/** The same values with another shape of equal size (a view: no kernel, no copy). */
+export const reshape = (x: Tensor, shape: Shape): Tensor =>
   x.graph.apply("reshape", [x], { shape: [...shape] });
 /** Sum over `axes`, keeping them as size-1 axes. */
-export const sum = (x: Tensor, axes: number[]) => x.graph.apply("sum", [x], { axes });
+export const sum = (x: Tensor, axes: number[]): Tensor => x.graph.apply("sum", [x], { axes });
 /** Mean over `axes`, keeping them as size-1 axes. */
 export function mean(x: Tensor, axes: number[]): Tensor {
   const ax = normAxes("mean", x.shape, axes);
   const n = ax.reduce((t, a) => t * x.shape[a], 1);
   return affine(sum(x, ax), 1 / n, 0);
 }
-export const slice = (x: Tensor, axis: number, start: number, size: number) =>
+/** `size` entries of `axis` starting at `start`, the other axes whole. */
+export const slice = (x: Tensor, axis: number, start: number, size: number): Tensor =>
   x.graph.apply("slice", [x], { axis, start, size });
-export const pad = (x: Tensor, axis: number, before: number, after: number) =>
+/** Zero-pads `axis` with `before` entries in front and `after` behind. */
+export const pad = (x: Tensor, axis: number, before: number, after: number): Tensor =>
   x.graph.apply("pad", [x], { axis, before, after });
-export const concat = (xs: Tensor[], axis = 1) => xs[0].graph.apply("concat", xs, { axis });
+/** Joins tensors along `axis` (default 1, channels); the other axes must match. */
+export const concat = (xs: Tensor[], axis: number = 1): Tensor =>
+  xs[0].graph.apply("concat", xs, { axis });

@@ -35,7 +35,7 @@ import { reshape, slice } from "./shape_ops.ts";
 // matmul
 
 /** Transposes of the operands, as in BLAS: op(A) = A^T when transA. */
-type MatmulAttrs = { transA?: boolean; transB?: boolean };
+export type MatmulAttrs = { transA?: boolean; transB?: boolean };
 
 function mmGeom(ins: Shape[], a: MatmulAttrs): MatmulGeom {
   const [sa, sb] = ins;
@@ -483,7 +483,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
 }
 
 /** Softmax over the last axis, max-subtracted. */
-export const softmax = (x: Tensor) => x.graph.apply("softmax", [x]);
+export const softmax = (x: Tensor): Tensor => x.graph.apply("softmax", [x]);
 
 /** The softmax backward: y * (dy - sum(dy * y)) over the last axis, from the output y. */
 export const softmaxGrad = (y: Tensor, dy: Tensor) => y.graph.apply("softmax_grad", [y, dy]);
