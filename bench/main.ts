@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile]`: training steps on our backends and, in the same run, the
+ * [--only SUBSTRING] [--profile] [--rounds R]`: training steps on our backends and, in the same run, the
  * peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks, printed as one table with
  * ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
@@ -49,6 +49,12 @@ const flag = (n: string) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const RUNS = Number(flag("runs") ?? 7);
+/**
+ * `--rounds R` (LViT-T step row): R rounds of (our steps, then the PyTorch peer's steps), so that
+ * both are timed under the same load when the host's speed drifts; rows pool the rounds' steps and
+ * the note gives each round's ratio. Default 1: ours, then the peer, once.
+ */
+const ROUNDS = Math.max(1, Math.floor(Number(flag("rounds") ?? 1)) || 1);
 const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
@@ -78,8 +84,16 @@ interface StepBench {
   hardwareOnly?: boolean;
 }
 
-/** Times `b`'s training step (forward, loss, backward, Adam) on one of our backends. */
-async function trainStep(target: Target, b: StepBench): Promise<Row | null> {
+/**
+ * Times `b`'s training step (forward, loss, backward, Adam) on one of our backends: `b.runs`
+ * steps per round, with `between(r)` awaited after round r (another contestant's turn).
+ */
+async function trainStep(
+  target: Target,
+  b: StepBench,
+  rounds = 1,
+  between?: (round: number, ours: number[]) => Promise<void>,
+): Promise<Row | null> {
   const backend = await selectBackend(target, true);
   if (b.hardwareOnly && backend.name === "webgpu" && backend.gpu?.software) {
     console.error(`bench: ${b.name} on webgpu skipped (software adapter)`);
@@ -94,11 +108,16 @@ async function trainStep(target: Target, b: StepBench): Promise<Row | null> {
   });
   const d = blobSet(1, 0, b.batch, b.size);
   const times: number[] = [];
-  for (let i = 0; i < WARMUP + b.runs; i++) {
-    const t0 = performance.now();
-    s.step(d.images, d.masks, 1e-3, b.extra);
-    await s.rt.sync();
-    if (i >= WARMUP) times.push(performance.now() - t0);
+  for (let r = 0; r < rounds; r++) {
+    const round: number[] = [];
+    for (let i = 0; i < (r === 0 ? WARMUP : 0) + b.runs; i++) {
+      const t0 = performance.now();
+      s.step(d.images, d.masks, 1e-3, b.extra);
+      await s.rt.sync();
+      if (r > 0 || i >= WARMUP) round.push(performance.now() - t0);
+    }
+    times.push(...round);
+    await between?.(r, round);
   }
   const program = s.train.program;
   if (profile && backend.name === "cpu") {
@@ -114,7 +133,7 @@ async function trainStep(target: Target, b: StepBench): Promise<Row | null> {
     median_ms: med,
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
-    runs: b.runs,
+    runs: times.length,
     gflops: programFlops(program.order) / med / 1e6,
     ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
     adapter: backend.device,
@@ -280,13 +299,51 @@ for (const [size, batch] of sizes) {
 
 if (!quick && wanted(LVIT_STEP.name)) {
   console.error(`bench: ${LVIT_STEP.name} ...`);
-  for (const t of targets) {
-    const r = await trainStep(t, LVIT_STEP);
-    if (r) rows.push(r);
+  // With --rounds, the peer runs after each round of our first target (the CPU when asked for).
+  const peerTimes: number[] = [];
+  const ratios: string[] = [];
+  let peerFailed: PeerResult | null = null;
+  const peerRound = async (_r: number, ours: number[]) => {
+    if (!peers || peerFailed) return;
+    const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+    if (!r.ok) {
+      peerFailed = r;
+      return;
+    }
+    const theirs = r.times_ms ?? [r.median_ms];
+    peerTimes.push(...theirs);
+    ratios.push((median(ours) / median(theirs)).toFixed(2));
+  };
+  const order = [...targets].sort((a) => (a === "cpu" ? -1 : 1));
+  for (const [i, t] of order.entries()) {
+    const r = i === 0
+      ? await trainStep(t, LVIT_STEP, ROUNDS, peerRound)
+      : await trainStep(t, LVIT_STEP);
+    if (r) {
+      if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
+        r.note = `ours / torch-cpu per round: ${ratios.join(", ")}`;
+      }
+      rows.push(r);
+    }
   }
   if (peers) {
-    const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
-    rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r));
+    if (peerFailed !== null) {
+      rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, peerFailed));
+    } else if (peerTimes.length > 0) {
+      rows.push({
+        name: LVIT_STEP.name,
+        backend: "torch-cpu",
+        shape: LVIT_STEP.shape,
+        median_ms: median(peerTimes),
+        min_ms: Math.min(...peerTimes),
+        max_ms: Math.max(...peerTimes),
+        runs: peerTimes.length,
+      });
+    } else {
+      // No target timed a round (e.g. webgpu skipped on a software adapter): the peer alone.
+      const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+      rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r));
+    }
   }
 }
 

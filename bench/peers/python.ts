@@ -68,5 +68,12 @@ export async function runPythonPeer(script: URL, args: string[]): Promise<Python
   ) {
     return fail(`${name} printed unexpected output: ${lastLine}`, parsed);
   }
-  return { result: { ok: true, median_ms, min_ms, max_ms, runs }, report: parsed };
+  const times = parsed.times_ms;
+  const times_ms = Array.isArray(times) && times.every((t) => typeof t === "number")
+    ? times as number[]
+    : undefined;
+  return {
+    result: { ok: true, median_ms, min_ms, max_ms, runs, ...(times_ms ? { times_ms } : {}) },
+    report: parsed,
+  };
 }

@@ -403,6 +403,7 @@ def main() -> None:
         "min_ms": min(times),
         "max_ms": max(times),
         "runs": args.runs,
+        "times_ms": times,
         "torch": torch.__version__,
         "threads": args.threads,
         "batch": args.batch,
