@@ -17,7 +17,7 @@ import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { sgemmHere } from "../lib/backends/cpu/blas.ts";
+import { sgemmArgs } from "../lib/backends/cpu/blas.ts";
 import { sgemmTs } from "../lib/backends/cpu/gemm_ts.ts";
 import { type GemmArgs, gemmSlice } from "../lib/backends/cpu/gemm_split.ts";
 
@@ -191,7 +191,10 @@ for (const c of STAGED) {
   });
 }
 
-type Gemm = typeof sgemmHere;
+type Gemm = (g: GemmArgs) => void;
+
+const tsGemm: Gemm = (g) =>
+  sgemmTs(g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A, g.lda, g.B, g.ldb, g.beta, g.C, g.ldc);
 
 /** Max |difference| between `gemm` on the whole of each case and `gemm` on 2 and 3 blocks. */
 function blockError(gemm: Gemm): number {
@@ -222,29 +225,14 @@ function blockError(gemm: Gemm): number {
       C: C0.slice(),
       ldc,
     };
-    gemm(ta, tb, M, N, K, 1, A, lda, B, ldb, 0.5, g.C, ldc);
+    gemm(g);
     for (const parts of [2, 3]) {
       const C = C0.slice();
       for (let p = 0; p < parts; p++) {
-        const s = gemmSlice({ ...g, C }, p, parts);
-        gemm(
-          s.transA,
-          s.transB,
-          s.M,
-          s.N,
-          s.K,
-          s.alpha,
-          s.A,
-          s.lda,
-          s.B,
-          s.ldb,
-          s.beta,
-          s.C,
-          s.ldc,
-        );
+        gemm(gemmSlice({ ...g, C }, p, parts));
       }
       C.forEach((v, i) => (worst = Math.max(worst, Math.abs(v - g.C[i]))));
-      if (gemm === sgemmTs) sameBits(C, g.C, `TS ${M}x${N}x${K} in ${parts} blocks`);
+      if (gemm === tsGemm) sameBits(C, g.C, `TS ${M}x${N}x${K} in ${parts} blocks`);
     }
   }
   return worst;
@@ -254,8 +242,8 @@ Deno.test("cpu threads: a GEMM computed in blocks equals the whole call", () => 
   // The TypeScript GEMM: bitwise (checked inside). The BLAS in use: to rounding; bitwise where
   // its kernels keep each element's sum order whatever the block (OpenBLAS's AVX-512 kernels
   // do, its Haswell kernels do not; README "Determinism").
-  blockError(sgemmTs);
-  const err = blockError(sgemmHere);
+  blockError(tsGemm);
+  const err = blockError(sgemmArgs);
   assert(err < 1e-3, `blocks differ from the whole call by ${err}`);
 });
 
@@ -306,7 +294,7 @@ Deno.test("cpu threads: a LViT-T training session gives the same bits on 2 threa
   // One thread (whole GEMMs) against two (GEMMs in blocks): the same bits where the BLAS kernels
   // give blocks the whole call's bits, else the same training up to rounding: an Adam step of
   // lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ by 6e-3.
-  const exact = blockError(sgemmHere) === 0;
+  const exact = blockError(sgemmArgs) === 0;
   for (const [name, v] of results[0]) {
     const w = results[2].get(name)!;
     if (exact) sameBits(w, v, `${name}, 1 thread`);

@@ -11,7 +11,15 @@ import "./ops/misc.ts";
 export { Graph, Tensor } from "./graph.ts";
 export type { Attrs, TensorKind } from "./graph.ts";
 export { allOps, defineOp, getOp } from "./op.ts";
-export type { Binding, CpuKernel, GradArgs, KernelPlan, OpDef, WgslKernel } from "./op.ts";
+export type {
+  Binding,
+  CpuKernel,
+  CpuPartFn,
+  GradArgs,
+  KernelPlan,
+  OpDef,
+  WgslKernel,
+} from "./op.ts";
 export { type Shape, ShapeError } from "./shape.ts";
 export { gradients } from "./autodiff.ts";
 export {

@@ -35,6 +35,15 @@ export interface KernelPlan {
   scratch?: number[];
 }
 
+/** Part `part` of `parts` of a CPU kernel's work (`CpuKernel.runPart` and `prepare`). */
+export type CpuPartFn = (
+  ins: Float32Array[],
+  out: Float32Array,
+  scratch: Float32Array[],
+  part: number,
+  parts: number,
+) => void;
+
 /**
  * A CPU implementation of one node, specialised to its static shapes when the program is
  * loaded. `run` must not allocate: inputs, output and scratch are planned buffers.
@@ -50,26 +59,14 @@ export interface CpuKernel {
    * arithmetic in the same order as `run`, so the parts may run on different threads and the
    * result is bitwise `run`'s. Parts must not use `scratch`.
    */
-  runPart?(
-    ins: Float32Array[],
-    out: Float32Array,
-    scratch: Float32Array[],
-    part: number,
-    parts: number,
-  ): void;
+  runPart?: CpuPartFn;
   /**
    * `run` as two stages, for kernels that copy their inputs into scratch first (conv panels):
    * `prepare` part `part` of `parts` writes its own slice of scratch (and of `out`), so the parts
    * may run on different threads at once; `finish`, on one thread, does the rest (GEMMs, which
    * the executor splits itself). `prepare` over all parts then `finish` is bitwise `run`.
    */
-  prepare?(
-    ins: Float32Array[],
-    out: Float32Array,
-    scratch: Float32Array[],
-    part: number,
-    parts: number,
-  ): void;
+  prepare?: CpuPartFn;
   /** The single-threaded second stage of a `prepare`d kernel (see `prepare`). */
   finish?(ins: Float32Array[], out: Float32Array, scratch: Float32Array[]): void;
 }

@@ -236,6 +236,11 @@ export function sgemm(
   sgemmHere(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+/** {@link sgemmHere} with its arguments in one object (a block of a split GEMM). */
+export function sgemmArgs(g: GemmArgs): void {
+  sgemmHere(g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A, g.lda, g.B, g.ldb, g.beta, g.C, g.ldc);
+}
+
 /** sgemm on the calling thread, never split (operands already checked). */
 export function sgemmHere(
   transA: boolean,

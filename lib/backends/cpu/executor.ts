@@ -7,9 +7,8 @@
  */
 import type { Program } from "../../graph/compile.ts";
 import type { CpuKernel } from "../../graph/op.ts";
-import type { GemmArgs } from "./gemm_split.ts";
 import { CpuThreads, threadCount } from "./threads.ts";
-import { type GemmSplitter, setBlasThreads, setGemmSplitter, sgemmHere } from "./blas.ts";
+import { type GemmSplitter, setBlasThreads, setGemmSplitter, sgemmArgs } from "./blas.ts";
 
 interface ReadyStep {
   label: string;
@@ -149,23 +148,7 @@ export class CpuExecutable {
     if (threads?.splitsGemms) {
       const index = new Map<ArrayBufferLike, number>(buffers.map((b, i) => [b.buffer, i]));
       const locate = (a: Float32Array) => index.get(a.buffer) ?? -1;
-      const here = (s: GemmArgs) =>
-        sgemmHere(
-          s.transA,
-          s.transB,
-          s.M,
-          s.N,
-          s.K,
-          s.alpha,
-          s.A,
-          s.lda,
-          s.B,
-          s.ldb,
-          s.beta,
-          s.C,
-          s.ldc,
-        );
-      this.splitter = (g) => threads.ready(id) && threads.gemm(id, g, locate, here);
+      this.splitter = (g) => threads.ready(id) && threads.gemm(id, g, locate, sgemmArgs);
     }
   }
 

@@ -7,7 +7,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { getOp } from "../../graph/mod.ts";
 import type { CpuKernel } from "../../graph/op.ts";
 import { CTRL, type ProgramShare, SPINS } from "./threads.ts";
-import { sgemmHere } from "./blas.ts";
+import { sgemmArgs } from "./blas.ts";
 import { gemmSlice } from "./gemm_split.ts";
 
 interface Views {
@@ -70,7 +70,7 @@ function runGemm(held: Held): void {
     ctrl[CTRL.PART],
     ctrl[CTRL.PARTS],
   );
-  sgemmHere(s.transA, s.transB, s.M, s.N, s.K, s.alpha, s.A, s.lda, s.B, s.ldb, s.beta, s.C, s.ldc);
+  sgemmArgs(s);
 }
 
 function runTask(): void {

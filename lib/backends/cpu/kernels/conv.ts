@@ -19,7 +19,7 @@
  * operands are made on the first run and reused, since the executor passes the same buffers
  * every run. Accumulation is sequential and deterministic.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
+import type { CpuKernel, CpuPartFn } from "../../../graph/op.ts";
 import type { ConvGeom, ConvTGeom } from "../../../../kernels/conv.ts";
 import { sgemm } from "../blas.ts";
 import { partOf } from "./parts.ts";
@@ -524,13 +524,7 @@ function sameConv(S: Same, flip: boolean, hasBias: boolean): CpuKernel {
   const sources = sameSources(S), taps = sameTaps(S);
   const wViews = new Views(Array.from({ length: KH }, (_, ky) => ky * cout * depth));
   const outs = perImage(B, cout * n);
-  const prepare = (
-    ins: Float32Array[],
-    out: Float32Array,
-    scratch: Float32Array[],
-    part: number,
-    parts: number,
-  ) => {
+  const prepare: CpuPartFn = (ins, out, scratch, part, parts) => {
     packSame(S, ins[1], scratch[1], flip, ...partOf(cout, part, parts));
     buildSame(S, ins[0], sources, scratch[0], ...partOf(B * cin, part, parts));
     if (!hasBias) return;
@@ -561,15 +555,7 @@ function sameConv(S: Same, flip: boolean, hasBias: boolean): CpuKernel {
       }
     }
   };
-  return {
-    scratch: [depth * pitch, KH * cout * depth],
-    run(ins, out, scratch) {
-      prepare(ins, out, scratch, 0, 1);
-      finish(ins, out, scratch);
-    },
-    prepare,
-    finish,
-  };
+  return staged([depth * pitch, KH * cout * depth], prepare, finish);
 }
 
 /**
@@ -582,13 +568,8 @@ function sameBwdWeight(S: Same): CpuKernel {
   const sources = sameSources(S), taps = sameTaps(S);
   const dws = new Views(Array.from({ length: KH }, (_, ky) => ky * depth * cout));
   const dys = perImage(B, cout * n);
-  const prepare = (
-    ins: Float32Array[],
-    _out: Float32Array,
-    scratch: Float32Array[],
-    part: number,
-    parts: number,
-  ) => buildSame(S, ins[0], sources, scratch[0], ...partOf(B * cin, part, parts));
+  const prepare: CpuPartFn = (ins, _out, scratch, part, parts) =>
+    buildSame(S, ins[0], sources, scratch[0], ...partOf(B * cin, part, parts));
   const finish = (ins: Float32Array[], out: Float32Array, scratch: Float32Array[]) => {
     const dwk = scratch[1];
     const pv = taps.of(scratch[0]), dv = dws.of(dwk), yv = dys.of(ins[1]);
@@ -621,11 +602,20 @@ function sameBwdWeight(S: Same): CpuKernel {
       }
     }
   };
+  return staged([depth * pitch, KH * depth * cout], prepare, finish);
+}
+
+/** The kernel whose `run` is `prepare` on one part, then `finish` (CpuKernel.prepare). */
+function staged(
+  scratch: number[],
+  prepare: CpuPartFn,
+  finish: NonNullable<CpuKernel["finish"]>,
+): CpuKernel {
   return {
-    scratch: [depth * pitch, KH * depth * cout],
-    run(ins, out, scratch) {
-      prepare(ins, out, scratch, 0, 1);
-      finish(ins, out, scratch);
+    scratch,
+    run(ins, out, s) {
+      prepare(ins, out, s, 0, 1);
+      finish(ins, out, s);
     },
     prepare,
     finish,
