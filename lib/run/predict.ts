@@ -260,13 +260,17 @@ export async function predict(
     for (let i = 0; i < files.length; i += B) {
       const idx = Array.from({ length: Math.min(B, files.length - i) }, (_, k) => i + k);
       const decoded: Image8[] = [];
-      // A short last batch repeats its last image, as evaluation does.
-      for (let k = 0; k < B; k++) {
-        const j = idx[Math.min(k, idx.length - 1)];
-        const img = await readImage(files[j]);
-        if (k < idx.length) decoded.push(toBgr8(img));
+      for (let k = 0; k < idx.length; k++) {
+        const img = await readImage(files[idx[k]]);
+        decoded.push(toBgr8(img));
         x.set(preprocessImage(img, size), k * 3 * plane);
-        if (t && features) t.set(features[j], k * per);
+        if (t && features) t.set(features[idx[k]], k * per);
+      }
+      // A short last batch repeats its last image, as evaluation does (copied, not read again).
+      const last = idx.length - 1;
+      for (let k = idx.length; k < B; k++) {
+        x.copyWithin(k * 3 * plane, last * 3 * plane, (last + 1) * 3 * plane);
+        t?.copyWithin(k * per, last * per, (last + 1) * per);
       }
       const p = await s.predict(x, t ? { [TEXT_INPUT]: t } : {});
       for (let k = 0; k < idx.length; k++) {

@@ -64,6 +64,8 @@ export interface ProgramShare {
 interface Helper {
   worker: Worker;
   ctrl: Int32Array;
+  /** The control block's float slots (a GEMM's alpha and beta). */
+  ctrlF: Float32Array;
   error: Uint8Array;
   seq: number;
   /** Programs the helper has acknowledged. */
@@ -123,7 +125,15 @@ export class CpuThreads {
         const error = new Uint8Array(new SharedArrayBuffer(ERROR_BYTES));
         const worker = new Worker(url, { workerData: { ctrl, error } });
         worker.unref();
-        const h: Helper = { worker, ctrl, error, seq: 0, ready: new Set(), waiting: new Map() };
+        const h: Helper = {
+          worker,
+          ctrl,
+          ctrlF: gemmScalars(ctrl),
+          error,
+          seq: 0,
+          ready: new Set(),
+          waiting: new Map(),
+        };
         worker.on("message", (m: { registered?: number }) => {
           if (m.registered === undefined) return;
           h.ready.add(m.registered);
@@ -208,8 +218,7 @@ export class CpuThreads {
     this.gemmSplits++;
     const used = this.helpers.slice(0, parts - 1);
     used.forEach((h, i) => {
-      const s = h.ctrl;
-      const f = new Float32Array(s.buffer, s.byteOffset + (GEMM + 17) * 4, 2);
+      const s = h.ctrl, f = h.ctrlF;
       s[TASK] = TASK_GEMM;
       s[PROGRAM] = id;
       s.set([+g.transA, +g.transB, g.M, g.N, g.K, g.lda, g.ldb, g.ldc], GEMM);
@@ -260,6 +269,11 @@ export class CpuThreads {
     for (const h of this.helpers) h.worker.terminate();
     this.helpers.length = 0;
   }
+}
+
+/** The float32 view of a control block's GEMM alpha and beta slots (shared with worker.ts). */
+export function gemmScalars(ctrl: Int32Array): Float32Array {
+  return new Float32Array(ctrl.buffer, ctrl.byteOffset + (GEMM + 17) * 4, 2);
 }
 
 /** Control-block slots, shared with worker.ts. */

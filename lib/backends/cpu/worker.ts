@@ -6,7 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { getOp } from "../../graph/mod.ts";
 import type { CpuKernel } from "../../graph/op.ts";
-import { CTRL, type ProgramShare, SPINS } from "./threads.ts";
+import { CTRL, gemmScalars, type ProgramShare, SPINS } from "./threads.ts";
 import { sgemmArgs } from "./blas.ts";
 import { gemmSlice } from "./gemm_split.ts";
 
@@ -45,7 +45,7 @@ parentPort!.on("message", (m: { program?: ProgramShare }) => {
   parentPort!.postMessage({ registered: m.program.id });
 });
 
-const floats = new Float32Array(ctrl.buffer, ctrl.byteOffset + (CTRL.GEMM + 17) * 4, 2);
+const floats = gemmScalars(ctrl);
 
 /** This thread's block of the GEMM described in the control block (threads.ts). */
 function runGemm(held: Held): void {
