@@ -34,6 +34,23 @@ export {
   type PredictResult,
 } from "./lib/run/predict.ts";
 export {
+  modelToOnnx,
+  ONNX_OPSET,
+  type OnnxExport,
+  type OnnxExportOptions,
+} from "./lib/export/onnx.ts";
+export { OnnxExportError } from "./lib/export/onnx_ops.ts";
+export {
+  EXPORT_FORMATS,
+  type ExportFormat,
+  type ExportOptions,
+  type ExportResult,
+  exportRun,
+} from "./lib/run/export.ts";
+export { type OrtPredictOptions, predictOrt } from "./lib/run/predict_ort.ts";
+export { exportWeb, type WebExportOptions, type WebExportResult } from "./lib/run/export_web.ts";
+export { type ServeOptions, serveStatic } from "./lib/export/web_serve.ts";
+export {
   type Backend,
   type BackendRequest,
   BACKENDS,
@@ -52,7 +69,15 @@ export {
 export { unet, type UNetOptions } from "./lib/models/unet.ts";
 export { balancedBce, segLoss, squaredDice } from "./lib/train/loss.ts";
 export { adamHyper, type AdamOptions, adamUpdate } from "./lib/train/optim.ts";
-export { type Model, Session, type SessionOptions } from "./lib/train/session.ts";
+export { type Forward, type Model, Session, type SessionOptions } from "./lib/train/session.ts";
+export { Inference, type InferenceOptions } from "./lib/train/inference.ts";
+export {
+  loadWeights,
+  type LoadWeightsOptions,
+  saveWeights,
+  type WeightHolder,
+  type WeightsReport,
+} from "./lib/train/weights.ts";
 export { type EpochReport, fit, type FitOptions, type Split, validate } from "./lib/train/fit.ts";
 export {
   addTestCounts,
@@ -84,17 +109,15 @@ export {
   type UNetSmallModelConfig,
 } from "./lib/config/schema.ts";
 export { type LoadedExperiment, loadExperiment, resolveExperimentText } from "./lib/config/load.ts";
+export { runExperiment, type RunOptions, type RunResult, type Summary } from "./lib/run/runner.ts";
 export {
   createSession,
   type ExperimentModel,
   experimentModel,
   type ExperimentSession,
+  geometryOf,
   prepareData,
-  runExperiment,
-  type RunOptions,
-  type RunResult,
-  type Summary,
-} from "./lib/run/runner.ts";
+} from "./lib/run/experiment.ts";
 export { type EvalOptions, type EvalResult, evaluate } from "./lib/run/evaluate.ts";
 export {
   type InitReport,
@@ -125,6 +148,7 @@ export {
 } from "./lib/run/state.ts";
 export {
   type EpochRecord,
+  type Geometry,
   initialState,
   type Recipe,
   type Samples,
@@ -178,10 +202,16 @@ export { batchNorm1d, conv1d, conv1dLayer } from "./lib/nn/layers.ts";
 export {
   buildModel,
   MODEL_NAMES,
+  type ModelCheck,
+  type ModelDeclaration,
+  type ModelDeclarations,
   type ModelEntry,
   type ModelName,
+  type ModelOption,
+  type ModelOptions,
   type ModelOptionsByName,
   MODELS,
+  type ValueSchema,
 } from "./lib/models/registry.ts";
 export {
   lvit,
@@ -192,6 +222,14 @@ export {
   type TextSubstitute,
 } from "./lib/models/lvit.ts";
 export { unetRef, type UNetRefOptions } from "./lib/models/unet_ref.ts";
+export { unetpp, UNETPP_DEFAULTS, type UNetPPOptions } from "./lib/models/unetpp.ts";
+export { gtunet, GTUNET_DEFAULTS, type GTUNetOptions } from "./lib/models/gtunet.ts";
+export {
+  uctransnet,
+  UCTRANSNET_DEFAULTS,
+  type UCTransNetOptions,
+} from "./lib/models/uctransnet.ts";
+export { stateDict, type StateDictInput, type StateEntry } from "./lib/models/state_dict.ts";
 export {
   countGraph,
   countModel,

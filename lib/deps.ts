@@ -58,3 +58,69 @@ export interface TransformersModel {
 /** Loads `@huggingface/transformers` (downloads it on first use). */
 export const importTransformers = async (): Promise<TransformersLib> =>
   (await import(TRANSFORMERS)) as TransformersLib;
+
+// ONNX export (lib/export/onnx_proto.ts): protobufjs, the most used protobuf runtime on npm, in
+// its light build (reflection, encode, decode; no .proto parser), fed the onnx.proto schema as a
+// JSON descriptor written in this repository. Its advisories concern .proto parsing and
+// setProperty (CVE-2022-25878, CVE-2023-36665: prototype pollution) and, in 2026, code
+// generation from hostile schemas (CVE-2026-41242: fixed in 8.0.1), prototype lookups, decoder
+// recursion and UTF-8 (CVE-2026-44288, -44289, -44291, -44293: fixed in 8.0.2) and helper-name
+// collisions (CVE-2026-54269: fixed in 8.6.0); CVE-2026-48712 (payload recursion) was fixed in
+// 8.4.1. 8.8.1 postdates every one; the schema is ours, the decoded input (a user's .onnx file in
+// `predict --engine ort`) goes through the fixed decoder.
+// onnx-proto was not taken: it pins protobufjs 6, which no longer gets fixes.
+export * as protobuf from "npm:protobufjs@^8.8.1/light.js";
+
+// onnxruntime-web (lib/run/predict_ort.ts): runs exported models with its wasm execution
+// provider, inside Deno. Imported on first use only, through a specifier Deno cannot see ahead of
+// time (as the BERT runtime above): its wasm builds (~145 MB unpacked) are needed by
+// `predict --engine ort` and its tests alone. Its own protobufjs dependency (^7.2.4) resolves to
+// the newest 7.x (7.6.6 today), past the 7.x fixes of the advisories above (7.6.3).
+const ORT = ["npm:onnxruntime-web", "^1.31.1"].join("@");
+
+/** A tensor of onnxruntime-web (the fields used here). */
+export interface OrtTensor {
+  readonly dims: readonly number[];
+  readonly type: string;
+  readonly data: unknown;
+}
+
+/** An onnxruntime-web inference session (the fields used here). */
+export interface OrtSession {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(feeds: Record<string, OrtTensor>): Promise<Record<string, OrtTensor>>;
+  release(): Promise<void>;
+}
+
+/**
+ * The part of `onnxruntime-web` used here. Typed here rather than with `typeof import(...)`,
+ * which would make type checking (and `deno cache`) fetch the package.
+ */
+export interface OrtLib {
+  env: { wasm: { numThreads?: number; proxy?: boolean }; logLevel?: string };
+  Tensor: new (type: "float32", data: Float32Array, dims: readonly number[]) => OrtTensor;
+  InferenceSession: {
+    create(
+      model: Uint8Array,
+      options?: { executionProviders?: string[]; graphOptimizationLevel?: string },
+    ): Promise<OrtSession>;
+  };
+}
+
+/** Loads `onnxruntime-web` (downloads it on first use). */
+export const importOrt = async (): Promise<OrtLib> => (await import(ORT)) as OrtLib;
+
+/**
+ * onnxruntime-web's browser build for the wasm execution provider, as `file:` URLs in Deno's npm
+ * cache, for `deno task export --web` to copy next to its page: the ES module with its JS glue
+ * bundled in (`onnxruntime-web/wasm`) and the wasm binary it loads. The same package and version
+ * `predict --engine ort` runs; loading it first makes Deno install and resolve it.
+ */
+export async function ortBrowserFiles(): Promise<{ module: URL; wasm: URL }> {
+  await importOrt();
+  return {
+    module: new URL(import.meta.resolve(`${ORT}/wasm`)),
+    wasm: new URL(import.meta.resolve(`${ORT}/ort-wasm-simd-threaded.wasm`)),
+  };
+}

@@ -244,7 +244,7 @@ Deno.test("--set: values typed as YAML, nested paths, merged like a file, valida
   assertEquals(c.eval.overlays, 0);
   // `key=` is null; later overrides win.
   const d = resolve(MIN, ["data.root=/a", "data.root=", "model.plam=false", "model.plam=true"]);
-  assertEquals([d.config.data.root, (d.config.model as { plam: boolean }).plam], [null, true]);
+  assertEquals([d.config.data.root, d.config.model.plam], [null, true]);
   // An override replaces the file's value, and its problems are reported as --set.
   fails("set epochs 0", MIN, [
     /^--set train\.epochs=0: 'train\.epochs' must be a positive integer \(got 0\)$/,
@@ -394,7 +394,7 @@ Deno.test("errors: model checks across keys point at the key at fault", () => {
     "unet image size",
     "name: t\ndata: {dataset: synth}\nmodel: {name: unet, image_size: 100}\n",
     [
-      /^e\.yaml:3:33: unet with 5 levels needs model\.image_size divisible by 16 \(got 100\)$/,
+      /^e\.yaml:3:33: 'model\.image_size' must be a positive multiple of 16 \(got 100\)$/,
     ],
   );
   // With the default image size, the widths that make it invalid are at fault.
@@ -402,7 +402,7 @@ Deno.test("errors: model checks across keys point at the key at fault", () => {
     "unet-small widths",
     "name: t\ndata: {dataset: synth}\nmodel: {name: unet-small, widths: [4, 8, 16, 32, 64, 128, 256]}\n",
     [
-      /^e\.yaml:3:35: unet-small with 7 levels needs model\.image_size divisible by 64 \(got 224\)$/,
+      /^e\.yaml:3:35: invalid 'model\.image_size' for unet-small: image_size must be divisible by 64 = 2\^\(levels - 1\) for the 7 levels of widths \(got 224\)$/,
     ],
   );
   fails("bert without a model", `${MIN}text:\n  encoder: bert\n`, [
@@ -521,6 +521,7 @@ Deno.test("every shipped experiment and sweep file loads", async () => {
     "experiments/ablations/text-plam-monuseg.sweep.yaml": 12,
     "experiments/ablations/text-plam-synth.sweep.yaml": 12,
     "experiments/ablations/text-tokens-synth.sweep.yaml": 6,
+    "experiments/monuseg-table.sweep.yaml": 21,
     "experiments/semi/synth-25-ablations.sweep.yaml": 30,
   });
   const q = (await loadExperiment("experiments/qata.yaml")).config;

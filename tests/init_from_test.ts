@@ -304,10 +304,7 @@ Deno.test("experiments/monuseg-pretrained.yaml: LViT-T of monuseg.yaml from the 
   const { init_from: _, ...model } = p.config.model;
   assertEquals({ ...p.config, variant: "default", model }, m.config);
   assertEquals([p.config.model.name, u.config.model.name], ["lvit-t", "unet"]);
-  assertEquals(
-    (p.config.model as { base_channels: number }).base_channels,
-    (u.config.model as { base_channels: number }).base_channels,
-  );
+  assertEquals(p.config.model.base_channels, u.config.model.base_channels);
 });
 
 /** A tiny experiment: U-Net 4-8 on 32x32 generated data, cpu (as tests/runner_test.ts). */

@@ -355,7 +355,7 @@ Deno.test("scoreSplit scores every image of a batch against its own mask", async
     const f = rule === "val" ? valScores : testScores;
     const want = masks.map((m, i) => f(probs[i], m, 0, plane));
     for (const batch of [1, 2, 3]) {
-      const got = await scoreSplit(fake, data, batch, size, rule);
+      const got = await scoreSplit(fake, data, { batch, channels: 3, size }, rule);
       if (got.pooled.dice !== pooled.dice || got.pooled.iou !== pooled.iou) {
         throw new Error(`${rule} batch ${batch} pooled ${JSON.stringify(got.pooled)}`);
       }

@@ -8,7 +8,7 @@ import { InputError } from "../config/errors.ts";
 import { cliArgs, runCli } from "./common.ts";
 import { selectBackend } from "../backends/select.ts";
 import { blobSet } from "../data/blobs.ts";
-import { experimentModel } from "../run/runner.ts";
+import { experimentModel, geometryOf } from "../run/experiment.ts";
 import { diffTrainStep, formatDiff, overTolerance } from "../run/diff.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { fillNormal, Stream } from "../rng/philox.ts";
@@ -24,8 +24,7 @@ async function main(argv: string[]): Promise<number> {
   if (!(tol > 0)) throw new InputError(`--tol must be a positive number\n${USAGE}`);
   if (positionals.length !== 1) throw new InputError(USAGE);
   const { config: cfg } = await loadExperiment(positionals[0], v.set ?? []);
-  const size = cfg.model.image_size;
-  const B = cfg.train.batch;
+  const { batch: B, channels, size } = geometryOf(cfg);
   const d = blobSet(cfg.seed, 0, B, size);
   const m = experimentModel(cfg);
   const data: Record<string, Float32Array> & { x: Float32Array; y: Float32Array } = {
@@ -42,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
   const [a, b] = [await selectBackend("webgpu"), await selectBackend("cpu")];
   const rows = await diffTrainStep(
     m.fn,
-    { batch: B, channels: 3, height: size, width: size, seed: cfg.seed, lr: cfg.train.lr },
+    { batch: B, channels, height: size, width: size, seed: cfg.seed, lr: cfg.train.lr },
     data,
     a,
     b,

@@ -2,16 +2,16 @@
  * `deno task inspect <experiment.yaml> [--set a.b=c]... [--json]`: resolves the experiment
  * (lib/config/load.ts: extends, overrides, schema), builds its model for one image
  * ([1, 3, S, S], text [1, 10, 768] where the model reads text) and prints the resolved config,
- * a per-module table, the parameter and MAC totals and the planned peak memory of the training
+ * the model's options (value, default, description: its declaration), a per-module table, the parameter and MAC totals and the planned peak memory of the training
  * step (at train.batch) and of evaluation. `--json` prints exactly the design.md 5 object (MACs
  * per image). Exit codes (design.md 5): 0 success, 2 bad input (file:line:col), 1 internal error.
  */
 import { type LoadedExperiment, loadExperiment, resolveExperimentText } from "../config/load.ts";
-import { modelOptions } from "../config/schema.ts";
 import { InputError } from "../config/errors.ts";
+import { type ModelOptionRow, modelOptionRows } from "../config/schema.ts";
 import { cliArgs, runCli } from "./common.ts";
 import { countModel, evalPeak, type ModelCount, trainPeak } from "../models/count.ts";
-import { buildModel } from "../models/registry.ts";
+import { experimentModel, geometryOf } from "../run/experiment.ts";
 
 const USAGE = "usage: deno task inspect <experiment.yaml> [--set key.path=value]... [--json]";
 
@@ -35,6 +35,8 @@ export interface InspectReport {
   model: string;
   imageSize: number;
   trainBatch: number;
+  /** The model's declared options with their values (lib/models/options.ts). */
+  options: ModelOptionRow[];
   count: ModelCount;
   peakTrain: number;
   peakEval: number;
@@ -43,11 +45,8 @@ export interface InspectReport {
 /** Builds, counts and plans the model of a resolved experiment. */
 export function inspectExperiment(loaded: LoadedExperiment): InspectReport {
   const cfg = loaded.config;
-  const { name, options } = modelOptions(cfg);
-  // deno-lint-ignore no-explicit-any
-  const model = buildModel(name, options as any);
-  const S = cfg.model.image_size;
-  const batch = cfg.train.batch;
+  const { name, fn: model } = experimentModel(cfg);
+  const { batch, channels, size: S } = geometryOf(cfg);
   return {
     experiment: `${cfg.name}/${cfg.variant}`,
     hash: loaded.hash,
@@ -55,10 +54,11 @@ export function inspectExperiment(loaded: LoadedExperiment): InspectReport {
     model: name,
     imageSize: S,
     trainBatch: batch,
-    count: countModel(model, 1, S),
-    peakTrain: trainPeak(model, batch, S).bytes,
+    options: modelOptionRows(cfg.model),
+    count: countModel(model, 1, S, channels),
+    peakTrain: trainPeak(model, batch, S, channels).bytes,
     // The evaluation program is planned at the training batch, as the session compiles it.
-    peakEval: evalPeak(model, batch, S).bytes,
+    peakEval: evalPeak(model, batch, S, channels).bytes,
   };
 }
 
@@ -83,6 +83,26 @@ const n = (v: number) => v.toLocaleString("en-US");
 const g = (v: number) => (v / 1e9).toFixed(3);
 const mib = (v: number) => `${(v / 2 ** 20).toFixed(1)} MiB`;
 
+/**
+ * The model's options as a text table: YAML key, value (`*`: not the default), default and
+ * description, all from the model's declaration.
+ */
+export function formatModelOptions(rows: readonly ModelOptionRow[]): string {
+  const cells = rows.map((o) => {
+    const changed = JSON.stringify(o.value) !== JSON.stringify(o.default);
+    return [
+      o.key,
+      `${JSON.stringify(o.value)}${changed ? " *" : ""}`,
+      JSON.stringify(o.default),
+      o.description,
+    ];
+  });
+  const head = ["option", "value", "default", "description"];
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((x, i) => i < 3 ? x.padEnd(w[i]) : x).join("  ").trimEnd();
+  return [line(head), line(w.map((k) => "-".repeat(k))), ...cells.map(line)].join("\n");
+}
+
 /** The human-readable report. */
 export function formatReport(r: InspectReport): string {
   const head = ["module", "output shape", "params", "used", "GMAC (thop)", "GMAC (exact)"];
@@ -104,6 +124,10 @@ export function formatReport(r: InspectReport): string {
     `experiment ${r.experiment}, config hash ${r.hash}`,
     "",
     r.yaml.trimEnd(),
+    "",
+    `model ${r.model} options (* differs from the default)`,
+    "",
+    formatModelOptions(r.options),
     "",
     `model ${r.model}, image ${r.imageSize}x${r.imageSize}, counted for batch 1`,
     "",

@@ -28,6 +28,7 @@ import {
   LineCounter,
   parseDocument,
   stringifyYaml,
+  type z,
 } from "../deps.ts";
 import { BoundedReadError, readTextBounded, readTextBoundedSync } from "../io/bounded.ts";
 import { didYouMean, InputError } from "./errors.ts";
@@ -35,10 +36,12 @@ import {
   choicesOf,
   expectsOf,
   type ExperimentConfig,
-  ExperimentSchema,
   keysOf,
   schemaAt,
+  schemaFor,
 } from "./schema.ts";
+import { type ModelDeclarations, MODELS } from "../models/registry.ts";
+import { show } from "./leaf.ts";
 import {
   deepMerge,
   dollarError,
@@ -51,6 +54,15 @@ import {
 } from "./overrides.ts";
 
 export { applySets, parseSet } from "./overrides.ts";
+export { show } from "./leaf.ts";
+export type {
+  ModelCheck,
+  ModelDeclaration,
+  ModelDeclarations,
+  ModelOption,
+  ModelOptions,
+  ValueSchema,
+} from "../models/registry.ts";
 export type { SetOverride } from "./overrides.ts";
 export type {
   DataConfig,
@@ -296,14 +308,6 @@ export function fmtPath(p: readonly (string | number)[]): string {
   return p.map((s, i) => typeof s === "number" ? `[${s}]` : i ? `.${s}` : s).join("");
 }
 
-/** A value for a message: JSON, cut at 60 characters; `nothing` for undefined. */
-export function show(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
-  const s = JSON.stringify(v);
-  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
-}
-
 /** Collapses `.`, `..` and repeated separators; keeps the path relative when it was. */
 export function normalizePath(p: string): string {
   const abs = p.startsWith("/");
@@ -428,11 +432,12 @@ interface Problem {
   text: string;
 }
 
-/** Turns the schema's issues into positioned messages. */
+/** Turns the issues of `schema` into positioned messages. */
 function describeIssues(
   issues: readonly Record<string, unknown>[],
   raw: Record<string, unknown>,
   origins: Origins,
+  schema: z.ZodType,
 ): Problem[] {
   const get = (p: KeyPath): unknown => {
     let v: unknown = raw;
@@ -460,7 +465,7 @@ function describeIssues(
     const v = get(p);
     const full = fmtPath(p);
     if (issue.code === "unrecognized_keys") {
-      const allowed = keysOf(schemaAt(p, raw)) ?? [];
+      const allowed = keysOf(schemaAt(p, raw, schema)) ?? [];
       const forModel = full === "model" ? ` for model ${String(get(["model", "name"]))}` : "";
       for (const k of issue.keys as string[]) {
         out.push({
@@ -482,7 +487,7 @@ function describeIssues(
       choices = issue.options as string[];
       want = `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`;
     } else {
-      const s = schemaAt(p, raw);
+      const s = schemaAt(p, raw, schema);
       choices = s && choicesOf(s);
       want = s ? expectsOf(s) : String(issue.message);
     }
@@ -501,14 +506,18 @@ function describeIssues(
 /**
  * Resolves an experiment from its text: `file` names it in messages and anchors relative
  * `extends` paths; `readFile` reads the extends targets (default: {@link readConfigFileSync},
- * bounded and strictly UTF-8). Throws an InputError for any problem (see the module doc).
+ * bounded and strictly UTF-8); `models` are the models it may name (default: the registry's;
+ * its schema is built from their option declarations). Throws an InputError for any problem
+ * (see the module doc).
  */
 export function resolveExperimentText(
   file: string,
   text: string,
   sets: readonly string[] = [],
   readFile: (p: string) => string = readConfigFileSync,
+  models: ModelDeclarations = MODELS,
 ): LoadedExperiment {
+  const schema = schemaFor(models);
   const files: string[] = [];
   const { value, origins } = resolveChain(file, text, readFile, [normalizePath(file)], files);
   for (const spec of sets) {
@@ -521,12 +530,13 @@ export function resolveExperimentText(
       },
     });
   }
-  const r = ExperimentSchema.safeParse(value);
+  const r = schema.safeParse(value);
   if (!r.success) {
     const problems = describeIssues(
       r.error.issues as unknown as Record<string, unknown>[],
       value,
       origins,
+      schema,
     );
     const rank = (o?: Origin): [number, number, number] =>
       !o

@@ -3,43 +3,51 @@
  * description. The resolved configuration keeps YAML's snake_case; `modelOptions` maps the
  * `model` section onto the camelCase options of lib/models/*.
  *
- * Defaults are the reference training recipe (lvit-reference.md 5); the per-model defaults come
- * from the model registry (lib/models/registry.ts) and are not repeated here. Besides the
- * per-key checks the schema checks what spans keys: text.encoder "bert" needs text.model_dir,
- * and the image size must suit the model (LViT: checkLViTOptions; U-Nets: divisible by
- * 2^(levels - 1)).
+ * Defaults are the reference training recipe (lvit-reference.md 5). The `model` section is
+ * derived from the models' option declarations (lib/models/options.ts, declared in each model's
+ * file and collected by lib/models/registry.ts): one strict mapping per model, its keys, types,
+ * defaults, descriptions and cross-key checks, none of which is repeated here.
+ * `experimentSchema(models)` builds the schema for any set of declarations (tests add models);
+ * `ExperimentSchema` is the registry's. Besides the per-key checks the schema checks what spans
+ * keys: text.encoder "bert" needs text.model or text.model_dir, and the model's declared checks,
+ * each reported at the YAML key its declaration blames.
  *
  * Positions (file:line:col) are not the schema's business: lib/config/load.ts maps each issue's
  * key path back to the YAML node that set it.
  */
 import { z } from "../deps.ts";
-import { MODEL_NAMES, type ModelName, MODELS } from "../models/registry.ts";
-import { checkLViTOptions, type LViTOptions } from "../models/lvit.ts";
+import {
+  type ModelDeclaration,
+  type ModelDeclarations,
+  type ModelName,
+  MODELS,
+} from "../models/registry.ts";
+import { optionProblems, optionsFromKeys } from "../models/options.ts";
 import { DURATION_PHRASE, parseDuration } from "./duration.ts";
+import {
+  bool,
+  expects,
+  expectsOf,
+  nonNegInt,
+  nonNegNum,
+  nullablePath,
+  path,
+  phraseOf,
+  posInt,
+  posNum,
+  rate,
+  text,
+  unwrapSchema,
+} from "./leaf.ts";
+
+export { choicesOf, expectsOf, unwrapSchema } from "./leaf.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Leaf types, each with the phrase error messages use ("must be a positive integer").
+// Leaf types (lib/config/leaf.ts), each with the phrase error messages use.
 
-/** What each leaf schema expects, in words; wrappers (default, nullable) are unwrapped first. */
-const PHRASES = new WeakMap<object, string>();
 /** Units of the fields that have one, keyed by the outermost (described) schema. */
 const UNITS = new WeakMap<object, string>();
 
-function expects<T extends z.ZodType>(s: T, phrase: string): T {
-  PHRASES.set(s, phrase);
-  return s;
-}
-
-const posInt = () => expects(z.number().int().positive(), "a positive integer");
-const nonNegInt = () => expects(z.number().int().min(0), "an integer >= 0");
-const int = () => expects(z.number().int(), "an integer");
-const posNum = () => expects(z.number().positive(), "a positive number");
-const nonNegNum = () => expects(z.number().min(0), "a number >= 0");
-const rate = () => expects(z.number().min(0).lt(1), "a number in [0, 1)");
-const bool = () => expects(z.boolean(), "true or false");
-const text = () => expects(z.string(), "a string");
-const path = () => expects(z.string().min(1), "a non-empty string");
-const nullablePath = () => expects(z.string().min(1).nullable(), "a non-empty string or null");
 /** Run-folder names: no separators, and not "." or "..". */
 export const NAME_PATTERN: RegExp = /^(?!\.+$)[A-Za-z0-9._-]+$/;
 const name = () =>
@@ -60,9 +68,8 @@ function field<T extends z.ZodType>(
 /** A required field: `doc` is its description. */
 function required<T extends z.ZodType>(s: T, doc: string): T {
   const d = s.describe(doc);
-  const p = PHRASES.get(s);
-  if (p) PHRASES.set(d, p);
-  return d;
+  const p = phraseOf(s);
+  return p ? expects(d, p) : d;
 }
 
 /** An optional section: left out, it resolves to all its defaults. */
@@ -71,191 +78,34 @@ function section<S extends z.core.$ZodLooseShape>(shape: S, doc: string) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model section: one strict mapping per registered model, chosen by `name`.
-
-/** One YAML key of the model section. */
-interface ModelKey {
-  /** The camelCase option of lib/models/* it sets. */
-  option: string;
-  schema: () => z.ZodType;
-  doc: string;
-  unit?: string;
-}
-
-const MODEL_KEY_SPECS: Record<string, ModelKey> = {
-  base_channels: {
-    option: "baseChannels",
-    schema: posInt,
-    doc: "Width C0 of the first level; deeper levels have 2, 4, 8 and 8 times C0",
-    unit: "channels",
-  },
-  depth: { option: "depth", schema: posInt, doc: "Transformer blocks per ViT object" },
-  heads: {
-    option: "heads",
-    schema: posInt,
-    doc: "Attention heads per transformer block (must divide base_channels)",
-  },
-  mlp_ratio: {
-    option: "mlpRatio",
-    schema: posInt,
-    doc: "Hidden width of the ViT MLPs as a multiple of the token width",
-  },
-  plam: { option: "plam", schema: bool, doc: "PLAM on the decoder skips; false passes them as is" },
-  text: { option: "text", schema: bool, doc: "Read the text input; false is the TW variant" },
-  text_substitute: {
-    option: "textSubstitute",
-    schema: () => z.enum(["none", "image"]),
-    doc: "Without text, what CTBN3 adds: none drops the addition, image adds chunk means of " +
-      "the level's own patch tokens",
-  },
-  text_level: {
-    option: "textLevel",
-    schema: () => z.literal([1, 2, 3, 4]),
-    doc: "ViT level whose patch tokens receive the text (1 is the reference)",
-  },
-  text_tokens: {
-    option: "textTokens",
-    schema: posInt,
-    doc: "Words per sample of the text input",
-    unit: "tokens",
-  },
-  text_dim: {
-    option: "textDim",
-    schema: posInt,
-    doc: "Width of one word vector of the text input (768: BERT-base)",
-    unit: "features",
-  },
-  dropout: { option: "dropout", schema: rate, doc: "Dropout rate of the ViT embeddings and MLPs" },
-  dropout_enabled: {
-    option: "dropoutEnabled",
-    schema: bool,
-    doc: "Apply dropout in training (evaluation never drops)",
-  },
-  dropout_seed: { option: "seed", schema: int, doc: "Seed mixed into the dropout keys" },
-  register_unused: {
-    option: "registerUnused",
-    schema: bool,
-    doc: "Register the modules the reference defines but never runs (checkpoint compatibility)",
-  },
-  out_channels: {
-    option: "outChannels",
-    schema: posInt,
-    doc: "Output channels (1: one binary mask)",
-    unit: "channels",
-  },
-  widths: {
-    option: "widths",
-    schema: () =>
-      expects(
-        z.array(posInt()).min(2),
-        "a list of at least 2 positive integers",
-      ),
-    doc: "Channel widths per level, shallowest first",
-    unit: "channels",
-  },
-};
-
-const LVIT_KEYS = [
-  "base_channels",
-  "depth",
-  "heads",
-  "mlp_ratio",
-  "plam",
-  "text",
-  "text_substitute",
-  "text_level",
-  "text_tokens",
-  "text_dim",
-  "dropout",
-  "dropout_enabled",
-  "dropout_seed",
-  "register_unused",
-  "out_channels",
-] as const;
-
-/** The keys of the model section (besides `name` and `image_size`) per model. */
-export const MODEL_KEYS: { readonly [N in ModelName]: readonly string[] } = {
-  "lvit-t": LVIT_KEYS,
-  "lvit-tw": LVIT_KEYS,
-  "lvit-l": LVIT_KEYS,
-  "lvit-lw": LVIT_KEYS,
-  unet: ["base_channels", "out_channels"],
-  "unet-small": ["widths", "out_channels"],
-};
+// The model section: one strict mapping per declared model, chosen by `name`.
 
 /** The registry names of the LViT variants (W: without text). */
 export type LViTName = "lvit-t" | "lvit-tw" | "lvit-l" | "lvit-lw";
 
+/**
+ * The resolved model section: `name`, `image_size` (every model declares it), `init_from` when
+ * set, and the model's other options by YAML key, each with its declared default filled in.
+ * Their types, ranges and meanings are the model's declaration (`MODELS[name].options`, the
+ * README's key table); `modelOptions` turns the section into the model's typed options.
+ */
+export interface ModelConfig {
+  /** The model's name: a registered one (MODEL_NAMES), unless resolved with other models. */
+  name: string;
+  /** Square image side (the model's declaration says which sides it takes). */
+  image_size: number;
+  /** A checkpoint to initialise from (relative to the experiment file that set it). */
+  init_from?: string | null;
+  /** The model's other options, by YAML key. */
+  [key: string]: unknown;
+}
+
 /** The model section of an LViT variant (resolved). */
-export interface LViTModelConfig {
-  /** Which LViT variant (T or L, with or without text). */
-  name: LViTName;
-  /** Square image side: a multiple of 16, at least 64. */
-  image_size: number;
-  /** A checkpoint to initialise from (relative to the experiment file that set it). */
-  init_from?: string | null;
-  /** Width C0 of the first level; deeper levels have 2, 4, 8 and 8 times C0. */
-  base_channels: number;
-  /** Transformer blocks per ViT object. */
-  depth: number;
-  /** Attention heads per transformer block (must divide base_channels). */
-  heads: number;
-  /** Hidden width of the ViT MLPs as a multiple of the token width. */
-  mlp_ratio: number;
-  /** PLAM on the decoder skips; false passes them as is. */
-  plam: boolean;
-  /** Read the text input; false is the TW variant. */
-  text: boolean;
-  /** Without text, what CTBN3 adds: nothing, or chunk means of the level's patch tokens. */
-  text_substitute: "none" | "image";
-  /** ViT level whose patch tokens receive the text (1 is the reference). */
-  text_level: 1 | 2 | 3 | 4;
-  /** Words per sample of the text input. */
-  text_tokens: number;
-  /** Width of one word vector of the text input (768: BERT-base). */
-  text_dim: number;
-  /** Dropout rate of the ViT embeddings and MLPs. */
-  dropout: number;
-  /** Apply dropout in training (evaluation never drops). */
-  dropout_enabled: boolean;
-  /** Seed mixed into the dropout keys. */
-  dropout_seed: number;
-  /** Register the modules the reference defines but never runs (checkpoint compatibility). */
-  register_unused: boolean;
-  /** Output channels (1: one binary mask). */
-  out_channels: number;
-}
-
+export type LViTModelConfig = ModelConfig & { name: LViTName };
 /** The model section of the reference U-Net baseline (resolved). */
-export interface UNetModelConfig {
-  /** The reference U-Net. */
-  name: "unet";
-  /** Square image side, divisible by 16. */
-  image_size: number;
-  /** A checkpoint to initialise from (relative to the experiment file that set it). */
-  init_from?: string | null;
-  /** Width of the first level; deeper levels have 2, 4, 8 and 8 times it. */
-  base_channels: number;
-  /** Output channels (1: one binary mask). */
-  out_channels: number;
-}
-
+export type UNetModelConfig = ModelConfig & { name: "unet" };
 /** The model section of the engine milestone's small U-Net (resolved). */
-export interface UNetSmallModelConfig {
-  /** The engine milestone's small U-Net. */
-  name: "unet-small";
-  /** Square image side, divisible by 2^(levels - 1) with levels = the length of `widths`. */
-  image_size: number;
-  /** A checkpoint to initialise from (relative to the experiment file that set it). */
-  init_from?: string | null;
-  /** Channel widths per level, shallowest first. */
-  widths: number[];
-  /** Output channels (1: one binary mask). */
-  out_channels: number;
-}
-
-/** The resolved model section. */
-export type ModelConfig = LViTModelConfig | UNetModelConfig | UNetSmallModelConfig;
+export type UNetSmallModelConfig = ModelConfig & { name: "unet-small" };
 
 /** Whether a model name is one of the LViT variants. */
 export function isLViT(name: ModelName): name is LViTName {
@@ -277,43 +127,23 @@ const initFrom = () =>
       "(LViT_pretrain); null: none",
   );
 
-/** The default image side when the registry has none (the U-Nets take any valid size). */
-const DEFAULT_IMAGE_SIZE = MODELS["lvit-t"].defaults.imageSize;
-
-function modelSchema(n: ModelName) {
-  const defaults = MODELS[n].defaults as unknown as Record<string, unknown>;
+/** One model's mapping: `name`, its declared options in declaration order, `init_from`. */
+function modelSchema(m: ModelDeclaration) {
   const shape: Record<string, z.ZodType> = {
-    name: z.literal(n).describe(`${n}: ${MODELS[n].description}`),
-    image_size: field(
-      posInt(),
-      (defaults.imageSize as number | undefined) ?? DEFAULT_IMAGE_SIZE,
-      "Square image side. LViT: a multiple of 16 and at least 64 ((side/16)^2 tokens per ViT " +
-        "level); unet: divisible by 16; unet-small: divisible by 2^(levels - 1), levels = the " +
-        "length of widths",
-      "pixels",
-    ),
+    name: z.literal(m.name).describe(`${m.name}: ${m.description}`),
   };
-  for (const key of MODEL_KEYS[n]) {
-    const spec = MODEL_KEY_SPECS[key];
-    const value = defaults[spec.option];
-    if (value === undefined) throw new Error(`registry: ${n} has no default for ${spec.option}`);
-    shape[key] = field(spec.schema(), value as never, spec.doc, spec.unit);
+  for (const o of m.options.list) {
+    if (o.key === "name" || o.key === "init_from") {
+      throw new Error(`model ${m.name}: option key '${o.key}' is reserved`);
+    }
+    // Declarations hold zod schemas, typed structurally (leaf.ts ValueSchema).
+    shape[o.key] = field(o.schema as unknown as z.ZodType, o.default as never, o.doc, o.unit);
   }
+  // The data reader, the graphs and the batch buffers are all sized by model.image_size.
+  if (!shape.image_size) throw new Error(`model ${m.name} declares no image_size option`);
   shape.init_from = initFrom();
   return z.strictObject(shape);
 }
-
-/** The model section: a strict mapping per model, chosen by `name`. */
-const ModelSchema = z.discriminatedUnion(
-  "name",
-  MODEL_NAMES.map(modelSchema) as unknown as [
-    z.ZodObject<z.core.$ZodLooseShape>,
-    ...z.ZodObject<z.core.$ZodLooseShape>[],
-  ],
-).describe(
-  "The network: name picks the model, the other keys are its options (defaults: the model " +
-    "registry's)",
-) as unknown as z.ZodType<ModelConfig>;
 
 // ---------------------------------------------------------------------------------------------
 // The experiment.
@@ -323,7 +153,8 @@ export const DATASETS = ["synth", "qata", "mosmed", "monuseg"] as const;
 /** Backend requests (the same as lib/backends/select.ts BACKENDS). */
 export const BACKEND_CHOICES = ["auto", "webgpu", "cpu"] as const;
 
-const Shape = {
+/** The keys of an experiment, with `model` as given (the section of some model declarations). */
+const shapeWith = (model: z.ZodType<ModelConfig>) => ({
   name: required(name(), "Experiment name; the run folder is runs/<name>/<variant>/<hash>/"),
   variant: field(name(), "default", "Variant name, the second level of the run folder"),
   description: field(text(), "", "Free text shown in reports"),
@@ -386,7 +217,7 @@ const Shape = {
         "instead of model_dir",
     ),
   }, "How the sample descriptions become text features"),
-  model: ModelSchema,
+  model,
   train: section({
     epochs: field(posInt(), 2000, "Training epochs at most", "epochs"),
     batch: field(posInt(), 2, "Training batch size", "images"),
@@ -499,7 +330,7 @@ const Shape = {
     overlays: field(nonNegInt(), 16, "Overlay images in report.md", "images"),
     save_predictions: field(bool(), true, "Write the prediction PNGs of the evaluated split"),
   }, "Final evaluation with the best checkpoint"),
-};
+});
 
 /**
  * The resolved experiment: every key present, defaults filled, snake_case as in YAML. The
@@ -641,16 +472,32 @@ export interface EvalConfig {
 
 // Compile-time check that `ExperimentConfig` and what the schema below resolves to are
 // assignable both ways: a key retyped, removed, or added as required on one side fails to check.
-type Resolved = z.output<z.ZodObject<typeof Shape>>;
+type Resolved = z.output<z.ZodObject<ReturnType<typeof shapeWith>>>;
 type Same<A extends B, B extends C, C = A> = [A, B, C];
 type ConfigMatchesSchema = Same<Resolved, ExperimentConfig>;
 
 /**
- * The whole experiment schema. Strict at every level: an unknown key is an error. Parse with
- * `safeParse` to get every issue with its key path; lib/config/load.ts adds the positions.
+ * The experiment schema for the models `models` declare (the registry's: {@link
+ * ExperimentSchema}). Strict at every level: an unknown key is an error. Parse with `safeParse`
+ * to get every issue with its key path; lib/config/load.ts adds the positions. A model's
+ * declared checks are reported at the YAML key each blames (`model.<key>`), with the keys that
+ * locate it when that one was left at its default (`params.alt`).
  */
-export const ExperimentSchema: z.ZodType<ExperimentConfig> = z.strictObject(Shape).superRefine(
-  (cfg, ctx) => {
+export function experimentSchema(models: ModelDeclarations): z.ZodType<ExperimentConfig> {
+  const decls = Object.values(models);
+  if (decls.length === 0) throw new Error("experimentSchema: no models");
+  const variants = new Map(decls.map((m) => [m.name, modelSchema(m)]));
+  const model = z.discriminatedUnion(
+    "name",
+    [...variants.values()] as unknown as [
+      z.ZodObject<z.core.$ZodLooseShape>,
+      ...z.ZodObject<z.core.$ZodLooseShape>[],
+    ],
+  ).describe(
+    "The network: name picks the model, the other keys are its options (defaults: the model " +
+      "registry's)",
+  ) as unknown as z.ZodType<ModelConfig>;
+  return z.strictObject(shapeWith(model)).superRefine((cfg, ctx) => {
     const bertModel = cfg.text.model ?? null;
     if (cfg.text.encoder === "bert" && cfg.text.model_dir === null && bertModel === null) {
       ctx.addIssue({
@@ -668,103 +515,104 @@ export const ExperimentSchema: z.ZodType<ExperimentConfig> = z.strictObject(Shap
         message: "set text.model or text.model_dir, not both",
       });
     }
-    const m = cfg.model;
+    const m = cfg.model as Record<string, unknown>;
+    const name = String(m?.name);
+    const decl = Object.hasOwn(models, name) ? models[name] : undefined;
     // Settings a key's own check rejected (zod runs refinements after failed checks too) were
     // reported already; the model-wide checks below need them valid.
-    if (!ModelSchema.safeParse(m).success) return;
-    if (isLViT(m.name)) {
-      try {
-        checkLViTOptions(modelOptions(cfg).options as unknown as LViTOptions);
-      } catch (e) {
-        const msg = (e as Error).message.replace(/^lvit: /, "");
-        // Report at the first key the message names; load.ts falls back to the others.
-        const keys = ["image_size", ...MODEL_KEYS[m.name]]
-          .map((k) => [k, msg.search(new RegExp(`\\b${k}\\b`))] as const)
-          .filter(([, i]) => i >= 0)
-          .sort((a, b) => a[1] - b[1])
-          .map(([k]) => ["model", k]);
-        ctx.addIssue({
-          code: "custom",
-          path: keys[0] ?? ["model", "name"],
-          message: `invalid '${(keys[0] ?? ["model", "name"]).join(".")}' for ${m.name}: ${msg}`,
-          params: { alt: keys.slice(1) },
-        });
-      }
-    } else {
-      const levels = m.name === "unet" ? 5 : (m as UNetSmallModelConfig).widths.length;
-      const div = 2 ** (levels - 1);
-      if (m.image_size % div !== 0) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["model", "image_size"],
-          message: `${m.name} with ${levels} levels needs model.image_size divisible by ${div} ` +
-            `(got ${m.image_size})`,
-          params: { alt: [["model", "widths"]] },
-        });
-      }
+    if (!decl || !variants.get(name)?.safeParse(m).success) return;
+    for (const p of optionProblems(decl.options, optionsFromKeys(decl.options, m))) {
+      const [key, ...alt] = p.keys;
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", key],
+        message: `invalid 'model.${key}' for ${name}: ${p.message}`,
+        params: { alt: alt.map((k) => ["model", k]) },
+      });
     }
-  },
-);
+  });
+}
+
+/** The experiment schema of the registered models (lib/models/registry.ts). */
+export const ExperimentSchema: z.ZodType<ExperimentConfig> = experimentSchema(MODELS);
+
+/** Schemas built for model declarations other than the registry's, built once per object. */
+const SCHEMAS = new WeakMap<ModelDeclarations, z.ZodType<ExperimentConfig>>([
+  [MODELS, ExperimentSchema],
+]);
+
+/** The experiment schema of `models` ({@link ExperimentSchema} for the registry), cached. */
+export function schemaFor(models: ModelDeclarations): z.ZodType<ExperimentConfig> {
+  let s = SCHEMAS.get(models);
+  if (!s) SCHEMAS.set(models, s = experimentSchema(models));
+  return s;
+}
 
 /**
  * The model of a resolved experiment: its registry name and its camelCase options (every key
- * of the model section, plus `imageSize`), ready for `buildModel(name, options)`.
+ * of the model section that its declaration names, `image_size` as `imageSize` included), ready
+ * for `buildModel(name, options)`. `models`: the declarations the experiment was resolved with.
  */
 export function modelOptions(
   cfg: Pick<ExperimentConfig, "model">,
+  models: ModelDeclarations = MODELS,
 ): { name: ModelName; options: Record<string, unknown> } {
-  const m = cfg.model as unknown as Record<string, unknown>;
+  const m = cfg.model as Record<string, unknown>;
   const name = m.name as ModelName;
-  const options: Record<string, unknown> = { imageSize: m.image_size };
-  for (const key of MODEL_KEYS[name]) {
-    if (Object.hasOwn(m, key)) options[MODEL_KEY_SPECS[key].option] = m[key];
-  }
-  return { name, options };
+  if (!Object.hasOwn(models, name)) throw new RangeError(`unknown model '${name}'`);
+  return { name, options: optionsFromKeys(models[name].options, m) };
+}
+
+/** One option of a resolved model section, for `inspect`'s listing. */
+export interface ModelOptionRow {
+  /** The YAML key. */
+  key: string;
+  /** The camelCase option it sets. */
+  option: string;
+  /** The resolved value. */
+  value: unknown;
+  /** The model's default. */
+  default: unknown;
+  /** What it takes, in words. */
+  expects: string;
+  /** What it does, with its unit when it has one. */
+  description: string;
+}
+
+/**
+ * The options of a resolved model section, in declaration order: value, default, what each
+ * takes and does (the model's declaration in `models`).
+ */
+export function modelOptionRows(
+  model: Pick<ModelConfig, "name"> & Record<string, unknown>,
+  models: ModelDeclarations = MODELS,
+): ModelOptionRow[] {
+  const name = String(model.name);
+  if (!Object.hasOwn(models, name)) throw new RangeError(`unknown model '${name}'`);
+  return models[name].options.list.map((o) => ({
+    key: o.key,
+    option: o.option,
+    value: Object.hasOwn(model, o.key) ? model[o.key] : o.default,
+    default: o.default,
+    expects: expectsOf(o.schema),
+    description: o.unit ? `${o.doc} (unit: ${o.unit})` : o.doc,
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Introspection, for error messages and the documentation.
 
-/** Strips default, prefault and optional wrappers. */
-export function unwrapSchema(s: z.ZodType): z.ZodType {
-  while (
-    s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional
-  ) s = s.unwrap() as z.ZodType;
-  return s;
-}
-
-/** What a schema expects, in words ("a positive integer", `one of "a", "b"`, "a mapping"). */
-export function expectsOf(schema: z.ZodType): string {
-  let s: z.ZodType = schema;
-  for (;;) {
-    const p = PHRASES.get(s);
-    if (p) return p;
-    const inner = unwrapSchema(s);
-    if (inner === s) break;
-    s = inner;
-  }
-  if (s instanceof z.ZodNullable) return `${expectsOf(s.unwrap() as z.ZodType)} or null`;
-  const choices = choicesOf(s);
-  if (choices) return `one of ${choices.map((c) => JSON.stringify(c)).join(", ")}`;
-  if (s instanceof z.ZodObject || s instanceof z.ZodDiscriminatedUnion) return "a mapping";
-  if (s instanceof z.ZodArray || s instanceof z.ZodTuple) return "a list";
-  return "a valid value";
-}
-
-/** The allowed values of an enum or literal schema (after unwrapping), else undefined. */
-export function choicesOf(schema: z.ZodType): (string | number)[] | undefined {
-  const s = unwrapSchema(schema);
-  if (s instanceof z.ZodEnum) return s.options as (string | number)[];
-  if (s instanceof z.ZodLiteral) return [...s.values] as (string | number)[];
-  return undefined;
-}
-
 /**
  * The schema at a key path (list indices are numbers) of the raw configuration `raw`, which
- * picks the model section's variant; undefined where the path leaves the schema.
+ * picks the model section's variant; undefined where the path leaves the schema. `root`: the
+ * experiment schema (`experimentSchema(models)` for other model declarations).
  */
-export function schemaAt(p: readonly (string | number)[], raw: unknown): z.ZodType | undefined {
-  let s: z.ZodType = ExperimentSchema;
+export function schemaAt(
+  p: readonly (string | number)[],
+  raw: unknown,
+  root: z.ZodType = ExperimentSchema,
+): z.ZodType | undefined {
+  let s: z.ZodType = root;
   let v: unknown = raw;
   for (const seg of p) {
     s = pickVariant(unwrapSchema(s), v);
@@ -806,24 +654,32 @@ export interface SchemaKey {
   path: string;
   /** What it takes, in words ("a positive integer", `one of "auto", "webgpu", "cpu"`). */
   expects: string;
+  /** Model keys: what it takes per model where the models differ. */
+  expectsByModel?: Record<string, string>;
   /** Whether an experiment must set it (no default). */
   required: boolean;
   /** The default (for model keys: the first listed model's). */
   default?: unknown;
   /** Model keys: the default per model where the models differ. */
-  defaultByModel?: Partial<Record<ModelName, unknown>>;
-  /** What the key does (the schema's description). */
+  defaultByModel?: Record<string, unknown>;
+  /** What the key does (the schema's description; for model keys, the first listed model's). */
   description: string;
+  /** Model keys: the description per model where the models differ. */
+  descriptionByModel?: Record<string, string>;
   /** The unit of a numeric key ("epochs", "pixels"...), when it has one. */
   unit?: string;
   /** Model keys: the models that accept it. */
-  models?: ModelName[];
+  models?: string[];
 }
 
-/** Every key path of the schema (sections included), in schema order. */
-export function schemaKeys(): SchemaKey[] {
+/**
+ * Every key path of the experiment schema of `models` (default: the registry's), sections
+ * included, in schema order. A model key is one row for every model that declares it.
+ */
+export function schemaKeys(models: ModelDeclarations = MODELS): SchemaKey[] {
+  const root = schemaFor(models);
   const rows = new Map<string, SchemaKey>();
-  const visit = (s: z.ZodType, p: string, model?: ModelName) => {
+  const visit = (s: z.ZodType, p: string, model?: string) => {
     const description = s.description ?? "";
     const unit = UNITS.get(s);
     const hasDefault = s instanceof z.ZodDefault;
@@ -831,20 +687,26 @@ export function schemaKeys(): SchemaKey[] {
     const optional = hasDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional;
     const inner = unwrapSchema(s);
     if (p) {
-      const row = rows.get(p);
+      let row = rows.get(p);
       if (!row) {
-        const r: SchemaKey = { path: p, expects: expectsOf(s), required: !optional, description };
-        if (hasDefault) r.default = def;
-        if (unit) r.unit = unit;
-        if (model) r.models = [model];
-        if (model && hasDefault) r.defaultByModel = { [model]: def };
-        rows.set(p, r);
-      } else if (model) {
-        row.models!.push(model);
-        if (hasDefault) row.defaultByModel![model] = def;
-        if (p === "model.name") {
-          row.expects = `one of ${row.models!.map((m) => JSON.stringify(m)).join(", ")}`;
+        row = { path: p, expects: expectsOf(s), required: !optional, description };
+        if (hasDefault) row.default = def;
+        if (unit) row.unit = unit;
+        if (model) {
+          Object.assign(row, {
+            models: [],
+            expectsByModel: {},
+            defaultByModel: {},
+            descriptionByModel: {},
+          });
         }
+        rows.set(p, row);
+      }
+      if (model) {
+        row.models!.push(model);
+        row.expectsByModel![model] = expectsOf(s);
+        if (hasDefault) row.defaultByModel![model] = def;
+        row.descriptionByModel![model] = description;
       }
     }
     if (inner instanceof z.ZodObject) {
@@ -853,44 +715,62 @@ export function schemaKeys(): SchemaKey[] {
       }
     } else if (inner instanceof z.ZodDiscriminatedUnion) {
       const opts = inner.options as unknown as z.ZodObject<z.core.$ZodLooseShape>[];
-      opts.forEach((o, i) => {
-        for (const [k, v] of Object.entries(o.shape)) {
-          visit(v as z.ZodType, `${p}.${k}`, MODEL_NAMES[i]);
-        }
-      });
+      for (const o of opts) {
+        const name = String([...(o.shape.name as z.ZodLiteral).values][0]);
+        for (const [k, v] of Object.entries(o.shape)) visit(v as z.ZodType, `${p}.${k}`, name);
+      }
     }
   };
-  visit(ExperimentSchema, "");
+  visit(root, "");
+  // Per-model columns are kept only where the models differ.
   for (const r of rows.values()) {
-    if (!r.defaultByModel) continue;
-    const vals = Object.values(r.defaultByModel).map((v) => JSON.stringify(v));
-    if (new Set(vals).size <= 1) delete r.defaultByModel;
+    for (const k of ["expectsByModel", "defaultByModel", "descriptionByModel"] as const) {
+      const by = r[k];
+      if (by && new Set(Object.values(by).map((v) => JSON.stringify(v))).size <= 1) delete r[k];
+    }
   }
   const nameRow = rows.get("model.name");
   if (nameRow) {
+    nameRow.expects = `one of ${nameRow.models!.map((m) => JSON.stringify(m)).join(", ")}`;
     nameRow.description = "The model: " +
-      MODEL_NAMES.map((n) => `${n} (${MODELS[n].description})`).join("; ");
+      Object.values(models).map((m) => `${m.name} (${m.description})`).join("; ");
+    delete nameRow.expectsByModel;
+    delete nameRow.descriptionByModel;
   }
   return [...rows.values()];
+}
+
+/** `a, b: x; c: y`: per-model values, models with the same value together, in model order. */
+function byModel(values: Record<string, string>): string {
+  const groups = new Map<string, string[]>();
+  for (const [m, v] of Object.entries(values)) {
+    const g = groups.get(v);
+    if (g) g.push(m);
+    else groups.set(v, [m]);
+  }
+  return [...groups].map(([v, ms]) => `${ms.join(", ")}: ${v}`).join("; ");
 }
 
 /** The schema as a Markdown table (key, type, default, description). */
 export function formatSchemaKeys(keys: SchemaKey[] = schemaKeys()): string {
   const cell = (s: string) => s.replaceAll("|", "\\|");
-  const show = (r: SchemaKey) => {
+  const json = (by: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(by).map(([m, v]) => [m, JSON.stringify(v)]));
+  const shown = (r: SchemaKey) => {
     if (r.required) return "(required)";
-    if (r.defaultByModel) {
-      return Object.entries(r.defaultByModel).map(([m, v]) => `${m}: ${JSON.stringify(v)}`)
-        .join("; ");
-    }
+    if (r.defaultByModel) return byModel(json(r.defaultByModel));
     return r.default === undefined ? "" : JSON.stringify(r.default);
   };
+  const described = (r: SchemaKey) =>
+    // A per-model description names every model already.
+    r.descriptionByModel ? byModel(r.descriptionByModel) : r.description +
+      (r.models && r.path !== "model.name" ? ` (models: ${r.models.join(", ")})` : "");
   const lines = [
     "| key | takes | default | description |",
     "| --- | --- | --- | --- |",
     ...keys.map((r) =>
-      `| \`${r.path}\` | ${cell(r.expects)} | ${cell(show(r))} | ${cell(r.description)}` +
-      `${r.models && r.path !== "model.name" ? ` (models: ${r.models.join(", ")})` : ""} |`
+      `| \`${r.path}\` | ${cell(r.expectsByModel ? byModel(r.expectsByModel) : r.expects)} | ` +
+      `${cell(shown(r))} | ${cell(described(r))} |`
     ),
   ];
   return lines.join("\n");

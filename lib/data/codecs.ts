@@ -40,6 +40,9 @@ export interface DecodedImage {
  */
 export const MAX_PIXELS = 2 ** 26;
 
+/** Samples per pixel of an RGB (or BGR) image: what the readers make of every image. */
+export const RGB_CHANNELS = 3;
+
 /**
  * The most bytes one decoded image may take (256 MiB): width x height x channels x bytes per
  * sample of what the decoder builds (e.g. 8192 x 8192 RGBA 8-bit, 8192 x 4096 RGBA 16-bit). It
@@ -548,5 +551,5 @@ function decodeJpegImage(bytes: Uint8Array, path: string): DecodedImage {
   });
   checkDims(path, img.width, img.height);
   // jpeg-js always delivers RGB when formatAsRGBA is false (grey is replicated).
-  return { width: img.width, height: img.height, channels: 3, data: img.data };
+  return { width: img.width, height: img.height, channels: RGB_CHANNELS, data: img.data };
 }

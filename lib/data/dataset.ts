@@ -85,6 +85,8 @@ export interface OpenedDataset {
   fingerprint: string;
   /** The data set's identity as runs record it (lib/data/identity.ts), from the same listing. */
   identity: string;
+  /** The side, in pixels, every image and mask was resized to. */
+  size: number;
   /** The reader of each split. */
   splits: Record<Split, SplitData>;
   /** Closes the cache files; reads afterwards fail. */
@@ -461,6 +463,7 @@ export async function openDataset(
     kind,
     fingerprint,
     identity,
+    size,
     splits,
     close() {
       if (closed) return;

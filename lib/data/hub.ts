@@ -109,11 +109,17 @@ export async function resolveBertModel(
     throw new DataError(spec, `the hub model at ${base} has neither tokenizer.json nor vocab.txt`);
   }
   const record = { id: id.repo, revision: id.revision, url: base, files: got };
-  const tmp = join(dir, `${COMPLETE}.tmp`);
+  const tmp = join(dir, `${COMPLETE}.tmp-${unique()}`);
   await Deno.writeTextFile(tmp, JSON.stringify(record, null, 2) + "\n");
   await Deno.rename(tmp, join(dir, COMPLETE));
   return dir;
 }
+
+/**
+ * A temporary-name suffix of this process: two processes downloading the same model (sweep points,
+ * Slurm tasks on nodes that share the cache) never write the same temporary file.
+ */
+const unique = () => `${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
 
 /**
  * Streams `url` into `dest` through a temporary file renamed at the end. Returns false for a 404
@@ -146,7 +152,7 @@ async function download(
     await res.body.cancel();
     throw new DataError(url, `is ${total} bytes, over the limit of ${MAX_HUB_FILE_BYTES}`);
   }
-  const tmp = `${dest}.part`;
+  const tmp = `${dest}.part-${unique()}`;
   const f = await Deno.open(tmp, { write: true, create: true, truncate: true });
   let done = 0;
   try {

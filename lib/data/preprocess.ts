@@ -3,7 +3,7 @@
  * with OpenCV: colour images as 3-channel uint8 BGR, masks as grey, both resized with
  * INTER_LINEAR, then image / 255 (CHW float) and mask > 0.
  */
-import type { DecodedImage } from "./codecs.ts";
+import { type DecodedImage, RGB_CHANNELS } from "./codecs.ts";
 
 /**
  * An 8-bit image, HWC interleaved. The result type of the conversions below, which mirror
@@ -45,7 +45,7 @@ export function toBgr8(img: DecodedImage): Image8 {
       out[3 * i + 2] = sample8(img.data, c * i);
     }
   }
-  return { width: img.width, height: img.height, channels: 3, data: out };
+  return { width: img.width, height: img.height, channels: RGB_CHANNELS, data: out };
 }
 
 /**

@@ -25,6 +25,9 @@ import {
   vitBlocks,
   type VitOptions,
 } from "./lvit_blocks.ts";
+import { z } from "../deps.ts";
+import { bool, expects, int, posInt, rate } from "../config/leaf.ts";
+import { checkOptions, defineOptions, type ModelOptions } from "./options.ts";
 
 export { STEP_INPUT } from "./lvit_blocks.ts";
 
@@ -77,43 +80,122 @@ export interface LViTOptions {
   outChannels: number;
 }
 
-/** The reference configuration (LViT-T at 224x224). */
-export const LVIT_DEFAULTS: LViTOptions = {
-  baseChannels: 64,
-  imageSize: 224,
-  depth: 1,
-  heads: 8,
-  mlpRatio: 4,
-  plam: true,
-  text: true,
-  textSubstitute: "none",
-  textLevel: 1,
-  textTokens: 10,
-  textDim: 768,
-  dropout: 0.1,
-  dropoutEnabled: true,
-  seed: 0,
-  registerUnused: true,
-  outChannels: 1,
-};
+/**
+ * The options as an experiment's `model` section spells them, with their types, ranges,
+ * defaults (the reference configuration: LViT-T at 224x224) and descriptions: the one place
+ * they are declared (lib/models/options.ts derives the rest).
+ */
+export const LVIT_OPTIONS: ModelOptions<LViTOptions> = defineOptions<LViTOptions>({
+  imageSize: {
+    key: "image_size",
+    schema: expects(z.number().int().min(64).multipleOf(16), "a multiple of 16, at least 64"),
+    default: 224,
+    doc: "Square image side ((side/16)^2 tokens per ViT level)",
+    unit: "pixels",
+  },
+  baseChannels: {
+    key: "base_channels",
+    schema: posInt(),
+    default: 64,
+    doc: "Width C0 of the first level; deeper levels have 2, 4, 8 and 8 times C0",
+    unit: "channels",
+  },
+  depth: { key: "depth", schema: posInt(), default: 1, doc: "Transformer blocks per ViT object" },
+  heads: {
+    key: "heads",
+    schema: posInt(),
+    default: 8,
+    doc: "Attention heads per transformer block (must divide base_channels)",
+  },
+  mlpRatio: {
+    key: "mlp_ratio",
+    schema: posInt(),
+    default: 4,
+    doc: "Hidden width of the ViT MLPs as a multiple of the token width",
+  },
+  plam: {
+    key: "plam",
+    schema: bool(),
+    default: true,
+    doc: "PLAM on the decoder skips; false passes them as is",
+  },
+  text: {
+    key: "text",
+    schema: bool(),
+    default: true,
+    doc: "Read the text input; false is the TW variant",
+  },
+  textSubstitute: {
+    key: "text_substitute",
+    schema: z.enum(["none", "image"]),
+    default: "none",
+    doc: "Without text, what CTBN3 adds: none drops the addition, image adds chunk means of " +
+      "the level's own patch tokens",
+  },
+  textLevel: {
+    key: "text_level",
+    schema: z.literal([1, 2, 3, 4]),
+    default: 1,
+    doc: "ViT level whose patch tokens receive the text (1 is the reference)",
+  },
+  textTokens: {
+    key: "text_tokens",
+    schema: posInt(),
+    default: 10,
+    doc: "Words per sample of the text input",
+    unit: "tokens",
+  },
+  textDim: {
+    key: "text_dim",
+    schema: posInt(),
+    default: 768,
+    doc: "Width of one word vector of the text input (768: BERT-base)",
+    unit: "features",
+  },
+  dropout: {
+    key: "dropout",
+    schema: rate(),
+    default: 0.1,
+    doc: "Dropout rate of the ViT embeddings and MLPs",
+  },
+  dropoutEnabled: {
+    key: "dropout_enabled",
+    schema: bool(),
+    default: true,
+    doc: "Apply dropout in training (evaluation never drops)",
+  },
+  seed: { key: "dropout_seed", schema: int(), default: 0, doc: "Seed mixed into the dropout keys" },
+  registerUnused: {
+    key: "register_unused",
+    schema: bool(),
+    default: true,
+    doc: "Register the modules the reference defines but never runs (checkpoint compatibility)",
+  },
+  outChannels: {
+    key: "out_channels",
+    schema: posInt(),
+    default: 1,
+    doc: "Output channels (1: one binary mask)",
+    unit: "channels",
+  },
+}, [
+  {
+    // The token width of level l is 2^l * base_channels, split evenly among the heads; the
+    // CTBN halves it. Blamed on base_channels, the width, whichever of the two was written.
+    keys: ["baseChannels", "heads"],
+    test: (o) =>
+      o.baseChannels % o.heads !== 0 || o.baseChannels % 2 !== 0
+        ? `base_channels (${o.baseChannels}) must be even and divisible by heads (${o.heads})`
+        : undefined,
+  },
+]);
 
-/** Checks the options; throws a RangeError naming the offending setting. */
+/** The reference configuration (LViT-T at 224x224): the declared defaults. */
+export const LVIT_DEFAULTS: LViTOptions = LVIT_OPTIONS.defaults;
+
+/** Checks the options against LVIT_OPTIONS; throws a RangeError naming the YAML keys at fault. */
 export function checkLViTOptions(o: LViTOptions): void {
-  const bad = (m: string) => {
-    throw new RangeError(`lvit: ${m}`);
-  };
-  if (!(Number.isInteger(o.imageSize) && o.imageSize >= 64 && o.imageSize % 16 === 0)) {
-    bad(`image_size must be a multiple of 16 and at least 64 (got ${o.imageSize})`);
-  }
-  if (!(Number.isInteger(o.baseChannels) && o.baseChannels > 0)) bad("base_channels must be > 0");
-  if (!(Number.isInteger(o.heads) && o.heads > 0)) bad("heads must be a positive integer");
-  if (o.baseChannels % o.heads !== 0 || o.baseChannels % 2 !== 0) {
-    bad(`base_channels (${o.baseChannels}) must be even and divisible by heads (${o.heads})`);
-  }
-  if (!(Number.isInteger(o.depth) && o.depth >= 1)) bad("depth must be at least 1");
-  if (!(Number.isInteger(o.mlpRatio) && o.mlpRatio >= 1)) bad("mlp_ratio must be >= 1");
-  if (![1, 2, 3, 4].includes(o.textLevel)) bad("text_level must be 1, 2, 3 or 4");
-  if (!(o.dropout >= 0 && o.dropout < 1)) bad("dropout must be in [0, 1)");
+  checkOptions("lvit", LVIT_OPTIONS, o);
 }
 
 /** Intermediate tensors of one forward, by the names of lvit-reference.md 1.4. */

@@ -11,11 +11,25 @@
  *   4) instead of one, MLP ratio 4, everything else as LViT-T / LViT-TW.
  * - `unet`: the reference's nets/UNet.py baseline (unet_ref.ts, 14,751,873 parameters).
  * - `unet-small`: the engine milestone's U-Net (unet.ts) with configurable widths.
+ * - `unetpp`: UNet++ as smp v0.2.0 with a ResNet-34 encoder trained from scratch (unetpp.ts,
+ *   26,078,609 parameters; baselines-reference.md 3).
+ * - `uctransnet`: UCTransNet (uctransnet.ts, baselines-reference.md 1; 66,430,657 parameters).
+ * - `gtunet`: GT U-Net (gtunet.ts, baselines-reference.md 2; 26,216,289 parameters), logits
+ *   + a sigmoid head, image sides multiples of 64 (run at 256).
+ *
+ * Each model's options (YAML key, type, default, description, cross-option checks) are declared
+ * once in its own file (LVIT_OPTIONS, UNET_REF_OPTIONS, UNET_OPTIONS); an entry takes them,
+ * with its variant's defaults, and the experiment schema, README table and `inspect` read them
+ * from here.
  */
 import type { ModelFn } from "./count.ts";
-import { lvit, LVIT_DEFAULTS, type LViTOptions } from "./lvit.ts";
-import { UNET_REF_DEFAULTS, unetRef, type UNetRefOptions } from "./unet_ref.ts";
-import { unet, type UNetOptions } from "./unet.ts";
+import { lvit, LVIT_OPTIONS, type LViTOptions } from "./lvit.ts";
+import { UNET_REF_OPTIONS, unetRef, type UNetRefOptions } from "./unet_ref.ts";
+import { unet, UNET_OPTIONS, type UNetOptions } from "./unet.ts";
+import { gtunet, GTUNET_OPTIONS, type GTUNetOptions } from "./gtunet.ts";
+import { unetpp, UNETPP_OPTIONS, type UNetPPOptions } from "./unetpp.ts";
+import { uctransnet, UCTRANSNET_OPTIONS, type UCTransNetOptions } from "./uctransnet.ts";
+import { type ModelOptions, withDefaults } from "./options.ts";
 
 export type { ModelFn } from "./count.ts";
 export type { Ctx } from "../nn/layers.ts";
@@ -23,6 +37,19 @@ export type { Attrs, Graph, InitSpec, Shape, Tensor, TensorKind } from "../graph
 export type { LViTOptions, TextSubstitute } from "./lvit.ts";
 export type { UNetRefOptions } from "./unet_ref.ts";
 export type { UNetOptions } from "./unet.ts";
+export type { GTUNetOptions } from "./gtunet.ts";
+export type { UNetPPOptions } from "./unetpp.ts";
+export type { UCTransNetOptions } from "./uctransnet.ts";
+export type {
+  ModelCheck,
+  ModelOption,
+  ModelOptions,
+  OptionCheck,
+  OptionProblem,
+  OptionSpec,
+  OptionSpecs,
+  ValueSchema,
+} from "./options.ts";
 
 /** Options of every registered model, by name. */
 export interface ModelOptionsByName {
@@ -38,18 +65,42 @@ export interface ModelOptionsByName {
   unet: UNetRefOptions;
   /** The engine milestone's small U-Net with configurable widths. */
   "unet-small": UNetOptions;
+  /** UNet++ (smp v0.2.0, ResNet-34 encoder). */
+  unetpp: UNetPPOptions;
+  /** UCTransNet (channel transformer + CCA skips), baselines-reference.md 1. */
+  uctransnet: UCTransNetOptions;
+  /** GT U-Net (BoT group-transformer blocks), baselines-reference.md 2. */
+  gtunet: GTUNetOptions;
 }
 
 /** The name of a registered model (`lvit-t`, `unet`...). */
 export type ModelName = keyof ModelOptionsByName;
 
-/** A registered model: its defaults, whether it reads text, and its builder. */
+/**
+ * A model as the experiment schema sees it: its name, one line of description and its option
+ * declaration (lib/models/options.ts). Every registry entry is one; tests declare others.
+ */
+export interface ModelDeclaration {
+  /** The name an experiment's `model.name` gives. */
+  readonly name: string;
+  /** One line for help texts and the schema documentation. */
+  readonly description: string;
+  /** Its options: YAML keys, types, defaults, descriptions, checks. */
+  readonly options: ModelOptions<object>;
+}
+
+/** Model declarations by name, in the order documentation lists them. */
+export type ModelDeclarations = Readonly<Record<string, ModelDeclaration>>;
+
+/** A registered model: its options, whether it reads text, and its builder. */
 export interface ModelEntry<N extends ModelName = ModelName> {
   /** The registry name. */
   name: N;
   /** One line for help texts and the schema documentation. */
   description: string;
-  /** The full default options; `buildModel` merges the caller's over them. */
+  /** Its option declaration, with this model's defaults. */
+  options: ModelOptions<ModelOptionsByName[N]>;
+  /** The full default options (`options.defaults`); `buildModel` merges the caller's over them. */
   defaults: ModelOptionsByName[N];
   /** Whether the default configuration reads the TEXT_INPUT. */
   usesText: boolean;
@@ -63,13 +114,17 @@ const lvitEntry = <N extends LViTName>(
   name: N,
   description: string,
   over: Partial<LViTOptions>,
-): ModelEntry<N> => ({
-  name,
-  description,
-  defaults: { ...LVIT_DEFAULTS, ...over },
-  usesText: over.text ?? LVIT_DEFAULTS.text,
-  build: (o: LViTOptions) => (c, x) => lvit(c, x, o),
-});
+): ModelEntry<N> => {
+  const options = withDefaults(LVIT_OPTIONS, over);
+  return {
+    name,
+    description,
+    options,
+    defaults: options.defaults,
+    usesText: options.defaults.text,
+    build: (o: LViTOptions) => (c, x) => lvit(c, x, o),
+  };
+};
 
 /** The registry. */
 export const MODELS: { [N in ModelName]: ModelEntry<N> } = {
@@ -89,16 +144,42 @@ export const MODELS: { [N in ModelName]: ModelEntry<N> } = {
   unet: {
     name: "unet",
     description: "U-Net baseline of the reference (nets/UNet.py)",
-    defaults: UNET_REF_DEFAULTS,
+    options: UNET_REF_OPTIONS,
+    defaults: UNET_REF_OPTIONS.defaults,
     usesText: false,
     build: (o) => (c, x) => unetRef(c, x, o),
   },
   "unet-small": {
     name: "unet-small",
     description: "the engine milestone's small U-Net (double CBR per level)",
-    defaults: { widths: [16, 32, 64, 128], outChannels: 1 },
+    options: UNET_OPTIONS,
+    defaults: UNET_OPTIONS.defaults,
     usesText: false,
     build: (o) => (c, x) => unet(c, x, o),
+  },
+  unetpp: {
+    name: "unetpp",
+    description: "UNet++ (smp v0.2.0, ResNet-34 encoder from scratch)",
+    options: UNETPP_OPTIONS,
+    defaults: UNETPP_OPTIONS.defaults,
+    usesText: false,
+    build: (o) => (c, x) => unetpp(c, x, o),
+  },
+  uctransnet: {
+    name: "uctransnet",
+    description: "UCTransNet (channel transformer skips with channel cross-attention)",
+    options: UCTRANSNET_OPTIONS,
+    defaults: UCTRANSNET_OPTIONS.defaults,
+    usesText: false,
+    build: (o) => (c, x) => uctransnet(c, x, o),
+  },
+  gtunet: {
+    name: "gtunet",
+    description: "GT U-Net (BoT group-transformer blocks, 4x4 windows; sides multiples of 64)",
+    options: GTUNET_OPTIONS,
+    defaults: GTUNET_OPTIONS.defaults,
+    usesText: false,
+    build: (o) => (c, x) => gtunet(c, x, o),
   },
 };
 

@@ -7,6 +7,9 @@
 import { concat, maxpool2d, sigmoid, type Tensor } from "../graph/mod.ts";
 import { conv2dLayer, convTransposeLayer, type Ctx } from "../nn/layers.ts";
 import { cbrBlock } from "./lvit_blocks.ts";
+import { z } from "../deps.ts";
+import { expects, posInt } from "../config/leaf.ts";
+import { defineOptions, type ModelOptions } from "./options.ts";
 
 /** Settings of the reference U-Net (`unet` in the registry). */
 export interface UNetRefOptions {
@@ -14,10 +17,40 @@ export interface UNetRefOptions {
   baseChannels: number;
   /** Channels of the final 1x1 conv (1: one binary mask). */
   outChannels: number;
+  /**
+   * The square image side an experiment trains it at, divisible by 16 (four 2x poolings). The
+   * graph takes its size from its input; this one is declared so that experiments are checked.
+   */
+  imageSize?: number;
 }
 
-/** The reference configuration. */
-export const UNET_REF_DEFAULTS: UNetRefOptions = { baseChannels: 64, outChannels: 1 };
+/** The options as an experiment's `model` section spells them (lib/models/options.ts). */
+export const UNET_REF_OPTIONS: ModelOptions<UNetRefOptions> = defineOptions<UNetRefOptions>({
+  imageSize: {
+    key: "image_size",
+    schema: expects(z.number().int().positive().multipleOf(16), "a positive multiple of 16"),
+    default: 224,
+    doc: "Square image side (four 2x poolings)",
+    unit: "pixels",
+  },
+  baseChannels: {
+    key: "base_channels",
+    schema: posInt(),
+    default: 64,
+    doc: "Width C0 of the first level; deeper levels have 2, 4, 8 and 8 times C0",
+    unit: "channels",
+  },
+  outChannels: {
+    key: "out_channels",
+    schema: posInt(),
+    default: 1,
+    doc: "Output channels (1: one binary mask)",
+    unit: "channels",
+  },
+});
+
+/** The reference configuration: the declared defaults. */
+export const UNET_REF_DEFAULTS: UNetRefOptions = UNET_REF_OPTIONS.defaults;
 
 /** Probabilities [B, 1, H, W] for images [B, 3, H, W] (H, W divisible by 16). */
 export function unetRef(c: Ctx, x: Tensor, opts: Partial<UNetRefOptions> = {}): Tensor {

@@ -4,6 +4,7 @@
  * `encodePng` (lib/deps.ts), whose output is deterministic, so reports are reproducible.
  */
 import { encodePng } from "../deps.ts";
+import { RGB_CHANNELS } from "../data/codecs.ts";
 
 // Contour colours (RGB): ground truth, prediction, and where both contours fall on one pixel.
 const GREEN = [0, 255, 0];
@@ -161,5 +162,5 @@ export function gridPng(
       data.set(t.subarray(src, src + tileSize * 3), ((oy + y) * width + ox) * 3);
     }
   });
-  return encodePng({ width, height, channels: 3, depth: 8, data });
+  return encodePng({ width, height, channels: RGB_CHANNELS, depth: 8, data });
 }

@@ -13,7 +13,14 @@ import { loadCheckpoint } from "../io/checkpoint.ts";
 import { isPthPath } from "../io/pth.ts";
 import { isModelState } from "../train/session.ts";
 import { scoreSplit } from "../train/trainer.ts";
-import { createSession, lazyTextEncoder, prepareData, samples, textFeaturesFor } from "./runner.ts";
+import {
+  createSession,
+  geometryOf,
+  lazyTextEncoder,
+  prepareData,
+  samples,
+  textFeaturesFor,
+} from "./experiment.ts";
 import { checkDataIdentity } from "./checkpoint_meta.ts";
 import { holdForReading } from "./state.ts";
 import type { ExperimentConfig } from "../config/schema.ts";
@@ -142,15 +149,14 @@ async function evaluateHeld(
     s.loadState(r.values);
     const encoder = lazyTextEncoder(cfg, model.options, log);
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
-    const size = cfg.model.image_size;
+    const geo = geometryOf(cfg), size = geo.size;
     const keys = ds.splits[split].keys;
     const name = basename(ckpt).replace(/\.(safetensors|pth\.tar|pth|pt|ckpt)$/, "");
     const predDir = join(dir, "eval", `${split}-${name}`);
     const res = await scoreSplit(
       s,
       samples(ds.splits[split], text[split]),
-      cfg.train.batch,
-      size,
+      geo,
       "test",
       async (i, p) => {
         if (o.predictions !== false) await savePrediction(predDir, keys[i], p, size);

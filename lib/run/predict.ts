@@ -24,14 +24,14 @@ import type { BackendRequest } from "../backends/select.ts";
 import { loadCheckpoint } from "../io/checkpoint.ts";
 import { isModelState } from "../train/session.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
-import { readImage } from "../data/codecs.ts";
+import { readImage, RGB_CHANNELS } from "../data/codecs.ts";
 import { type Image8, preprocessImage, toBgr8 } from "../data/preprocess.ts";
 import { readTextTable } from "../data/xlsx.ts";
 import { encodeTexts } from "../data/text.ts";
 import { encodePng } from "../deps.ts";
 import { maskOverlayRgb } from "../report/images.ts";
 import { writeAtomic } from "./folder.ts";
-import { createSession, lazyTextEncoder } from "./runner.ts";
+import { createSession, geometryOf, lazyTextEncoder } from "./experiment.ts";
 import { locateCheckpoint, readRunConfig } from "./evaluate.ts";
 import { holdForReading } from "./state.ts";
 
@@ -189,6 +189,97 @@ function greyPng(width: number, height: number, data: Uint8Array): Uint8Array {
 }
 
 /**
+ * The description of every image for a model that reads text (`o.text` for all, or the rows of
+ * the table `o.texts`), else null (a note when texts were given anyway). A model that reads text
+ * without any is bad input naming `modelName`.
+ */
+export async function imageTexts(
+  files: string[],
+  readsText: boolean,
+  modelName: string,
+  o: Pick<PredictOptions, "text" | "texts">,
+  log: (line: string) => void,
+): Promise<string[] | null> {
+  if (!readsText) {
+    if (o.text !== undefined || o.texts !== undefined) {
+      log(`predict: ${modelName} reads no text; --text/--texts ignored`);
+    }
+    return null;
+  }
+  if (o.texts !== undefined) {
+    const table = await readTextTable(o.texts);
+    return files.map((f) => lookupText(table, f, o.texts!));
+  }
+  if (o.text !== undefined) return files.map(() => o.text!);
+  throw new InputError(
+    `${modelName} reads text: pass --text "..." (one sentence for every image) or ` +
+      `--texts TABLE.xlsx (columns Image and Description)`,
+  );
+}
+
+/** Where and how {@link writePrediction} writes one image's results. */
+export interface WriteOptions {
+  /** Foreground where the resized probability exceeds this. */
+  threshold: number;
+  /** Output folder. */
+  out: string;
+  /** Also write the probabilities as 8-bit grey. */
+  probabilities?: boolean;
+  /** The description the model read, recorded in the result. */
+  text?: string;
+}
+
+/**
+ * Writes the mask, overlay (and probabilities) of `file` from plane `k` of the model's output
+ * `p` ([n, 1, size, size]), resized to the image's own size and thresholded.
+ */
+export async function writePrediction(
+  file: string,
+  img: Image8,
+  p: Float32Array,
+  k: number,
+  size: number,
+  o: WriteOptions,
+): Promise<PredictedImage> {
+  const { width: w, height: h } = img;
+  const plane = size * size;
+  const prob = resizePlane(p.subarray(k * plane, (k + 1) * plane), size, size, w, h);
+  const mask = new Uint8Array(w * h);
+  let fg = 0;
+  for (let q = 0; q < mask.length; q++) {
+    if (prob[q] > o.threshold) {
+      mask[q] = 255;
+      fg++;
+    }
+  }
+  const stem = stemOf(file);
+  const item: PredictedImage = {
+    file,
+    width: w,
+    height: h,
+    foreground: fg / mask.length,
+    mask: join(o.out, `${stem}.png`),
+    overlay: join(o.out, `${stem}_overlay.png`),
+    ...(o.text !== undefined ? { text: o.text } : {}),
+  };
+  await writeAtomic(item.mask, greyPng(w, h, mask));
+  const rgb = maskOverlayRgb(img, mask);
+  await writeAtomic(
+    item.overlay,
+    encodePng({ width: w, height: h, channels: RGB_CHANNELS, depth: 8, data: rgb }),
+  );
+  if (o.probabilities) {
+    item.probabilities = join(o.out, `${stem}_prob.png`);
+    const g = new Uint8Array(w * h);
+    for (let q = 0; q < g.length; q++) {
+      g[q] = Math.round(Math.min(1, Math.max(0, prob[q])) * 255);
+    }
+    await writeAtomic(item.probabilities, greyPng(w, h, g));
+  }
+  return item;
+}
+
+/**
  * Predicts masks for `inputs` (image files and folders of images) with the run folder or
  * checkpoint `target`, writing them to `o.out`. Bad input (an unreadable image, a missing text,
  * a model that reads text without one) throws InputError/DataError before anything is written
@@ -222,21 +313,7 @@ export async function predict(
     s.loadState(r.values);
     // Texts: read and encoded before any image, so a missing one fails before output.
     const readsText = s.evaluate.program.leaves.has(TEXT_INPUT);
-    let texts: string[] | null = null;
-    if (readsText) {
-      if (o.texts !== undefined) {
-        const table = await readTextTable(o.texts);
-        texts = files.map((f) => lookupText(table, f, o.texts!));
-      } else if (o.text !== undefined) texts = files.map(() => o.text!);
-      else {
-        throw new InputError(
-          `${model.name} reads text: pass --text "..." (one sentence for every image) or ` +
-            `--texts TABLE.xlsx (columns Image and Description)`,
-        );
-      }
-    } else if (o.text !== undefined || o.texts !== undefined) {
-      log(`predict: ${model.name} reads no text; --text/--texts ignored`);
-    }
+    const texts = await imageTexts(files, readsText, model.name, o, log);
     let features: Float32Array[] | null = null;
     if (texts) {
       const encoder = lazyTextEncoder(cfg, model.options, log);
@@ -248,8 +325,9 @@ export async function predict(
       }
     }
     await Deno.mkdir(out, { recursive: true });
-    const size = cfg.model.image_size, plane = size * size, B = cfg.train.batch;
-    const x = new Float32Array(B * 3 * plane);
+    const { batch: B, channels, size } = geometryOf(cfg);
+    const plane = size * size, im = channels * plane;
+    const x = new Float32Array(B * im);
     const per = features?.[0]?.length ?? 0;
     const t = features ? new Float32Array(B * per) : null;
     const images: PredictedImage[] = [];
@@ -263,56 +341,28 @@ export async function predict(
       for (let k = 0; k < idx.length; k++) {
         const img = await readImage(files[idx[k]]);
         decoded.push(toBgr8(img));
-        x.set(preprocessImage(img, size), k * 3 * plane);
+        x.set(preprocessImage(img, size), k * im);
         if (t && features) t.set(features[idx[k]], k * per);
       }
       // A short last batch repeats its last image, as evaluation does (copied, not read again).
       const last = idx.length - 1;
       for (let k = idx.length; k < B; k++) {
-        x.copyWithin(k * 3 * plane, last * 3 * plane, (last + 1) * 3 * plane);
+        x.copyWithin(k * im, last * im, (last + 1) * im);
         t?.copyWithin(k * per, last * per, (last + 1) * per);
       }
       const p = await s.predict(x, t ? { [TEXT_INPUT]: t } : {});
       for (let k = 0; k < idx.length; k++) {
-        const j = idx[k], img = decoded[k];
-        const { width: w, height: h } = img;
-        const prob = resizePlane(p.subarray(k * plane, (k + 1) * plane), size, size, w, h);
-        const mask = new Uint8Array(w * h);
-        let fg = 0;
-        for (let q = 0; q < mask.length; q++) {
-          if (prob[q] > threshold) {
-            mask[q] = 255;
-            fg++;
-          }
-        }
-        const stem = stemOf(files[j]);
-        const item: PredictedImage = {
-          file: files[j],
-          width: w,
-          height: h,
-          foreground: fg / mask.length,
-          mask: join(out, `${stem}.png`),
-          overlay: join(out, `${stem}_overlay.png`),
-          ...(texts ? { text: texts[j] } : {}),
-        };
-        await writeAtomic(item.mask, greyPng(w, h, mask));
-        const rgb = maskOverlayRgb(img, mask);
-        await writeAtomic(
-          item.overlay,
-          encodePng({ width: w, height: h, channels: 3, depth: 8, data: rgb }),
-        );
-        if (o.probabilities) {
-          item.probabilities = join(out, `${stem}_prob.png`);
-          const g = new Uint8Array(w * h);
-          for (let q = 0; q < g.length; q++) {
-            g[q] = Math.round(Math.min(1, Math.max(0, prob[q])) * 255);
-          }
-          await writeAtomic(item.probabilities, greyPng(w, h, g));
-        }
+        const j = idx[k];
+        const item = await writePrediction(files[j], decoded[k], p, k, size, {
+          threshold,
+          out,
+          probabilities: o.probabilities,
+          text: texts?.[j],
+        });
         images.push(item);
         log(
-          `predict: ${j + 1}/${files.length} ${basename(files[j])} (${w}x${h}): ` +
-            `${(100 * item.foreground).toFixed(1)}% foreground`,
+          `predict: ${j + 1}/${files.length} ${basename(files[j])} ` +
+            `(${item.width}x${item.height}): ${(100 * item.foreground).toFixed(1)}% foreground`,
         );
       }
     }

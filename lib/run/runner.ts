@@ -6,13 +6,10 @@
  */
 import { basename, join } from "node:path";
 import type { LoadedExperiment } from "../config/load.ts";
-import { type ExperimentConfig, modelOptions } from "../config/schema.ts";
+import type { ExperimentConfig } from "../config/schema.ts";
 import { InputError } from "../config/errors.ts";
-import { type Backend, type BackendRequest, selectBackend } from "../backends/select.ts";
-import { type ModelName, MODELS } from "../models/registry.ts";
-import type { ModelFn } from "../models/count.ts";
-import { TEXT_INPUT } from "../models/lvit.ts";
-import { Session } from "../train/session.ts";
+import type { BackendRequest } from "../backends/select.ts";
+import type { Session } from "../train/session.ts";
 import {
   epochBatches,
   type EpochRecord,
@@ -27,14 +24,18 @@ import {
 import { firstNonFinite, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
 import type { OutTensor } from "../io/safetensors.ts";
 import { DivergedError } from "../train/errors.ts";
-import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset.ts";
-import { generateSynth } from "../data/synth.ts";
-import { identityOf } from "../data/identity.ts";
-import { resolveDataRoot } from "../data/lvit_folder.ts";
-import { encodeTexts, openTextEncoder, type TextEncoder } from "../data/text.ts";
-import { cacheKey } from "../data/text_cache.ts";
+import type { OpenedDataset } from "../data/dataset.ts";
 import { overlayRgb } from "../report/images.ts";
 import { writeReport } from "../report/report.ts";
+import {
+  createSession,
+  dataIdentity,
+  geometryOf,
+  lazyTextEncoder,
+  prepareData,
+  samples,
+  textFeaturesFor,
+} from "./experiment.ts";
 import {
   appendMetric,
   fileExists,
@@ -48,7 +49,7 @@ import {
 } from "./folder.ts";
 import { Progress } from "./progress.ts";
 import { initSession, readInitSource } from "./init_from.ts";
-import { pseudoFiles, semiPlan, usesSemi } from "./semi.ts";
+import { pseudoFiles, semiPlan } from "./semi.ts";
 import { LOCK_FILE, RunStateWriter } from "./state.ts";
 import {
   backendChange,
@@ -146,183 +147,6 @@ export interface RunResult {
 }
 
 /**
- * The data root of an experiment (undefined: `LVIT_DATA`), generating the synthetic data set on
- * first use.
- */
-async function dataRoot(cfg: ExperimentConfig, log: (s: string) => void) {
-  const size = cfg.model.image_size;
-  let root = cfg.data.root ?? undefined;
-  if (cfg.data.dataset === "synth" && !root) {
-    const s = cfg.data.synth;
-    // v3: lesions one per lung, 1-3 distractors, lungs on the patch grid (v2 added LV_loss/).
-    const key = (await cacheKey(["synth-v3", s.seed, s.train, s.val, s.test, size])).slice(0, 16);
-    root = join(cfg.data.cache_dir, "synth", key);
-    if (!(await fileExists(join(root, "synth.json")))) {
-      // Generate into a fresh folder and rename, so an interrupted generation is never reused.
-      const tmp = `${root}.tmp-${Deno.pid}`;
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      log(`data: generating the synthetic data set (${s.train}/${s.val}/${s.test}) in ${root}`);
-      const opts = { out: tmp, seed: s.seed, train: s.train, val: s.val, test: s.test, size };
-      await generateSynth(opts);
-      try {
-        await Deno.rename(tmp, root);
-      } catch (e) {
-        // Another process (a parallel sweep point) finished the same set first: its copy is
-        // byte-identical, keep it. Anything else in the way (a torn folder) is replaced.
-        if (!(await fileExists(join(root, "synth.json")))) {
-          await Deno.remove(root, { recursive: true }).catch(() => {});
-          await Deno.rename(tmp, root).catch(() => {
-            throw e;
-          });
-        }
-        await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      }
-    }
-  }
-  return root;
-}
-
-/** The naming rules of an experiment's data set (the generated one is laid out as QaTa). */
-const dataKind = (cfg: ExperimentConfig) =>
-  cfg.data.dataset === "synth" ? "qata" : cfg.data.dataset;
-
-/** The data set of an experiment, generating the synthetic one on first use. */
-export async function prepareData(
-  cfg: ExperimentConfig,
-  log: (s: string) => void,
-): Promise<OpenedDataset> {
-  const root = await dataRoot(cfg, log);
-  return await openDataset(dataKind(cfg), root, cfg.model.image_size, {
-    cacheDir: cfg.data.cache_dir,
-    log,
-  });
-}
-
-/**
- * The identity of an experiment's data set (lib/data/identity.ts) and its resolved root, for a
- * finished run's check before anything is opened: a listing, nothing decoded. Opened data sets
- * carry theirs (`OpenedDataset.identity`).
- */
-async function dataIdentity(
-  cfg: ExperimentConfig,
-  log: (s: string) => void,
-): Promise<{ identity: string; root: string }> {
-  const r = resolveDataRoot(await dataRoot(cfg, log));
-  return { identity: await identityOf(dataKind(cfg), r), root: r };
-}
-
-/** A split plus its text features as the trainer's Samples. */
-export function samples(split: SplitData, text: Float32Array[] | null): Samples {
-  return { n: split.n, read: (i, x, y) => split.read(i, x, y), text };
-}
-
-/** An experiment's model: its registry name, its full options and its model function. */
-export interface ExperimentModel {
-  /** The registry name. */
-  name: ModelName;
-  /** The registry defaults with the experiment's model options over them (camelCase). */
-  options: Record<string, unknown>;
-  /** The model function built from those options. */
-  fn: ModelFn;
-}
-
-/** What `createSession` builds for an experiment. */
-export interface ExperimentSession {
-  /** The backend chosen. */
-  backend: Backend;
-  /** The training and evaluation programs, loaded on it. */
-  session: Session;
-  /** The experiment's model. */
-  model: ExperimentModel;
-}
-
-/** The model function and options of an experiment. */
-export function experimentModel(cfg: ExperimentConfig): ExperimentModel {
-  const { name, options } = modelOptions(cfg);
-  const entry = MODELS[name];
-  const full = { ...entry.defaults, ...options } as Record<string, unknown>;
-  // deno-lint-ignore no-explicit-any
-  const fn = entry.build(full as any);
-  return { name, options: full, fn };
-}
-
-/** Builds the session (train + eval programs) of an experiment on a backend. */
-export async function createSession(
-  cfg: ExperimentConfig,
-  backend: BackendRequest,
-): Promise<ExperimentSession> {
-  const be = await selectBackend(backend);
-  const m = experimentModel(cfg);
-  const size = cfg.model.image_size;
-  const s = await Session.create(be, m.fn, {
-    batch: cfg.train.batch,
-    channels: 3,
-    height: size,
-    width: size,
-    seed: cfg.seed,
-    adam: {
-      beta1: cfg.train.betas[0],
-      beta2: cfg.train.betas[1],
-      eps: cfg.train.eps,
-      weightDecay: cfg.train.weight_decay,
-    },
-    loss: cfg.train.loss,
-    semi: usesSemi(cfg) ? { lvWeight: cfg.semi.lv_loss ? cfg.semi.lv_weight : 0 } : undefined,
-  });
-  return { backend: be, session: s, model: m };
-}
-
-/**
- * The experiment's text encoder, opened at first use and shared by the model's features and the
- * semi-supervised contrastive picks, so a run loads a BERT model once. `close` it when done.
- */
-export function lazyTextEncoder(
-  cfg: ExperimentConfig,
-  options: Record<string, unknown>,
-  log: (line: string) => void = (line) => console.log(line),
-) {
-  let enc: Promise<TextEncoder> | null = null;
-  return {
-    open: () =>
-      enc ??= openTextEncoder({
-        encoder: cfg.text.encoder,
-        model_dir: cfg.text.model_dir,
-        model: cfg.text.model ?? null,
-        cacheDir: cfg.data.cache_dir,
-        tokens: (options.textTokens as number | undefined) ?? 10,
-        dim: (options.textDim as number | undefined) ?? 768,
-        seed: cfg.seed,
-      }, log),
-    close: async () => {
-      await enc?.then((e) => e.close?.(), () => {});
-    },
-  };
-}
-
-/** Text features of every sample of each split, or null when the model reads no text. */
-export async function textFeaturesFor(
-  cfg: ExperimentConfig,
-  s: Session,
-  encoder: () => Promise<TextEncoder>,
-  ds: OpenedDataset,
-  log: (s: string) => void,
-): Promise<Record<"train" | "val" | "test", Float32Array[] | null>> {
-  if (!s.train.program.leaves.has(TEXT_INPUT) && !s.evaluate.program.leaves.has(TEXT_INPUT)) {
-    return { train: null, val: null, test: null };
-  }
-  const enc = await encoder();
-  const out = { train: null, val: null, test: null } as Record<
-    "train" | "val" | "test",
-    Float32Array[] | null
-  >;
-  for (const split of ["train", "val", "test"] as const) {
-    out[split] = await encodeTexts(enc, ds.splits[split].texts, join(cfg.data.cache_dir, "text"));
-  }
-  log(`text: ${enc.id}, ${enc.tokens} x ${enc.dim} per sample`);
-  return out;
-}
-
-/**
  * Saves a checkpoint unless a tensor is not finite: training that produced NaN or infinite
  * weights is a DivergedError (exit 1), and the file on disk keeps its last finite version.
  */
@@ -412,6 +236,7 @@ async function runClaimed(
   lock: RunStateWriter,
 ): Promise<RunResult> {
   const cfg = exp.config;
+  const geo = geometryOf(cfg);
   const log = o.log ?? ((s: string) => console.log(s));
   const paths = runPaths(o.out ?? "runs", cfg.name, cfg.variant, exp.hash);
   // A fresh run starts from model.init_from when set (a resumed one from its own checkpoint);
@@ -443,7 +268,7 @@ async function runClaimed(
   log(
     `model: ${model.name}, ${
       s.paramCount.toLocaleString("en-US")
-    } trained parameters, image ${cfg.model.image_size}x${cfg.model.image_size}, batch ${cfg.train.batch}`,
+    } trained parameters, image ${geo.size}x${geo.size}, batch ${geo.batch}`,
   );
   if (init) {
     await initSession(s, init, paths.dir, log).catch((e) => {
@@ -551,8 +376,18 @@ async function runClaimed(
   };
   const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
   for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+  // SIGUSR1 is Slurm's warning before a job's time limit (sbatch --signal, passed on by the
+  // sweep's job script, lib/sweep/slurm_script.ts): stop as the time limit does, at the next
+  // epoch end (exit 75), so the requeued job continues from a whole epoch.
+  let warned = false;
+  const onWarning = () => {
+    warned = true;
+    log("\nSIGUSR1: stopping at the end of this epoch (checkpoint, exit 75)");
+  };
+  const usr1 = o.signals !== false && Deno.build.os !== "windows";
+  if (usr1) Deno.addSignalListener("SIGUSR1", onWarning);
 
-  const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * cfg.model.image_size ** 2);
+  const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * geo.size ** 2);
   const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
   const progress = new Progress(undefined, o.progress === false ? false : undefined);
   progress.start(state.steps);
@@ -568,7 +403,7 @@ async function runClaimed(
       s,
       data,
       recipe,
-      { seed: cfg.seed, size: cfg.model.image_size, augment: cfg.data.augment, plan },
+      { seed: cfg.seed, geometry: geo, augment: cfg.data.augment, plan },
       state,
       {
         onStep: (p) => {
@@ -581,7 +416,7 @@ async function runClaimed(
           });
         },
         onEpoch: async (r: EpochRecord) => {
-          if (limit !== null && performance.now() / 1000 >= limit) timeUp = true;
+          if (warned || (limit !== null && performance.now() / 1000 >= limit)) timeUp = true;
           records.push(r);
           await appendMetric(paths.metrics, r);
           const v = r.val_dice === null
@@ -613,12 +448,15 @@ async function runClaimed(
     throw new DivergedError(`${e.message}; ${kept}; try a lower train.lr (now ${recipe.lr})`);
   } finally {
     for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+    if (usr1) Deno.removeSignalListener("SIGUSR1", onWarning);
   }
   const timeLimited = timeUp && !stop;
   if (!state.done) {
     log(
       timeLimited
-        ? `time limit ${formatDuration(limit!)} reached after epoch ${state.epoch - 1} of ` +
+        ? `${
+          warned ? "SIGUSR1 (time limit warning)" : `time limit ${formatDuration(limit!)}`
+        } reached after epoch ${state.epoch - 1} of ` +
           `${recipe.epochs} (${(performance.now() / 1000).toFixed(1)} s since the process ` +
           `started): checkpoint written, resume with --resume`
         : `interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`,
@@ -663,7 +501,7 @@ async function evaluateRun(
     );
   }
   const split = cfg.eval.split;
-  const size = cfg.model.image_size;
+  const geo = geometryOf(cfg), size = geo.size;
   const keys = ds.splits[split].keys;
   const overlays: { key: string; rgb: Uint8Array; dice: number }[] = [];
   const each = async (i: number, p: Float32Array, y: Float32Array, x: Float32Array, sc: {
@@ -674,7 +512,7 @@ async function evaluateRun(
       overlays.push({ key: keys[i], rgb: overlayRgb(x, y, p, size), dice: sc.dice });
     }
   };
-  const res = await scoreSplit(s, data[split], cfg.train.batch, size, "test", each);
+  const res = await scoreSplit(s, data[split], geo, "test", each);
   const test = {
     dice: res.mean.dice,
     iou: res.mean.iou,

@@ -64,7 +64,7 @@ export async function semiPlan(
   let contrastive: Float32Array[] | null = null;
   if (semi.lv_loss && usesSemi(cfg)) {
     const dir = semi.contrastive_dir ?? join(ds.root, "LV_loss");
-    const set = await readContrastiveSet(dir, cfg.model.image_size).catch((e) => {
+    const set = await readContrastiveSet(dir, ds.size).catch((e) => {
       throw new InputError(
         `${(e as Error).message}\n(semi.lv_loss needs the contrastive labels: set ` +
           `semi.contrastive_dir, or semi.lv_loss: false)`,

@@ -286,17 +286,17 @@ const tablePath = (sw: ResolvedSweep) => `table: ${join(sw.sweepDir, "sweep-summ
  * only reported: the points concerned then fail on their own, and the others still run.
  */
 async function prepareDataOnce(points: SweepPoint[], log: (s: string) => void): Promise<void> {
+  const synth = points.filter((p) => p.config.data.dataset === "synth" && !p.config.data.root);
+  if (!synth.length) return;
+  // Loaded on demand: the assembly pulls in the backends, which --dry-run never needs.
+  const { dataKey, prepareData } = await import("../run/experiment.ts");
   const seen = new Set<string>();
-  const todo = points.filter((p) => {
-    if (p.config.data.dataset !== "synth" || p.config.data.root !== null) return false;
-    const k = canonicalJson([p.config.data, p.config.model.image_size]);
+  const todo = synth.filter((p) => {
+    const k = canonicalJson(dataKey(p.config));
     if (seen.has(k)) return false;
     seen.add(k);
     return true;
   });
-  if (!todo.length) return;
-  // Loaded on demand: the runner pulls in the backends, which --dry-run never needs.
-  const { prepareData } = await import("../run/runner.ts");
   for (const p of todo) {
     try {
       (await prepareData(p.config, log)).close();

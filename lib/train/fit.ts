@@ -1,14 +1,13 @@
 /**
- * The epoch loop of the engine milestone: seeded shuffling, one submit per step, one sync per
- * epoch (the accumulated loss), validation with the reference's metrics. The full runner with
- * run folders, checkpoints and schedules is a later milestone (issue 6).
+ * `fit`: in-memory splits trained with `train` (the one training loop, lib/train/trainer.ts) at a
+ * constant learning rate, without augmentation, checkpoints or early stopping; for scripts and
+ * the engine's tests. The experiment runner calls `train` directly with its files as hooks.
  */
-import { permutation } from "../rng/shuffle.ts";
-import { type Samples, scoreSplit } from "./trainer.ts";
+import { initialState, type Recipe, type Samples, scoreSplit, train } from "./trainer.ts";
 import type { ImageScores } from "../eval/metrics.ts";
 import type { Session } from "./session.ts";
 
-/** An in-memory split: 3-channel square images and their masks. */
+/** An in-memory split: square images and their masks. */
 export interface Split {
   /** Number of samples. */
   n: number;
@@ -50,7 +49,20 @@ function gather(src: Float32Array, per: number, idx: readonly number[], dst: Flo
   idx.forEach((j, k) => dst.set(src.subarray(j * per, (j + 1) * per), k * per));
 }
 
-/** An in-memory split as the trainer's Samples (3-channel images, no text). */
+/** The geometry of an in-memory split's images (n x C x S x S with n x S x S masks). */
+function splitGeometry(sp: Split, batch: number, what: string) {
+  const size = Math.round(Math.sqrt(sp.masks.length / sp.n));
+  const channels = sp.images.length / sp.masks.length;
+  if (size * size * sp.n !== sp.masks.length || !Number.isInteger(channels) || channels < 1) {
+    throw new RangeError(
+      `${what}: expects n x C x S x S images and n x S x S masks, got ${sp.images.length} ` +
+        `and ${sp.masks.length} values for n = ${sp.n}`,
+    );
+  }
+  return { batch, channels, size };
+}
+
+/** An in-memory split as the trainer's Samples (no text). */
 function asSamples(sp: Split): Samples {
   const per = sp.images.length / sp.n;
   const perM = sp.masks.length / sp.n;
@@ -67,56 +79,60 @@ function asSamples(sp: Split): Samples {
 
 /** Validation Dice/IoU (reference validation rules) of the session's eval program on a split. */
 export async function validate(s: Session, val: Split, batch: number): Promise<ImageScores> {
-  const size = Math.round(Math.sqrt(val.masks.length / val.n));
-  // scoreSplit's batches are 3-channel square images, as the sessions' programs are compiled.
-  if (size * size * val.n !== val.masks.length || 3 * val.masks.length !== val.images.length) {
-    throw new RangeError(
-      `validate: expects n x 3 x S x S images and n x S x S masks, got ${val.images.length} ` +
-        `and ${val.masks.length} values for n = ${val.n}`,
-    );
-  }
-  return (await scoreSplit(s, asSamples(val), batch, size, "val")).mean;
+  const geo = splitGeometry(val, batch, "validate");
+  return (await scoreSplit(s, asSamples(val), geo, "val")).mean;
 }
 
 /**
  * Trains `s` for `o.epochs` epochs of shuffled full batches (a remainder is dropped) at a
- * constant learning rate, validating after each; returns every epoch's figures.
+ * constant learning rate, validating after each; returns every epoch's figures. The same loop
+ * as the experiment runner's (`train`), so its shuffles and loss sums are those of a run.
  */
 export async function fit(
   s: Session,
-  train: Split,
+  trainSplit: Split,
   val: Split,
   batch: number,
   o: FitOptions,
 ): Promise<EpochReport[]> {
-  const per = train.images.length / train.n;
-  const perM = train.masks.length / train.n;
-  const x = new Float32Array(batch * per);
-  const y = new Float32Array(batch * perM);
-  const steps = Math.floor(train.n / batch); // drop_last: every step has the compiled batch size
+  const geometry = splitGeometry(trainSplit, batch, "fit");
+  splitGeometry(val, batch, "fit (validation split)");
+  const recipe: Recipe = {
+    epochs: o.epochs,
+    batch,
+    lr: o.lr,
+    schedule: { kind: "constant", t0: 1, t_mult: 1, eta_min: 0 },
+    patience: Infinity,
+    min_save_epoch: 1,
+    eval_every: 1,
+    checkpoint_every: 0,
+    max_steps_per_epoch: null,
+  };
   const reports: EpochReport[] = [];
-  for (let e = 1; e <= o.epochs; e++) {
-    const t0 = performance.now();
-    const order = permutation(train.n, o.seed, e);
-    for (let b = 0; b < steps; b++) {
-      const idx = order.slice(b * batch, (b + 1) * batch);
-      gather(train.images, per, idx, x);
-      gather(train.masks, perM, idx, y);
-      s.step(x, y, o.lr);
-    }
-    const loss = (await s.takeLossSum()) / steps;
-    const v = await validate(s, val, batch);
-    const seconds = (performance.now() - t0) / 1000;
-    const r = {
-      epoch: e,
-      loss,
-      valDice: v.dice,
-      valIou: v.iou,
-      seconds,
-      stepsPerSecond: steps / seconds,
-    };
-    reports.push(r);
-    o.onEpoch?.(r);
-  }
+  const none = () => Promise.resolve();
+  await train(
+    s,
+    { train: asSamples(trainSplit), val: asSamples(val) },
+    recipe,
+    { seed: o.seed, geometry, augment: false },
+    initialState(),
+    {
+      checkpoint: none,
+      saveBest: none,
+      interrupted: () => false,
+      onEpoch: (r) => {
+        const report = {
+          epoch: r.epoch,
+          loss: r.loss,
+          valDice: r.val_dice!,
+          valIou: r.val_iou!,
+          seconds: r.seconds,
+          stepsPerSecond: r.steps / r.seconds,
+        };
+        reports.push(report);
+        o.onEpoch?.(report);
+      },
+    },
+  );
   return reports;
 }

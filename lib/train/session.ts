@@ -37,6 +37,41 @@ export interface SessionOptions {
   semi?: { lvWeight: number };
 }
 
+/** What an eval forward returns for one batch. */
+export interface Forward {
+  /**
+   * The sigmoid head's input [B, 1, H, W], or null when the model's output is not a sigmoid
+   * (LViT with several output channels returns raw scores as its probabilities).
+   */
+  logits: Float32Array | null;
+  /** The model's output [B, 1, H, W]: per-pixel foreground probabilities. */
+  probabilities: Float32Array;
+}
+
+/**
+ * The model's output and, where that is a sigmoid, its input: the outputs an evaluation program
+ * is compiled with (`p`, and `logits` when there is one).
+ */
+export function evalOutputs(p: Tensor): Record<string, Tensor> {
+  return p.op === "sigmoid" ? { p, logits: p.inputs[0] } : { p };
+}
+
+/**
+ * The training-mode forward graph of `model` on images x [B, C, H, W] with masks y [B, 1, H, W],
+ * inputs registered first: every leaf's registration index, which seeds its initial value, is
+ * then the same in every graph built from here (training steps, state dicts, inference).
+ */
+export function trainingForward(
+  model: Model,
+  o: Pick<SessionOptions, "batch" | "channels" | "height" | "width">,
+): { g: Graph; p: Tensor; y: Tensor } {
+  const { batch: B, channels: C, height: H, width: W } = o;
+  const g = new Graph();
+  const x = g.input("x", [B, C, H, W]);
+  const y = g.input("y", [B, 1, H, W]);
+  return { g, p: model({ g, training: true }, x), y };
+}
+
 /** Input name of the contrastive masks of the LV loss. */
 const CONTRASTIVE_INPUT = "c";
 
@@ -56,8 +91,20 @@ export function isModelState(name: string): boolean {
   return !name.startsWith("optim.") && !name.startsWith("metrics.");
 }
 
-/** PyTorch stores BatchNorm's step counter as an int64 scalar. */
-const isCounter = (name: string) => name.endsWith("num_batches_tracked");
+/** Runs an evaluation program on one batch and reads its probabilities and logits. */
+export async function forwardOf(
+  exe: Exe,
+  x: Float32Array,
+  extra: Record<string, Float32Array>,
+): Promise<Forward> {
+  exe.run({ ...extra, x });
+  const probabilities = await exe.read("p");
+  const logits = exe.program.outputs.has("logits") ? await exe.read("logits") : null;
+  return { logits, probabilities };
+}
+
+/** Whether a state_dict entry is BatchNorm's step counter (PyTorch: an int64 scalar). */
+export const isCounter = (name: string): boolean => name.endsWith("num_batches_tracked");
 
 /**
  * A model compiled for training and evaluation on one backend, with its parameters, batch-norm
@@ -94,10 +141,7 @@ export class Session {
      * compiled from them share parameters, batch-norm statistics and Adam moments at run time.
      */
     const trainGraph = (lossOf: (g: Graph, p: Tensor, y: Tensor) => Tensor) => {
-      const g = new Graph();
-      const x = g.input("x", [B, C, H, W]);
-      const y = g.input("y", [B, 1, H, W]);
-      const p = model({ g, training: true }, x);
+      const { g, p, y } = trainingForward(model, o);
       const loss = lossOf(g, p, y);
       // Only parameters the loss depends on get gradients and Adam moments, as in PyTorch,
       // where registered-but-unused modules (LViT keeps several for checkpoint compatibility)
@@ -125,7 +169,7 @@ export class Session {
     const eg = new Graph();
     const xe = eg.input("x", [B, C, H, W]);
     const pe = model({ g: eg, training: false }, xe);
-    const evalProg = compile({ p: pe }, [], backend.limits, backend.name);
+    const evalProg = compile(evalOutputs(pe), [], backend.limits, backend.name);
 
     const rt = backend.runtime();
     const [train, evaluate, semiExe] = await Promise.all([
@@ -204,6 +248,14 @@ export class Session {
   async predict(x: Float32Array, extra: Record<string, Float32Array> = {}): Promise<Float32Array> {
     this.evaluate.run({ ...extra, x });
     return await this.evaluate.read("p");
+  }
+
+  /**
+   * Eval-mode logits and probabilities for one batch (`extra`: the model's other inputs, e.g.
+   * LViT's `text`).
+   */
+  async forward(x: Float32Array, extra: Record<string, Float32Array> = {}): Promise<Forward> {
+    return await forwardOf(this.evaluate, x, extra);
   }
 
   /** Current values of every parameter, by state_dict name. */

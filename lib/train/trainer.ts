@@ -26,6 +26,19 @@ import { lrAt, type ScheduleConfig } from "./schedule.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { DivergedError } from "./errors.ts";
 
+/**
+ * The input geometry the programs are compiled for: `batch` images of `channels` x `size` x
+ * `size` (an experiment's comes from its one assembly, lib/run/experiment.ts).
+ */
+export interface Geometry {
+  /** Images per program run. */
+  batch: number;
+  /** Image channels. */
+  channels: number;
+  /** Image height and width in pixels. */
+  size: number;
+}
+
 /** A split as the trainer sees it: streamed images and masks, plus text features. */
 export interface Samples {
   /** Number of samples. */
@@ -246,12 +259,21 @@ class Batcher {
   /** The contrastive mask of runs without the LV loss (the program does not read it). */
   private readonly noMask: Float32Array;
 
-  constructor(readonly s: Samples, readonly batch: number, readonly size: number) {
+  readonly batch: number;
+  readonly size: number;
+  /** Values of one image (channels x size x size). */
+  readonly image: number;
+
+  constructor(readonly s: Samples, readonly geo: Geometry) {
+    const { batch, channels, size } = geo;
     const plane = size * size;
+    this.batch = batch;
+    this.size = size;
+    this.image = channels * plane;
     this.noMask = new Float32Array(plane);
-    this.x = new Float32Array(batch * 3 * plane);
+    this.x = new Float32Array(batch * this.image);
     this.y = new Float32Array(batch * plane);
-    this.rawX = new Float32Array(batch * 3 * plane);
+    this.rawX = new Float32Array(batch * this.image);
     this.rawY = new Float32Array(batch * plane);
     const per = s.text?.[0]?.length ?? 0;
     this.text = s.text ? new Float32Array(batch * per) : null;
@@ -263,7 +285,7 @@ class Batcher {
     aug: { seed: number; epoch: number } | null,
   ): Promise<Record<string, Float32Array>> {
     const full = Array.from({ length: this.batch }, (_, k) => idx[Math.min(k, idx.length - 1)]);
-    const plane = this.size * this.size;
+    const plane = this.size * this.size, im = this.image;
     await this.s.read(full, aug ? this.rawX : this.x, aug ? this.rawY : this.y);
     if (aug) {
       for (let k = 0; k < this.batch; k++) {
@@ -271,12 +293,12 @@ class Batcher {
           aug.seed,
           aug.epoch,
           full[k],
-          this.rawX.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+          this.rawX.subarray(k * im, (k + 1) * im),
           this.rawY.subarray(k * plane, (k + 1) * plane),
-          3,
+          this.geo.channels,
           this.size,
           this.size,
-          this.x.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+          this.x.subarray(k * im, (k + 1) * im),
           this.y.subarray(k * plane, (k + 1) * plane),
         );
       }
@@ -305,7 +327,7 @@ class Batcher {
     c: Float32Array,
     aug: { seed: number; epoch: number } | null,
   ): Promise<Record<string, Float32Array>> {
-    const plane = this.size * this.size;
+    const plane = this.size * this.size, im = this.image;
     const S = this.size;
     // The masks of unlabeled images are read (the split's reader fills both) but never used.
     await this.s.read(idx, aug ? this.rawX : this.x, this.rawY);
@@ -320,8 +342,9 @@ class Batcher {
         continue;
       }
       const op = drawAugment(aug.seed, aug.epoch, idx[k]);
-      const xk = this.rawX.subarray(k * 3 * plane, (k + 1) * 3 * plane);
-      applyAugment(op, xk, y, 3, S, S, this.x.subarray(k * 3 * plane, (k + 1) * 3 * plane), outY);
+      const xk = this.rawX.subarray(k * im, (k + 1) * im);
+      const outX = this.x.subarray(k * im, (k + 1) * im);
+      applyAugment(op, xk, y, this.geo.channels, S, S, outX, outY);
       // The contrastive mask turns with the image, like the label.
       transformPlanes(op, cm, outC, 1, S, S);
     }
@@ -334,11 +357,10 @@ async function predictAll(
   s: Session,
   data: Samples,
   indices: readonly number[],
-  batch: number,
-  size: number,
+  geo: Geometry,
 ): Promise<Float32Array> {
-  const b = new Batcher(data, batch, size);
-  const plane = size * size;
+  const b = new Batcher(data, geo);
+  const plane = geo.size * geo.size, batch = geo.batch;
   const out = new Float32Array(indices.length * plane);
   for (let i = 0; i < indices.length; i += batch) {
     const idx = indices.slice(i, i + batch);
@@ -357,8 +379,7 @@ async function predictAll(
 export async function scoreSplit(
   s: Session,
   data: Samples,
-  batch: number,
-  size: number,
+  geo: Geometry,
   rule: "val" | "test",
   each?: (
     index: number,
@@ -368,8 +389,8 @@ export async function scoreSplit(
     score: ImageScores,
   ) => Promise<void> | void,
 ): Promise<{ mean: ImageScores; per: ImageScores[]; pooled: ImageScores }> {
-  const b = new Batcher(data, batch, size);
-  const plane = size * size;
+  const b = new Batcher(data, geo);
+  const plane = geo.size * geo.size, batch = geo.batch;
   const score = rule === "val" ? valScores : testScores;
   const per: ImageScores[] = [];
   const counts = emptyCounts();
@@ -386,7 +407,7 @@ export async function scoreSplit(
         idx[k],
         p.subarray(k * plane, (k + 1) * plane),
         b.y.subarray(k * plane, (k + 1) * plane),
-        b.x.subarray(k * 3 * plane, (k + 1) * 3 * plane),
+        b.x.subarray(k * b.image, (k + 1) * b.image),
         sc,
       );
     }
@@ -402,7 +423,7 @@ export async function train(
   s: Session,
   data: { train: Samples; val: Samples },
   r: Recipe,
-  o: { seed: number; size: number; augment: boolean; plan?: SemiPlan },
+  o: { seed: number; geometry: Geometry; augment: boolean; plan?: SemiPlan },
   state: TrainerState,
   hooks: TrainerHooks,
 ): Promise<TrainerState> {
@@ -413,8 +434,11 @@ export async function train(
       `the labeled training samples (${plan.labeled.length}) are fewer than one batch of ${r.batch}`,
     );
   }
-  const batcher = new Batcher(data.train, r.batch, o.size);
-  const cBuf = new Float32Array(r.batch * o.size * o.size);
+  if (o.geometry.batch !== r.batch) {
+    throw new RangeError(`the recipe's batch ${r.batch} is not the programs' ${o.geometry.batch}`);
+  }
+  const batcher = new Batcher(data.train, o.geometry);
+  const cBuf = new Float32Array(r.batch * o.geometry.size ** 2);
   let pseudo: Float32Array | null = null;
   let lastLoss: number | null = null;
   while (!st.done && st.epoch <= r.epochs) {
@@ -424,7 +448,7 @@ export async function train(
     const steps = batches.length;
     const t0 = performance.now();
     const startStep = st.stepInEpoch;
-    if (isSemiEpoch(plan, e)) pseudo = await pseudoLabels(s, data.train, plan, r, o, e, st, hooks);
+    if (isSemiEpoch(plan, e)) pseudo = await pseudoLabels(s, data.train, plan, o, e, st, hooks);
     for (let b = st.stepInEpoch; b < steps; b++) {
       const bp = batches[b];
       const aug = o.augment ? { seed: o.seed, epoch: e } : null;
@@ -467,7 +491,7 @@ export async function train(
     const loss = st.lossSum / steps;
     let v: ImageScores | null = null;
     if (e % r.eval_every === 0 || e === r.epochs) {
-      v = (await scoreSplit(s, data.val, r.batch, o.size, "val")).mean;
+      v = (await scoreSplit(s, data.val, o.geometry, "val")).mean;
     }
     // The reference saves only on a strict improvement and only after epoch min_save_epoch-1.
     const best = v !== null && e >= r.min_save_epoch && v.dice > st.bestDice;
@@ -516,8 +540,7 @@ async function pseudoLabels(
   s: Session,
   train: Samples,
   plan: SemiPlan,
-  r: Recipe,
-  o: { size: number },
+  o: { geometry: Geometry },
   e: number,
   st: TrainerState,
   hooks: TrainerHooks,
@@ -527,7 +550,7 @@ async function pseudoLabels(
     if (!saved) throw new Error(`the pseudo labels of epoch ${e} are missing; cannot resume`);
     return plan.binarize ? binarizePseudo(saved) : saved;
   }
-  const labels = await predictAll(s, train, plan.unlabeled, r.batch, o.size);
+  const labels = await predictAll(s, train, plan.unlabeled, o.geometry);
   if (plan.epi && e - 1 > plan.prototype_epochs) {
     const prev = await hooks.loadPseudo?.(e - 1);
     if (!prev) throw new Error(`the pseudo labels of epoch ${e - 1} are missing`);

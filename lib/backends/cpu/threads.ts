@@ -73,6 +73,9 @@ interface Helper {
   waiting: Map<number, () => void>;
 }
 
+/** The helpers' module. */
+const WORKER_URL = new URL("./worker.ts", import.meta.url);
+
 function envThreads(): number | undefined {
   try {
     const v = Deno.env.get("LVIT_CPU_THREADS");
@@ -83,11 +86,15 @@ function envThreads(): number | undefined {
 }
 
 /**
- * Threads to use: LVIT_CPU_THREADS (at most one per core), else one per core. Results do not
- * depend on it: every kernel's parts, and every GEMM's blocks, compute the same sums in the same
- * order whichever thread runs them (tests/cpu_threads_test.ts).
+ * Threads to use: LVIT_CPU_THREADS (at most one per core), else one per core; one where no helper
+ * can start (this module loaded from an http(s) URL: helpers are `node:worker_threads` Workers,
+ * which take file: URLs only). Every kernel's parts compute the same sums in the same order
+ * whichever thread runs them, and so do GEMM blocks with OpenBLAS's AVX-512 kernels and the
+ * TypeScript GEMM; its Haswell kernels round a split GEMM differently from a whole one
+ * (tests/cpu_threads_test.ts), so there the count is part of what a result depends on.
  */
 export function threadCount(): number {
+  if (WORKER_URL.protocol !== "file:") return 1;
   const cores = Math.max(1, navigator.hardwareConcurrency || 1);
   const env = envThreads();
   if (env === undefined || !Number.isInteger(env) || env < 1) return cores;
@@ -116,7 +123,7 @@ export class CpuThreads {
   /** Starts `count - 1` helpers, or returns null where none can start (or count <= 1). */
   static start(count: number = threadCount()): CpuThreads | null {
     if (count <= 1) return null;
-    const url = new URL("./worker.ts", import.meta.url);
+    const url = WORKER_URL;
     if (url.protocol !== "file:") return null;
     const helpers: Helper[] = [];
     try {
