@@ -18,6 +18,8 @@ import { buildModel, type ModelFn } from "../lib/models/registry.ts";
 import { stateDict } from "../lib/models/state_dict.ts";
 import { selectBackend } from "../lib/backends/select.ts";
 import { Session } from "../lib/train/session.ts";
+import { Inference } from "../lib/train/inference.ts";
+import type { WeightHolder } from "../lib/train/weights.ts";
 import { BATCH_DIM, modelToOnnx, ONNX_OPSET } from "../lib/export/onnx.ts";
 import { decodeModel, type ModelMsg } from "../lib/export/onnx_proto.ts";
 import { resolveExperimentText } from "../lib/config/load.ts";
@@ -53,7 +55,7 @@ function uniform(n: number, seed: number, lo = -1, hi = 1): Float32Array {
  * 0 and 1. LViT's text path (text modules, CTBN3) is scaled up 3x: at its initial scale a text
  * moves the output by less than the tolerance, so a wrong text path could pass unseen.
  */
-async function randomWeights(s: Session): Promise<Map<string, Float32Array>> {
+async function randomWeights(s: WeightHolder): Promise<Map<string, Float32Array>> {
   const w = new Map<string, Float32Array>();
   let k = 1;
   for (const [name, t] of await s.state(true)) {
@@ -86,13 +88,16 @@ const STANDARD = new Set(
     "Concat Slice Pad ReduceSum ReduceMax Identity Greater Less Cast").split(" "),
 );
 
-Deno.test("onnx export: unet-small and a tiny LViT equal the cpu backend in onnxruntime-web at batch 1 and 2", async () => {
+Deno.test("onnx export: U-Nets, LViT-T and LViT-TW (small) equal the cpu backend in onnxruntime-web at batch 1 and 2", async () => {
   const ort = await importOrt();
   ort.env.wasm.numThreads = 1;
   const backend = await selectBackend("cpu");
+  const small = { baseChannels: 8, heads: 2, imageSize: 64 };
   const cases: [string, ModelFn, number][] = [
     ["unet-small", buildModel("unet-small", { widths: [4, 8, 16] }), 64],
-    ["lvit-t", buildModel("lvit-t", { baseChannels: 8, heads: 2, imageSize: 64 }), 64],
+    ["unet", buildModel("unet", { baseChannels: 4 }), 64],
+    ["lvit-t", buildModel("lvit-t", small), 64],
+    ["lvit-tw", buildModel("lvit-tw", small), 64],
   ];
   for (const [name, fn, S] of cases) {
     const sessions = new Map<number, Session>();
@@ -112,7 +117,7 @@ Deno.test("onnx export: unet-small and a tiny LViT equal the cpu backend in onnx
         name,
         metadata: { "lvit.model": name },
       });
-      const readsText = name.startsWith("lvit");
+      const readsText = name === "lvit-t";
       assertEquals(ex.inputs, readsText ? ["image", "text"] : ["image"]);
 
       // Structure.
@@ -195,6 +200,40 @@ Deno.test("onnx export: unet-small and a tiny LViT equal the cpu backend in onnx
     } finally {
       for (const s of sessions.values()) s.destroy();
     }
+  }
+});
+
+Deno.test("onnx export: the reference LViT-T at 224 equals the cpu backend in onnxruntime-web", async () => {
+  const ort = await importOrt();
+  ort.env.wasm.numThreads = 1;
+  const fn = buildModel("lvit-t");
+  const m = await Inference.create(await selectBackend("cpu"), fn, { size: 224, seed: 7 });
+  try {
+    const weights = await randomWeights(m);
+    m.loadState(weights);
+    const ex = modelToOnnx(fn, { channels: 3, size: 224, weights, name: "lvit-t" });
+    const session = await ort.InferenceSession.create(ex.bytes, { executionProviders: ["wasm"] });
+    try {
+      const x = uniform(3 * 224 * 224, 11, 0, 1);
+      const text = uniform(10 * 768, 12, -1, 1);
+      const r = await session.run({
+        image: new ort.Tensor("float32", x, [1, 3, 224, 224]),
+        text: new ort.Tensor("float32", text, [1, 10, 768]),
+      });
+      const got = r.probabilities.data as Float32Array;
+      const want = (await m.forward(x, { text })).probabilities;
+      assertEquals(got.length, want.length);
+      const max = want.reduce((w, v, i) => Math.max(w, Math.abs(v - got[i])), 0);
+      console.log(
+        `lvit-t 224x224 (reference size): max |ort - cpu| = ${max.toExponential(2)} ` +
+          `(${(ex.bytes.length / 2 ** 20).toFixed(1)} MiB, ${ex.nodes} ONNX nodes)`,
+      );
+      assert(max <= TOL, `lvit-t 224: max |ort - cpu| ${max} > ${TOL}`);
+    } finally {
+      await session.release();
+    }
+  } finally {
+    m.destroy();
   }
 });
 
