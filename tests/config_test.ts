@@ -358,7 +358,7 @@ Deno.test("errors: YAML syntax, unknown keys, types, enums name file:line:col an
     /^e\.yaml:2:17: 'data\.dataset' must be one of "synth", "qata", "mosmed", "monuseg" \(got "monseg"\) \(did you mean 'monuseg'\?\)$/,
   ]);
   fails("bad model", "name: t\ndata: {dataset: synth}\nmodel:\n  name: lvit-x\n", [
-    /^e\.yaml:4:9: 'model\.name' must be one of "lvit-t", "lvit-tw", "lvit-l", "lvit-lw", "unet", "unet-small" \(got "lvit-x"\) \(did you mean 'lvit-t'\?\)$/,
+    /^e\.yaml:4:9: 'model\.name' must be one of "lvit-t", "lvit-tw", "lvit-l", "lvit-lw", "unet", "unet-small", "unetpp", "uctransnet", "gtunet" \(got "lvit-x"\) \(did you mean 'lvit-t'\?\)$/,
   ]);
   fails("literal enum", `${MIN.slice(0, -2)}, text_level: 5}\n`, [
     /^e\.yaml:3:35: 'model\.text_level' must be one of 1, 2, 3, 4 \(got 5\)$/,
@@ -542,7 +542,7 @@ Deno.test("schema docs: every resolved key has a description; backends match sel
     v !== null && typeof v === "object" && !Array.isArray(v)
       ? Object.entries(v).flatMap(([k, x]) => [`${p}${k}`, ...leaves(x, `${p}${k}.`)])
       : [];
-  for (const m of ["lvit-t", "unet", "unet-small"]) {
+  for (const m of ["lvit-t", "unet", "unet-small", "unetpp", "uctransnet", "gtunet"]) {
     const c: ExperimentConfig = resolve(MIN.replace("lvit-t", m)).config;
     for (const p of leaves(c, "")) {
       const k = byPath.get(p);
@@ -557,6 +557,7 @@ Deno.test("schema docs: every resolved key has a description; backends match sel
     "lvit-tw": 1,
     "lvit-l": 4,
     "lvit-lw": 4,
+    uctransnet: 4,
   });
   assertEquals(byPath.get("model.widths")?.models, ["unet-small"]);
   assert(formatSchemaKeys().includes("| `train.schedule.t0` | a positive integer | 10 |"));
