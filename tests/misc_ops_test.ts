@@ -30,7 +30,7 @@ import {
   upsampleNearest2d,
 } from "../lib/graph/mod.ts";
 import { erfcRef, erfRef } from "../lib/graph/ops/misc.ts";
-import { geluPhi2 } from "../lib/backends/cpu/kernels/misc.ts";
+import { geluPhi2 } from "../kernels/cpu/misc.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";

@@ -15,7 +15,7 @@ import {
   convTBackwardWeight,
   convTForward,
   type ConvTGeom,
-} from "../../../kernels/conv.ts";
+} from "../../../kernels/webgpu/conv.ts";
 import { reshape, sum } from "./shape_ops.ts";
 import {
   conv2dBwdDataCpu,
@@ -24,7 +24,7 @@ import {
   convTransposeBwdDataCpu,
   convTransposeBwdWeightCpu,
   convTransposeCpu,
-} from "../../backends/cpu/kernels/conv.ts";
+} from "../../../kernels/cpu/conv.ts";
 
 /** Attributes of `conv2d` (PyTorch's Conv2d arguments; the same value for both axes). */
 export interface ConvAttrs {

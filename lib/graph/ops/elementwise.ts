@@ -12,9 +12,9 @@ import {
   ShapeError,
   stridesOf,
 } from "../shape.ts";
-import { elementwiseKernel } from "../../../kernels/elementwise.ts";
-import { f32 } from "../../../kernels/common.ts";
-import { elementwiseCpu, jsNum } from "../../backends/cpu/kernels/elementwise.ts";
+import { elementwiseKernel } from "../../../kernels/webgpu/elementwise.ts";
+import { f32 } from "../../../kernels/webgpu/common.ts";
+import { elementwiseCpu, jsNum } from "../../../kernels/cpu/elementwise.ts";
 // A cycle by design: reduction gradients use elementwise ops and broadcast gradients use sums;
 // both are only called while building graphs, long after module evaluation.
 import { reshape, sum } from "./shape_ops.ts";

@@ -16,7 +16,7 @@ import {
   geluForward,
   maxAxisBackward,
   maxAxisForward,
-} from "../../../kernels/misc.ts";
+} from "../../../kernels/webgpu/misc.ts";
 import {
   dropoutCpu,
   geluCpu,
@@ -24,7 +24,7 @@ import {
   maxAxisCpu,
   maxAxisGradCpu,
   stepToU32,
-} from "../../backends/cpu/kernels/misc.ts";
+} from "../../../kernels/cpu/misc.ts";
 import { fillUniform, Stream } from "../../rng/philox.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -18,9 +18,9 @@ import {
   type BnGeom,
   bnStats,
   runningUpdate,
-} from "../../../kernels/norm.ts";
+} from "../../../kernels/webgpu/norm.ts";
 import { reshape, slice } from "./shape_ops.ts";
-import { ranged } from "../../backends/cpu/kernels/parts.ts";
+import { ranged } from "../../../kernels/cpu/parts.ts";
 
 function geom(op: string, ins: Shape[]): BnGeom {
   const x = ins[0];

@@ -5,8 +5,8 @@
 import type { Tensor } from "../graph.ts";
 import { defineOp } from "../op.ts";
 import { numel, sameShape, ShapeError } from "../shape.ts";
-import { ceilDiv, entry, f32, storageDecl, u32, WG } from "../../../kernels/common.ts";
-import { adamCpu, assignCpu } from "../../backends/cpu/kernels/optim.ts";
+import { ceilDiv, entry, f32, storageDecl, u32, WG } from "../../../kernels/webgpu/common.ts";
+import { adamCpu, assignCpu } from "../../../kernels/cpu/optim.ts";
 
 defineOp({
   name: "assign",

@@ -8,13 +8,13 @@ import {
   type PoolGeom,
   poolSum,
   upsampleNearest,
-} from "../../../kernels/pool.ts";
+} from "../../../kernels/webgpu/pool.ts";
 import {
   maxpoolBwdCpu,
   maxpoolCpu,
   poolSumCpu,
   upsampleNearestCpu,
-} from "../../backends/cpu/kernels/pool.ts";
+} from "../../../kernels/cpu/pool.ts";
 
 type PoolAttrs = { k: number; s: number };
 

@@ -2,11 +2,11 @@
 import type { Tensor } from "../graph.ts";
 import { defineOp } from "../op.ts";
 import { normAxes, numel, type Shape, ShapeError, stridesOf } from "../shape.ts";
-import { gatherKernel, sumKernel } from "../../../kernels/reduce.ts";
-import { ceilDiv, entry, storageDecl, u32, WG } from "../../../kernels/common.ts";
+import { gatherKernel, sumKernel } from "../../../kernels/webgpu/reduce.ts";
+import { ceilDiv, entry, storageDecl, u32, WG } from "../../../kernels/webgpu/common.ts";
 import { affine, expand } from "./elementwise.ts";
-import { sumCpu } from "../../backends/cpu/kernels/reduce.ts";
-import { concatCpu, padCpu, sliceCpu } from "../../backends/cpu/kernels/movement.ts";
+import { sumCpu } from "../../../kernels/cpu/reduce.ts";
+import { concatCpu, padCpu, sliceCpu } from "../../../kernels/cpu/movement.ts";
 
 defineOp<{ shape: number[] }>({
   name: "reshape",

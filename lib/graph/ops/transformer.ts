@@ -17,7 +17,7 @@ import {
   permuteKernel,
   softmaxGradKernel,
   softmaxKernel,
-} from "../../../kernels/transformer.ts";
+} from "../../../kernels/webgpu/transformer.ts";
 import {
   lnApplyCpu,
   lnBwdDataCpu,
@@ -27,7 +27,7 @@ import {
   permuteCpu,
   softmaxCpu,
   softmaxGradCpu,
-} from "../../backends/cpu/kernels/transformer.ts";
+} from "../../../kernels/cpu/transformer.ts";
 import { add } from "./elementwise.ts";
 import { reshape, slice } from "./shape_ops.ts";
 

@@ -8,7 +8,7 @@
  * gradient, a sum over rows per channel, is a gather per channel over chunks of rows whose
  * partial sums a second dispatch adds in chunk order. No atomics, no barriers, no shared memory.
  */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { KernelPlan } from "../../lib/graph/op.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
 import { gemmKernel } from "./gemm.ts";
 

@@ -3,7 +3,7 @@
  * contiguous chunks whose partial sums a second dispatch adds in chunk order: fixed order, no
  * atomics, and enough invocations for both cores even when C is 16.
  */
-import type { KernelPlan, WgslKernel } from "../lib/graph/op.ts";
+import type { KernelPlan, WgslKernel } from "../../lib/graph/op.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
 
 /** Elements of one channel summed by one invocation in the first pass. */

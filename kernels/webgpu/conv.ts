@@ -2,7 +2,7 @@
  * Convolution kernels as implicit GEMMs (see gemm.ts). Backward passes are gathers: each
  * gradient element is summed by one invocation, never scattered with atomics (design.md 4).
  */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { KernelPlan } from "../../lib/graph/op.ts";
 import { gemmKernel } from "./gemm.ts";
 import { u32 } from "./common.ts";
 

@@ -4,9 +4,9 @@
  * kernels' f32 fit coefficients; nothing is allocated in `run` (the Philox output words live in a
  * buffer made once per node).
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import { type AxisGeom, type DropoutGeom, ERFC_COEFFS } from "../../../../kernels/misc.ts";
-import { philoxInto } from "../../../rng/philox.ts";
+import type { CpuKernel } from "../../lib/graph/op.ts";
+import { type AxisGeom, type DropoutGeom, ERFC_COEFFS } from "../webgpu/misc.ts";
+import { philoxInto } from "../../lib/rng/philox.ts";
 import { partOf, ranged } from "./parts.ts";
 
 // The fit's coefficients as the WGSL literals hold them. The conversion constants 1/sqrt 2 and

@@ -3,7 +3,7 @@
  * over one axis with its gradient. Every kernel writes each output element from one invocation
  * (gathers only, no atomics), in the fixed order design.md section 4 asks for.
  */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { KernelPlan } from "../../lib/graph/op.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
 import { PHILOX_WGSL } from "./philox.ts";
 

@@ -1,5 +1,5 @@
 /** Pooling and nearest upsampling, one output element per invocation, all gathers. */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { KernelPlan } from "../../lib/graph/op.ts";
 import { ceilDiv, entry, storageDecl, u32, WG } from "./common.ts";
 
 export interface PoolGeom {

@@ -5,9 +5,9 @@
  * buffers are made on the first run and reused (the executor passes the same buffers every
  * run), and accumulators that outlive a loop are allocated when the kernel is built.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import type { MatmulGeom } from "../../../../kernels/transformer.ts";
-import { sgemm } from "../blas.ts";
+import type { CpuKernel } from "../../lib/graph/op.ts";
+import type { MatmulGeom } from "../webgpu/transformer.ts";
+import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { ranged } from "./parts.ts";
 
 /** Views of `count` consecutive blocks of `size` floats (stride 0: the whole buffer each time). */
