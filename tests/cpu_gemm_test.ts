@@ -18,9 +18,9 @@ import {
   conv2dCpu,
   type ConvMethod,
 } from "../kernels/cpu/conv.ts";
-import type { ConvGeom } from "../kernels/webgpu/conv.ts";
+import type { ConvGeom } from "../lib/graph/ops/conv.ts";
 import { getOp } from "../lib/graph/mod.ts";
-import type { CpuKernel } from "../lib/graph/op.ts";
+import type { CpuKernel } from "../kernels/cpu/types.ts";
 import { fillNormal } from "../lib/rng/philox.ts";
 
 type Gemm = typeof sgemm;

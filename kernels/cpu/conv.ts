@@ -19,8 +19,8 @@
  * operands are made on the first run and reused, since the executor passes the same buffers
  * every run. Accumulation is sequential and deterministic.
  */
-import type { CpuKernel, CpuPartFn } from "../../lib/graph/op.ts";
-import type { ConvGeom, ConvTGeom } from "../webgpu/conv.ts";
+import type { CpuKernel, CpuPartFn } from "./types.ts";
+import type { ConvGeom, ConvTGeom } from "../../lib/graph/ops/conv.ts";
 import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { partOf } from "./parts.ts";
 

@@ -17,7 +17,7 @@
  * - any other broadcast still gets a contiguous or hoisted innermost axis (the innermost kept
  *   axis of a row-major operand has stride 1 or 0), with outer offsets added per block.
  */
-import type { CpuKernel } from "../../lib/graph/op.ts";
+import type { CpuKernel } from "./types.ts";
 import { broadcastStrides, numel, type Shape } from "../../lib/graph/shape.ts";
 
 /** A JS expression of one output element from its operands' variable names (`v0`, `v1`, ...). */

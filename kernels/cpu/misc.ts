@@ -4,8 +4,9 @@
  * kernels' f32 fit coefficients; nothing is allocated in `run` (the Philox output words live in a
  * buffer made once per node).
  */
-import type { CpuKernel } from "../../lib/graph/op.ts";
-import { type AxisGeom, type DropoutGeom, ERFC_COEFFS } from "../webgpu/misc.ts";
+import type { CpuKernel } from "./types.ts";
+import { ERFC_COEFFS } from "../webgpu/misc.ts";
+import { type AxisGeom, type DropoutGeom, stepToU32 } from "../../lib/graph/ops/misc.ts";
 import { philoxInto } from "../../lib/rng/philox.ts";
 import { partOf, ranged } from "./parts.ts";
 
@@ -47,15 +48,6 @@ export function geluGradCpu(n: number): CpuKernel {
       out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v));
     }
   });
-}
-
-/**
- * The step as the WGSL kernel converts it: f32 -> u32 truncates toward zero and saturates, so
- * a stray negative or huge value still gives the same mask on both backends.
- */
-export function stepToU32(s: number): number {
-  if (!(s > 0)) return 0;
-  return Math.min(Math.trunc(s), 4294967295);
 }
 
 /**
