@@ -1,6 +1,6 @@
 /**
  * CPU kernels of the LViT-specific ops (gelu, dropout, max over an axis), twins of
- * kernels/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
+ * kernels/webgpu/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
  * kernels' f32 fit coefficients; nothing is allocated in `run` (the Philox output words live in a
  * buffer made once per node).
  */
@@ -51,7 +51,7 @@ export function geluGradCpu(n: number): CpuKernel {
 }
 
 /**
- * Inverted dropout with the mask layout of kernels/misc.ts `dropoutKernel`: element i takes word
+ * Inverted dropout with the mask layout of kernels/webgpu/misc.ts `dropoutKernel`: element i takes word
  * i % 4 of the Philox block (i / 4, 0, step, 0) under key (seed, stream). Each output is x times
  * 0 or scale, one product of two f32 values rounded once to f32 as the GPU does, so the two
  * backends agree bit for bit (signed zeros included).
