@@ -21,6 +21,11 @@
  * @module
  */
 export * from "./lib/graph/mod.ts";
+export { compile, type Program, type Target } from "./lib/backends/compile.ts";
+export { type Step, type WebGpuProgram } from "./lib/backends/webgpu/lower.ts";
+export { type CpuProgram, type CpuStep } from "./lib/backends/cpu/lower.ts";
+export type { Binding, KernelPlan, WgslKernel } from "./kernels/webgpu/types.ts";
+export type { CpuKernel, CpuPartFn } from "./kernels/cpu/types.ts";
 export { runRef } from "./lib/backends/ref/interpreter.ts";
 export { acquireDevice, type GpuContext, NoAdapterError } from "./lib/backends/webgpu/device.ts";
 export { Executable, WebGPURuntime } from "./lib/backends/webgpu/executor.ts";

@@ -13,10 +13,11 @@
  * per op family (bench/profile.ts).
  */
 import { selectBackend } from "../lib/backends/select.ts";
-import { compile, Graph, initValues } from "../lib/graph/mod.ts";
+import { Graph, initValues } from "../lib/graph/mod.ts";
+import { compile } from "../lib/backends/compile.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
-import type { Target } from "../lib/graph/compile.ts";
+import type { Target } from "../lib/backends/compile.ts";
 import { type Model, Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
 import { programFlops } from "../lib/models/count.ts";

@@ -3,7 +3,7 @@
  * node of the compiled program is timed on its own (CpuExecutable.profile) over a few steps and
  * the per-node medians are summed per family, so one slow outlier step does not move a family.
  */
-import type { Program } from "../lib/graph/compile.ts";
+import type { Program } from "../lib/backends/compile.ts";
 import { exactMacs } from "../lib/models/count.ts";
 
 /**

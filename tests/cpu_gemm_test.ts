@@ -17,10 +17,10 @@ import {
   conv2dBwdWeightCpu,
   conv2dCpu,
   type ConvMethod,
-} from "../lib/backends/cpu/kernels/conv.ts";
-import type { ConvGeom } from "../kernels/conv.ts";
+} from "../kernels/cpu/conv.ts";
+import type { ConvGeom } from "../lib/graph/ops/conv.ts";
 import { getOp } from "../lib/graph/mod.ts";
-import type { CpuKernel } from "../lib/graph/op.ts";
+import type { CpuKernel } from "../kernels/cpu/types.ts";
 import { fillNormal } from "../lib/rng/philox.ts";
 
 type Gemm = typeof sgemm;

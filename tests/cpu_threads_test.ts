@@ -8,6 +8,7 @@
  *   without, and its helpers really ran (a split was dispatched).
  */
 import { getOp } from "../lib/graph/mod.ts";
+import { cpuKernel } from "../lib/backends/cpu/lower.ts";
 import type { Attrs } from "../lib/graph/graph.ts";
 import type { Shape } from "../lib/graph/shape.ts";
 import { type Backend, selectBackend } from "../lib/backends/select.ts";
@@ -102,7 +103,7 @@ for (const c of CASES) {
     const def = getOp(c.op);
     const attrs = c.attrs ?? {};
     const outShape = def.shape(c.ins, attrs);
-    const k = def.cpu!(c.ins, attrs, outShape);
+    const k = cpuKernel(def, c.ins, attrs, outShape);
     assert(k.runPart !== undefined, `${c.op} has runPart`);
     const ins = c.ins.map((s, i) => {
       const v = values(size(s));
@@ -128,7 +129,7 @@ Deno.test("cpu runPart: adam's in-place update over chunks equals run for 1-3 pa
     const h = new Float32Array([1e-3, 0.1, 0.001]);
     return [values(n), values(n), values(n), values(n).map(Math.abs), h];
   };
-  const k = getOp("adam").cpu!([[n], [n], [n], [n], [3]], {
+  const k = cpuKernel(getOp("adam"), [[n], [n], [n], [n], [3]], {
     beta1: 0.9,
     beta2: 0.999,
     eps: 1e-8,
@@ -175,7 +176,7 @@ for (const c of STAGED) {
   Deno.test(`cpu prepare + finish: ${c.op} ${JSON.stringify(c.ins)} equals run for 1-4 parts`, () => {
     const def = getOp(c.op);
     const outShape = def.shape(c.ins, c.attrs);
-    const k = def.cpu!(c.ins, c.attrs, outShape);
+    const k = cpuKernel(def, c.ins, c.attrs, outShape);
     assert(k.prepare !== undefined && k.finish !== undefined, `${c.op} has a prepare stage`);
     const ins = c.ins.map((s) => values(size(s)));
     const scratch = () => (k.scratch ?? []).map((n) => new Float32Array(n).fill(NaN));

@@ -5,8 +5,9 @@
 import { acquireDevice, type GpuContext } from "../lib/backends/webgpu/device.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
-import { compile, gradients, Graph, mul, sum, type Tensor } from "../lib/graph/mod.ts";
-import type { Target } from "../lib/graph/compile.ts";
+import { gradients, Graph, mul, sum, type Tensor } from "../lib/graph/mod.ts";
+import { compile } from "../lib/backends/compile.ts";
+import type { Target } from "../lib/backends/compile.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { fillNormal } from "../lib/rng/philox.ts";
 

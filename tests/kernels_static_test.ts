@@ -2,7 +2,7 @@
  * Static checks of the generated WGSL, no device needed. Determinism (design.md 4) rests on every
  * float being summed by one invocation in a fixed order: no atomics, and no workgroup-shared
  * accumulators synchronised with barriers. These tests generate the kernels of every op of the
- * table for a handful of shapes (directly through each op's `wgsl`, and through `compile()` of a
+ * table for a handful of shapes (directly through the webgpu lowering table, and through `lower()` of a
  * whole training step) and reject any kernel that breaks the rule. They also check that each
  * kernel's declared bindings agree with the binding list the compiler will bind.
  */
@@ -11,7 +11,6 @@ import {
   affine,
   allOps,
   bce,
-  compile,
   concat,
   conv2d,
   convTranspose,
@@ -30,8 +29,9 @@ import {
   sum,
   type Tensor,
   upsampleNearest2d,
-  type WgslKernel,
 } from "../lib/graph/mod.ts";
+import type { WgslKernel } from "../kernels/webgpu/types.ts";
+import { lower, wgslPlan } from "../lib/backends/webgpu/lower.ts";
 
 type Attrs = Record<string, unknown>;
 
@@ -255,7 +255,8 @@ function specsOf(op: OpDef): [Shape[], Attrs][] {
 /** The kernels of `op` for one spec, labelled for messages. */
 function kernelsFor(op: OpDef, ins: Shape[], attrs: Attrs): { label: string; k: WgslKernel }[] {
   const out = op.shape(ins, attrs);
-  const plan = op.wgsl(ins, attrs, out);
+  // Alias ops (reshape) have no kernels: they share their input's buffer.
+  const plan = op.alias ? { kernels: [] } : wgslPlan(op, ins, attrs, out);
   const label = `${op.name}(${ins.map((s) => `[${s}]`).join(", ")})`;
   return plan.kernels.map((k, i) => ({ label: `${label} kernel ${i}`, k }));
 }
@@ -338,7 +339,7 @@ function slice5(t: Tensor): Tensor {
 
 Deno.test("a compiled training step: every dispatch passes the same checks", () => {
   const { outputs, effects } = trainingStep();
-  const prog = compile(outputs, effects, SPEC_LIMITS);
+  const prog = lower(outputs, effects, SPEC_LIMITS);
   const problems = check(prog.steps.map((s) => ({ label: s.label, k: s.kernel })));
   if (problems.length) throw new Error(problems.join("\n"));
   const ops = new Set(prog.steps.map((s) => s.label.split("#")[0]));

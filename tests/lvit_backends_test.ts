@@ -6,7 +6,8 @@
 import { noGpu, randn } from "./harness.ts";
 import { selectBackend } from "../lib/backends/select.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
-import { compile, Graph, initValues } from "../lib/graph/mod.ts";
+import { Graph, initValues } from "../lib/graph/mod.ts";
+import { compile } from "../lib/backends/compile.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { matchStateDict } from "../lib/io/checkpoint.ts";

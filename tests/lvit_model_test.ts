@@ -4,7 +4,7 @@
  * variants, the inspect CLI's contract, and a tiny LViT forward on the float64 reference.
  */
 import { Graph, initValues, type Tensor } from "../lib/graph/mod.ts";
-import { schedule } from "../lib/graph/compile.ts";
+import { schedule } from "../lib/graph/plan.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { lvitForward, type LViTOptions, STEP_INPUT, TEXT_INPUT } from "../lib/models/lvit.ts";
 import { countGraph, countModel, exactMacs, referenceMacs } from "../lib/models/count.ts";

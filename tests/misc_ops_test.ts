@@ -15,7 +15,6 @@
  * Tolerances are given per group with the reason. Notation: f32 unit roundoff u = 6e-8.
  */
 import {
-  compile,
   conv2d,
   dropout,
   gelu,
@@ -29,8 +28,9 @@ import {
   type Tensor,
   upsampleNearest2d,
 } from "../lib/graph/mod.ts";
+import { compile } from "../lib/backends/compile.ts";
 import { erfcRef, erfRef } from "../lib/graph/ops/misc.ts";
-import { geluPhi2 } from "../lib/backends/cpu/kernels/misc.ts";
+import { geluPhi2 } from "../kernels/cpu/misc.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";

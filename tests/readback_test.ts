@@ -6,8 +6,9 @@
 import { gpu, noGpu } from "./harness.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
-import { compile, Graph, mul } from "../lib/graph/mod.ts";
-import type { Target } from "../lib/graph/compile.ts";
+import { Graph, mul } from "../lib/graph/mod.ts";
+import { compile } from "../lib/backends/compile.ts";
+import type { Target } from "../lib/backends/compile.ts";
 import { assertEquals } from "./assert.ts";
 
 // Awkward sizes: one value, odd lengths, and one leaf larger than the small staging chunk below.

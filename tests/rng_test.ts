@@ -8,7 +8,7 @@ import {
   uniformAt,
   wordToUniform,
 } from "../lib/rng/philox.ts";
-import { PHILOX_WGSL } from "../kernels/philox.ts";
+import { PHILOX_WGSL } from "../kernels/webgpu/philox.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const hex = (a: Uint32Array) => Array.from(a, (w) => w.toString(16).padStart(8, "0")).join(" ");

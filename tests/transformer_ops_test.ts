@@ -34,8 +34,9 @@ import {
   sum,
   type Tensor,
 } from "../lib/graph/mod.ts";
-import { lnApplyOp, lnStatsOf, softmaxGrad } from "../lib/graph/ops/transformer.ts";
-import { matmulFold, matmulKernel } from "../kernels/transformer.ts";
+import { softmaxGrad } from "../lib/graph/ops/transformer.ts";
+import { lnApplyOp, lnStatsOf } from "../lib/graph/ops/layer_norm.ts";
+import { matmulFold, matmulKernel } from "../kernels/webgpu/transformer.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { given, numelOf, OpSuite, type Spec, type SuiteCase, T } from "./op_suite.ts";
 import { assertClose, randn } from "./harness.ts";

@@ -9,7 +9,7 @@ import { noGpu, randn, runOn } from "./harness.ts";
 import { assert, assertEquals } from "./assert.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { getOp, gradients, Graph, initValues, mul, sum, type Tensor } from "../lib/graph/mod.ts";
-import { schedule } from "../lib/graph/compile.ts";
+import { schedule } from "../lib/graph/plan.ts";
 import { countGraph, referenceMacs } from "../lib/models/count.ts";
 import { stateDict } from "../lib/models/state_dict.ts";
 import { buildModel, MODELS } from "../lib/models/registry.ts";

@@ -3,26 +3,21 @@
  * CPU backend on a software adapter or none (Mesa's rasterizer is ~10x slower than BLAS on the
  * same cores, design.md 6). The choice and the reason are printed and recorded.
  */
-import type { DeviceLimits, Program, Target } from "../graph/compile.ts";
-import { SPEC_LIMITS } from "../graph/compile.ts";
+import { type DeviceLimits, SPEC_LIMITS } from "../graph/plan.ts";
+import type { Program, Target } from "./compile.ts";
 import { acquireDevice, type GpuContext, NoAdapterError } from "./webgpu/device.ts";
 import { WebGPURuntime } from "./webgpu/executor.ts";
 import { CpuRuntime } from "./cpu/executor.ts";
 import { blasInfo } from "./cpu/blas.ts";
 import { threadCount } from "./cpu/threads.ts";
 
-export type { BufferPlan, CpuStep, DeviceLimits, Program, Step, Target } from "../graph/compile.ts";
-export type {
-  Attrs,
-  Binding,
-  CpuKernel,
-  Graph,
-  InitSpec,
-  Shape,
-  Tensor,
-  TensorKind,
-  WgslKernel,
-} from "../graph/mod.ts";
+export type { BufferPlan, DeviceLimits, Plan, PlannedNode } from "../graph/plan.ts";
+export type { Program, Target } from "./compile.ts";
+export type { Step, WebGpuProgram } from "./webgpu/lower.ts";
+export type { CpuProgram, CpuStep } from "./cpu/lower.ts";
+export type { Binding, WgslKernel } from "../../kernels/webgpu/types.ts";
+export type { CpuKernel } from "../../kernels/cpu/types.ts";
+export type { Attrs, Graph, InitSpec, Shape, Tensor, TensorKind } from "../graph/mod.ts";
 export type { GpuContext } from "./webgpu/device.ts";
 
 /** A backend by name, or `auto`: webgpu on a hardware adapter, else the CPU backend. */

@@ -11,7 +11,7 @@
  * differs between the two builds stops the export.
  */
 import { Graph, type Tensor } from "../graph/mod.ts";
-import { schedule } from "../graph/compile.ts";
+import { schedule } from "../graph/plan.ts";
 import type { ModelFn } from "../models/count.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import {

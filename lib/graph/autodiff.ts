@@ -4,8 +4,7 @@
  * optimiser update compile into ONE program. Contributions from several consumers are added in
  * reverse creation order: a fixed order, so the summation is deterministic.
  */
-import type { Tensor } from "./graph.ts";
-import { getOp } from "./op.ts";
+import { getOp, type Tensor } from "./graph.ts";
 import { add, affine } from "./ops/elementwise.ts";
 import { sameShape } from "./shape.ts";
 

@@ -1,10 +1,15 @@
 /**
- * Symbolic tensors and the graph that records them. Building a model only records nodes; nothing
- * runs until the graph is compiled (design.md 3). Every node's shape is checked by its op's shape
- * rule at the moment it is created, so a wrong model fails at the line that built it.
+ * Symbolic tensors, the graph that records them, and the op table. Building a model only records
+ * nodes; nothing runs until the graph is planned and lowered (design.md 3). Every node's shape is
+ * checked by its op's shape rule at the moment it is created, so a wrong model fails at the line
+ * that built it.
+ *
+ * Each op is declared once (`defineOp`): its shape rule, its gradient rule (a composition of
+ * other table ops) and its float64 reference. The graph knows nothing of kernels: each backend
+ * lowers ops to its kernels through its own table, keyed by the `OpDef` that `defineOp` returns
+ * (lib/backends/webgpu/lower.ts, lib/backends/cpu/lower.ts).
  */
 import { type Shape, ShapeError } from "./shape.ts";
-import { getOp } from "./op.ts";
 import type { InitSpec } from "./init.ts";
 
 /** Where a tensor's value comes from. */
@@ -132,4 +137,60 @@ export class Graph {
     this.named.set(name, t);
     return t;
   }
+}
+
+/** What an op's gradient rule is given about the node being differentiated. */
+export interface GradArgs<A> {
+  /** The node's inputs. */
+  x: readonly Tensor[];
+  /** The node's output. */
+  y: Tensor;
+  /** The gradient of the loss with respect to the output. */
+  dy: Tensor;
+  /** The node's attributes. */
+  attrs: A;
+}
+
+/**
+ * One entry of the op table: shape rule, gradient rule and float64 reference. Register one with
+ * `defineOp`; `Graph.apply` creates nodes of it by name, and backends lower it by this object.
+ */
+export interface OpDef<A extends Attrs = Attrs> {
+  /** The op's unique name, as passed to `Graph.apply`. */
+  name: string;
+  /** Number of inputs, or undefined for variadic ops. */
+  arity?: number;
+  /** Output shape, or a ShapeError naming the op and the input shapes. */
+  shape(ins: Shape[], attrs: A): Shape;
+  /** Gradients of the inputs given the output gradient; null where an input gets none. */
+  grad?(g: GradArgs<A>): (Tensor | null)[];
+  /** Float64 reference. Effect ops mutate their in-place inputs and return an empty array. */
+  ref(ins: Float64Array[], inShapes: Shape[], attrs: A, outShape: Shape): Float64Array;
+  /** The output is a view of input 0 with another shape (no kernel, no copy). */
+  alias?: boolean;
+  /** Indices of inputs this op overwrites; such an op is an effect with an empty output. */
+  inplace?: number[];
+  /** Multiply-accumulates per call, for `inspect` and benchmarks (0 when not counted). */
+  macs?(ins: Shape[], attrs: A, outShape: Shape): number;
+}
+
+const table = new Map<string, OpDef>();
+
+/** Registers an op; a second definition under one name is a programming error. */
+export function defineOp<A extends Attrs>(def: OpDef<A>): OpDef<A> {
+  if (table.has(def.name)) throw new Error(`op '${def.name}' defined twice`);
+  table.set(def.name, def as unknown as OpDef);
+  return def;
+}
+
+/** The op registered under `name`; throws for an unknown op. */
+export function getOp(name: string): OpDef {
+  const d = table.get(name);
+  if (!d) throw new Error(`unknown op '${name}'`);
+  return d;
+}
+
+/** Every registered op, in registration order. */
+export function allOps(): OpDef[] {
+  return [...table.values()];
 }

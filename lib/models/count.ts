@@ -4,8 +4,9 @@
  * paper's "54.1 G"), exact MACs, a per-module breakdown, and the planned peak memory of the
  * training and evaluation programs (from the compiler's buffer plan).
  */
-import { add, assign, compile, getOp, gradients, Graph, type Tensor } from "../graph/mod.ts";
-import { schedule } from "../graph/compile.ts";
+import { add, assign, getOp, gradients, Graph, type Tensor } from "../graph/mod.ts";
+import { compile } from "../backends/compile.ts";
+import { schedule } from "../graph/plan.ts";
 import type { Ctx } from "../nn/layers.ts";
 import { segLoss } from "../train/loss.ts";
 import { adamUpdate } from "../train/optim.ts";

@@ -2,7 +2,7 @@
  * Philox4x32-10 counter-based RNG (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3").
  *
  * Every draw is a pure function of (seed, stream, step, index), so a value can be recomputed
- * anywhere, in any order, on the CPU or in a WGSL kernel (`kernels/philox.ts` mirrors this file
+ * anywhere, in any order, on the CPU or in a WGSL kernel (`kernels/webgpu/philox.ts` mirrors this file
  * bit for bit), and no generator state has to be saved in checkpoints or threaded through code.
  *
  * Keying convention used throughout the project:

@@ -4,8 +4,9 @@
  * parameters. A wrong kernel shows up as the first layer whose difference jumps.
  */
 import { STEP_INPUT } from "../models/lvit_blocks.ts";
-import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
-import { getOp } from "../graph/op.ts";
+import { gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
+import { compile } from "../backends/compile.ts";
+import { getOp } from "../graph/graph.ts";
 import type { Backend } from "../backends/select.ts";
 import type { Model } from "../train/session.ts";
 import { segLoss } from "../train/loss.ts";

@@ -4,7 +4,8 @@
  * forward never uses included, as PyTorch's `state_dict()` does), starts from the same seeded
  * values a `Session` of the same seed starts from, and returns logits and probabilities.
  */
-import { compile, initValues, type Tensor } from "../graph/mod.ts";
+import { initValues, type Tensor } from "../graph/mod.ts";
+import { compile } from "../backends/compile.ts";
 import { Graph } from "../graph/mod.ts";
 import type { Backend, Exe, Runtime } from "../backends/select.ts";
 import type { OutTensor } from "../io/safetensors.ts";

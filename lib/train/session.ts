@@ -3,8 +3,9 @@
  * backward, Adam, BN running stats, loss accumulation) and one evaluation program sharing the
  * parameter buffers. A step writes the batch and the hyper-parameters and submits once.
  */
-import { compile, gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
-import { schedule } from "../graph/compile.ts";
+import { gradients, Graph, initValues, type Tensor } from "../graph/mod.ts";
+import { compile } from "../backends/compile.ts";
+import { schedule } from "../graph/plan.ts";
 import { add, assign } from "../graph/mod.ts";
 import type { Ctx } from "../nn/layers.ts";
 import type { Backend, Exe, Runtime } from "../backends/select.ts";

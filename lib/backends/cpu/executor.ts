@@ -5,8 +5,8 @@
  * helper threads (threads.ts) the buffers live in SharedArrayBuffers and kernels that divide
  * their output (`runPart`) run on every thread at once, with the same results.
  */
-import type { Program } from "../../graph/compile.ts";
-import type { CpuKernel } from "../../graph/op.ts";
+import type { Program } from "../compile.ts";
+import type { CpuKernel } from "../../../kernels/cpu/types.ts";
 import { CpuThreads, threadCount } from "./threads.ts";
 import { type GemmSplitter, setBlasThreads, setGemmSplitter, sgemmArgs } from "./blas.ts";
 
@@ -104,7 +104,7 @@ export class CpuRuntime {
       r.buffer < 0 ? new Float32Array(0) : bufs[r.buffer].subarray(0, r.size);
     const threads = this.threads;
     const shared = threads !== null && bufs.every((b) => b.buffer instanceof SharedArrayBuffer);
-    const steps: ReadyStep[] = program.cpuSteps.map((s) => {
+    const steps: ReadyStep[] = program.steps.map((s) => {
       const large = Math.max(s.out.size, ...s.ins.map((x) => x.size)) >= MIN_SPLIT;
       return {
         label: s.label,
@@ -120,7 +120,7 @@ export class CpuRuntime {
     if (shared) {
       await threads!.share({
         id,
-        steps: program.cpuSteps.map(({ node, ins, out, scratch }) => ({ node, ins, out, scratch })),
+        steps: program.steps.map(({ node, ins, out, scratch }) => ({ node, ins, out, scratch })),
         buffers: bufs.map((b) => b.buffer as SharedArrayBuffer),
       });
     }

@@ -25,7 +25,7 @@
  * threads; its thread count can then change the last bits of some GEMMs.
  */
 import { Worker } from "node:worker_threads";
-import type { CpuStep } from "../../graph/compile.ts";
+import type { CpuStep } from "./lower.ts";
 import { setBlasThreads } from "./blas.ts";
 import { type GemmArgs, gemmParts, gemmSlice } from "./gemm_split.ts";
 

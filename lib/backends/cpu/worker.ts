@@ -5,7 +5,8 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { getOp } from "../../graph/mod.ts";
-import type { CpuKernel } from "../../graph/op.ts";
+import type { CpuKernel } from "../../../kernels/cpu/types.ts";
+import { cpuKernel } from "./lower.ts";
 import { CTRL, gemmScalars, type ProgramShare, SPINS } from "./threads.ts";
 import { sgemmArgs } from "./blas.ts";
 import { gemmSlice } from "./gemm_split.ts";
@@ -81,7 +82,7 @@ function runTask(): void {
   let k = held.kernels[i];
   if (!k) {
     const n = held.share.steps[i].node;
-    k = getOp(n.op).cpu!(n.inShapes, n.attrs, n.outShape);
+    k = cpuKernel(getOp(n.op), n.inShapes, n.attrs, n.outShape);
     held.kernels[i] = k;
   }
   const v = held.views[i];

@@ -2,9 +2,8 @@
  * The float64 reference: runs a graph with each op's `ref` function. It is the ground truth the
  * kernels are tested against and the arithmetic of the finite-difference gradient checks.
  */
-import type { Tensor } from "../../graph/graph.ts";
-import { getOp } from "../../graph/op.ts";
-import { schedule } from "../../graph/compile.ts";
+import { getOp, type Tensor } from "../../graph/graph.ts";
+import { schedule } from "../../graph/plan.ts";
 
 /**
  * Evaluates `outputs` (and runs `effects`, which update `leaves` in place) in float64.

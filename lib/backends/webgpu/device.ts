@@ -2,7 +2,7 @@
  * Adapter and device acquisition. The adapter we got is always printed, because a run on Mesa's
  * software rasterizer is 100x slower than on a GPU and the user should know which one ran.
  */
-import type { DeviceLimits } from "../../graph/compile.ts";
+import type { DeviceLimits } from "../../graph/plan.ts";
 
 /** The WebGPU device this process runs on, with what is known about its adapter. */
 export interface GpuContext {

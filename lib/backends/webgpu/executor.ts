@@ -4,7 +4,7 @@
  * "write inputs, encode the recorded dispatches into one compute pass, one submit", with no
  * wait; reads are explicit and are the only sync points (design.md 3, 6).
  */
-import type { Program } from "../../graph/compile.ts";
+import type { Program } from "../compile.ts";
 import type { GpuContext } from "./device.ts";
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -129,6 +129,9 @@ export class WebGPURuntime {
 
   /** Creates buffers, pipelines and bind groups for a program. */
   async load(program: Program): Promise<Executable> {
+    if (program.target !== "webgpu") {
+      throw new Error("WebGPURuntime.load: program was compiled for cpu");
+    }
     const buffers: GPUBuffer[] = program.buffers.map((b) => {
       if (b.kind === "temp") {
         return this.device.createBuffer({ size: b.floats * 4, usage: STORAGE });

@@ -1,30 +1,37 @@
 /**
  * Convolutions: conv2d (stride, padding, dilation, optional bias) and the transposed conv with
  * kernel = stride (U-Net's 2x2 up-convolution). Their gradients are ops of their own, each a
- * gather written as an implicit GEMM (kernels/conv.ts).
+ * gather written as an implicit GEMM (kernels/webgpu/conv.ts, kernels/cpu/conv.ts).
  */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { type Shape, ShapeError } from "../shape.ts";
-import {
-  conv2dBackwardData,
-  conv2dBackwardWeight,
-  conv2dForward,
-  type ConvGeom,
-  convTBackwardData,
-  convTBackwardWeight,
-  convTForward,
-  type ConvTGeom,
-} from "../../../kernels/conv.ts";
 import { reshape, sum } from "./shape_ops.ts";
-import {
-  conv2dBwdDataCpu,
-  conv2dBwdWeightCpu,
-  conv2dCpu,
-  convTransposeBwdDataCpu,
-  convTransposeBwdWeightCpu,
-  convTransposeCpu,
-} from "../../backends/cpu/kernels/conv.ts";
+
+/** A conv2d node's sizes: x [B, C, H, W], w [O, C, KH, KW], y [B, O, OH, OW]. */
+export interface ConvGeom {
+  B: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  KH: number;
+  KW: number;
+  OH: number;
+  OW: number;
+  stride: number;
+  padding: number;
+  dilation: number;
+}
+
+/** A transposed conv's sizes: x [B, C, H, W], w [C, O, f, f], y [B, O, H f, W f]. */
+export interface ConvTGeom {
+  B: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  f: number;
+}
 
 /** Attributes of `conv2d` (PyTorch's Conv2d arguments; the same value for both axes). */
 export interface ConvAttrs {
@@ -42,7 +49,8 @@ function outSize(n: number, k: number, a: ConvAttrs): number {
   return Math.floor((n + 2 * a.padding - a.dilation * (k - 1) - 1) / a.stride) + 1;
 }
 
-function geom(x: Shape, w: Shape, a: ConvAttrs): ConvGeom {
+/** The geometry of a conv2d of x with w under `a` (shapes already checked). */
+export function convGeom(x: Shape, w: Shape, a: ConvAttrs): ConvGeom {
   const [B, C, H, W] = x;
   const [O, , KH, KW] = w;
   return {
@@ -98,12 +106,13 @@ function checkConv(op: string, ins: Shape[], a: ConvAttrs): ConvGeom {
   if (!(a.stride >= 1 && a.dilation >= 1 && a.padding >= 0)) {
     throw new ShapeError(op, ins, "stride and dilation must be >= 1, padding >= 0");
   }
-  const g = geom(x, w, a);
+  const g = convGeom(x, w, a);
   if (g.OH < 1 || g.OW < 1) throw new ShapeError(op, ins, "kernel larger than padded input");
   return g;
 }
 
-defineOp<ConvAttrs>({
+/** The `conv2d` op. */
+export const conv2dDef: OpDef<ConvAttrs> = defineOp({
   name: "conv2d",
   shape: (ins, a) => {
     if (ins.length < 2 || ins.length > 3) throw new ShapeError("conv2d", ins, "expects x, w[, b]");
@@ -120,7 +129,7 @@ defineOp<ConvAttrs>({
     return g;
   },
   ref: (ins, shapes, a, out) => {
-    const g = geom(shapes[0], shapes[1], a);
+    const g = convGeom(shapes[0], shapes[1], a);
     const y = new Float64Array(out[0] * out[1] * out[2] * out[3]);
     refConvLoop(g, (xi, wi, yi) => (y[yi] += ins[0][xi] * ins[1][wi]));
     if (ins[2]) {
@@ -129,13 +138,12 @@ defineOp<ConvAttrs>({
     }
     return y;
   },
-  wgsl: (ins, a) => conv2dForward(geom(ins[0], ins[1], a), ins.length === 3),
-  cpu: (ins, a) => conv2dCpu(geom(ins[0], ins[1], a), ins.length === 3),
   macs: (ins, _a, out) => out[0] * out[1] * out[2] * out[3] * ins[1][1] * ins[1][2] * ins[1][3],
 });
 
 type BwdData = ConvAttrs & { inShape: number[] };
-defineOp<BwdData>({
+/** The `conv2d_bwd_data` op. */
+export const conv2dBwdDataDef: OpDef<BwdData> = defineOp({
   name: "conv2d_bwd_data",
   arity: 2,
   shape: (ins, a) => {
@@ -147,17 +155,19 @@ defineOp<BwdData>({
   },
   ref: (ins, shapes, a, out) => {
     const dx = new Float64Array(out.reduce((t, d) => t * d, 1));
-    refConvLoop(geom(a.inShape, shapes[1], a), (xi, wi, yi) => (dx[xi] += ins[0][yi] * ins[1][wi]));
+    refConvLoop(
+      convGeom(a.inShape, shapes[1], a),
+      (xi, wi, yi) => (dx[xi] += ins[0][yi] * ins[1][wi]),
+    );
     return dx;
   },
-  wgsl: (ins, a) => conv2dBackwardData(geom(a.inShape, ins[1], a)),
-  cpu: (ins, a) => conv2dBwdDataCpu(geom(a.inShape, ins[1], a)),
   // The forward conv's products: every dy element meets C*KH*KW weights.
   macs: (ins) => ins[0][0] * ins[0][1] * ins[0][2] * ins[0][3] * ins[1][1] * ins[1][2] * ins[1][3],
 });
 
 type BwdWeight = ConvAttrs & { wShape: number[] };
-defineOp<BwdWeight>({
+/** The `conv2d_bwd_weight` op. */
+export const conv2dBwdWeightDef: OpDef<BwdWeight> = defineOp({
   name: "conv2d_bwd_weight",
   arity: 2,
   shape: (ins, a) => {
@@ -169,16 +179,18 @@ defineOp<BwdWeight>({
   },
   ref: (ins, shapes, a, out) => {
     const dw = new Float64Array(out.reduce((t, d) => t * d, 1));
-    refConvLoop(geom(shapes[0], a.wShape, a), (xi, wi, yi) => (dw[wi] += ins[1][yi] * ins[0][xi]));
+    refConvLoop(
+      convGeom(shapes[0], a.wShape, a),
+      (xi, wi, yi) => (dw[wi] += ins[1][yi] * ins[0][xi]),
+    );
     return dw;
   },
-  wgsl: (ins, a) => conv2dBackwardWeight(geom(ins[0], a.wShape, a)),
-  cpu: (ins, a) => conv2dBwdWeightCpu(geom(ins[0], a.wShape, a)),
   macs: (ins, _a, out) => ins[1][0] * ins[1][1] * ins[1][2] * ins[1][3] * out[1] * out[2] * out[3],
 });
 
 // Transposed convolution, weight layout [C_in, C_out, f, f] as in PyTorch.
-function tgeom(x: Shape, w: Shape): ConvTGeom {
+/** The geometry of a transposed conv of x with w [C_in, C_out, f, f]. */
+export function convTGeom(x: Shape, w: Shape): ConvTGeom {
   return { B: x[0], C: x[1], H: x[2], W: x[3], O: w[1], f: w[2] };
 }
 
@@ -203,7 +215,8 @@ function refConvT(g: ConvTGeom, visit: (xi: number, wi: number, yi: number) => v
   }
 }
 
-defineOp<Record<string, never>>({
+/** The `conv_transpose` op. */
+export const convTransposeDef: OpDef<Record<string, never>> = defineOp({
   name: "conv_transpose",
   shape: (ins) => {
     const [x, w, b] = ins;
@@ -227,7 +240,7 @@ defineOp<Record<string, never>>({
     return g;
   },
   ref: (ins, shapes, _a, out) => {
-    const g = tgeom(shapes[0], shapes[1]);
+    const g = convTGeom(shapes[0], shapes[1]);
     const y = new Float64Array(out[0] * out[1] * out[2] * out[3]);
     refConvT(g, (xi, wi, yi) => (y[yi] += ins[0][xi] * ins[1][wi]));
     if (ins[2]) {
@@ -236,12 +249,13 @@ defineOp<Record<string, never>>({
     }
     return y;
   },
-  wgsl: (ins) => convTForward(tgeom(ins[0], ins[1]), ins.length === 3),
-  cpu: (ins) => convTransposeCpu(tgeom(ins[0], ins[1]), ins.length === 3),
   macs: (ins, _a, out) => out[0] * out[1] * out[2] * out[3] * ins[1][0],
 });
 
-defineOp<Record<string, never>>({
+/** The `conv_transpose_bwd_data` op. */
+export const convTransposeBwdDataDef: OpDef<Record<string, never>> = defineOp<
+  Record<string, never>
+>({
   name: "conv_transpose_bwd_data",
   arity: 2,
   shape: (ins) => {
@@ -254,15 +268,16 @@ defineOp<Record<string, never>>({
   },
   ref: (ins, shapes, _a, out) => {
     const dx = new Float64Array(out[0] * out[1] * out[2] * out[3]);
-    refConvT(tgeom(out, shapes[1]), (xi, wi, yi) => (dx[xi] += ins[0][yi] * ins[1][wi]));
+    refConvT(convTGeom(out, shapes[1]), (xi, wi, yi) => (dx[xi] += ins[0][yi] * ins[1][wi]));
     return dx;
   },
-  wgsl: (ins, _a, out) => convTBackwardData(tgeom(out, ins[1])),
-  cpu: (ins, _a, out) => convTransposeBwdDataCpu(tgeom(out, ins[1])),
   macs: (ins) => ins[0][0] * ins[0][1] * ins[0][2] * ins[0][3] * ins[1][0],
 });
 
-defineOp<{ wShape: number[] }>({
+/** The `conv_transpose_bwd_weight` op. */
+export const convTransposeBwdWeightDef: OpDef<{ wShape: number[] }> = defineOp<
+  { wShape: number[] }
+>({
   name: "conv_transpose_bwd_weight",
   arity: 2,
   shape: (ins, a) => {
@@ -275,11 +290,9 @@ defineOp<{ wShape: number[] }>({
   },
   ref: (ins, shapes, a, out) => {
     const dw = new Float64Array(out[0] * out[1] * out[2] * out[3]);
-    refConvT(tgeom(shapes[0], a.wShape), (xi, wi, yi) => (dw[wi] += ins[0][xi] * ins[1][yi]));
+    refConvT(convTGeom(shapes[0], a.wShape), (xi, wi, yi) => (dw[wi] += ins[0][xi] * ins[1][yi]));
     return dw;
   },
-  wgsl: (ins, a) => convTBackwardWeight(tgeom(ins[0], a.wShape)),
-  cpu: (ins, a) => convTransposeBwdWeightCpu(tgeom(ins[0], a.wShape)),
   macs: (ins, _a, out) => ins[1][0] * ins[1][1] * ins[1][2] * ins[1][3] * out[0],
 });
 

@@ -1,9 +1,9 @@
 /**
- * Elementwise ops. Each is one table entry built from a WGSL expression, its float64 twin and a
- * gradient rule; broadcasting, kernels and references come from the shared generator.
+ * Elementwise ops. Each is one table entry built from its float64 twin and a gradient rule, with
+ * numpy broadcasting; the backends lower them through their own expression tables
+ * (lib/backends/webgpu/lower.ts: WGSL, lib/backends/cpu/lower.ts: JS).
  */
-import type { Attrs, Tensor } from "../graph.ts";
-import { defineOp, type GradArgs } from "../op.ts";
+import { type Attrs, defineOp, type GradArgs, type OpDef, type Tensor } from "../graph.ts";
 import {
   broadcastShapes,
   broadcastStrides,
@@ -12,25 +12,12 @@ import {
   ShapeError,
   stridesOf,
 } from "../shape.ts";
-import { elementwiseKernel } from "../../../kernels/elementwise.ts";
-import { f32 } from "../../../kernels/common.ts";
-import { elementwiseCpu, jsNum } from "../../backends/cpu/kernels/elementwise.ts";
-// A cycle by design: reduction gradients use elementwise ops and broadcast gradients use sums;
-// both are only called while building graphs, long after module evaluation.
-import { reshape, sum } from "./shape_ops.ts";
 
 type Num = (...v: number[]) => number;
 
 interface ElementwiseSpec<A extends Attrs> {
   name: string;
   arity: number;
-  wgsl(v: string[], a: A): string;
-  /**
-   * The same operation as a JS expression of the operand variables, evaluated in float64 and
-   * rounded to f32 on the store (lib/backends/cpu/kernels/elementwise.ts generates the loops).
-   * Prefer branchless forms: a data-dependent branch costs ~4x on random signs.
-   */
-  js(v: string[], a: A): string;
   ref(a: A): Num;
   grad?(g: GradArgs<A>): (Tensor | null)[];
   /** Output shape when it is not the broadcast of the inputs (expand). */
@@ -65,69 +52,66 @@ export function refBroadcast(
   return res;
 }
 
-function elementwise<A extends Attrs>(spec: ElementwiseSpec<A>) {
-  defineOp<A>({
+function elementwise<A extends Attrs>(spec: ElementwiseSpec<A>): OpDef<A> {
+  return defineOp<A>({
     name: spec.name,
     arity: spec.arity,
     shape: (ins, a) => spec.shape ? spec.shape(ins, a) : broadcastShapes(spec.name, ins),
     grad: spec.grad,
     ref: (ins, shapes, a, out) => refBroadcast(ins, shapes, out, spec.ref(a)),
-    wgsl: (ins, a, out) => elementwiseKernel(ins, out, (v) => spec.wgsl(v, a)),
-    cpu: (ins, a, out) => elementwiseCpu(ins, out, (v) => spec.js(v, a)),
   });
 }
 
-/** Sums a broadcast gradient back to the shape of the operand that was broadcast. */
+/**
+ * Sums a broadcast gradient back to the shape of the operand that was broadcast. The `sum` and
+ * `reshape` nodes are made by name: their family (shape_ops.ts) builds on this one (`mean`,
+ * the gradient of `sum`), and a module import back would be a cycle.
+ */
 export function sumTo(t: Tensor, shape: Shape): Tensor {
   if (t.size === numel(shape) && t.rank === shape.length) return t;
   const r = t.rank - shape.length;
   const axes: number[] = [];
   for (let d = 0; d < t.rank; d++) if (d < r || shape[d - r] === 1) axes.push(d);
-  const s = sum(t, axes);
-  return reshape(s, shape);
+  const s = t.graph.apply("sum", [t], { axes });
+  return t.graph.apply("reshape", [s], { shape: [...shape] });
 }
 
 // The table. Gradients of non-differentiable inputs (masks, thresholds) are null.
-elementwise({
+/** The `add` op. */
+export const addDef: OpDef = elementwise({
   name: "add",
   arity: 2,
-  wgsl: ([a, b]) => `${a} + ${b}`,
-  js: ([a, b]) => `${a} + ${b}`,
   ref: () => (a, b) => a + b,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape), sumTo(dy, x[1].shape)],
 });
-elementwise({
+/** The `sub` op. */
+export const subDef: OpDef = elementwise({
   name: "sub",
   arity: 2,
-  wgsl: ([a, b]) => `${a} - ${b}`,
-  js: ([a, b]) => `${a} - ${b}`,
   ref: () => (a, b) => a - b,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape), sumTo(neg(dy), x[1].shape)],
 });
-elementwise({
+/** The `mul` op. */
+export const mulDef: OpDef = elementwise({
   name: "mul",
   arity: 2,
-  wgsl: ([a, b]) => `${a} * ${b}`,
-  js: ([a, b]) => `${a} * ${b}`,
   ref: () => (a, b) => a * b,
   grad: ({ x, dy }) => [sumTo(mul(dy, x[1]), x[0].shape), sumTo(mul(dy, x[0]), x[1].shape)],
 });
-elementwise({
+/** The `div` op. */
+export const divDef: OpDef = elementwise({
   name: "div",
   arity: 2,
-  wgsl: ([a, b]) => `${a} / ${b}`,
-  js: ([a, b]) => `${a} / ${b}`,
   ref: () => (a, b) => a / b,
   grad: ({ x, y, dy }) => [
     sumTo(div(dy, x[1]), x[0].shape),
     sumTo(neg(div(mul(dy, y), x[1])), x[1].shape),
   ],
 });
-elementwise({
+/** The `fma` op. */
+export const fmaDef: OpDef = elementwise({
   name: "fma",
   arity: 3,
-  wgsl: ([a, b, c]) => `fma(${a}, ${b}, ${c})`,
-  js: ([a, b, c]) => `${a} * ${b} + ${c}`,
   ref: () => (a, b, c) => a * b + c,
   grad: ({ x, dy }) => [
     sumTo(mul(dy, x[1]), x[0].shape),
@@ -135,113 +119,97 @@ elementwise({
     sumTo(dy, x[2].shape),
   ],
 });
-elementwise<{ a: number; b: number }>({
+/** The `affine` op. */
+export const affineDef: OpDef<{ a: number; b: number }> = elementwise({
   name: "affine",
   arity: 1,
-  wgsl: ([v], { a, b }) => `${f32(a)} * ${v} + ${f32(b)}`,
-  js: ([v], { a, b }) => `${jsNum(Math.fround(a))} * ${v} + ${jsNum(Math.fround(b))}`,
   ref: ({ a, b }) => (v) => Math.fround(a) * v + Math.fround(b),
   grad: ({ dy, attrs }) => [affine(dy, attrs.a, 0)],
 });
-elementwise({
+/** The `neg` op. */
+export const negDef: OpDef = elementwise({
   name: "neg",
   arity: 1,
-  wgsl: ([v]) => `-${v}`,
-  js: ([v]) => `-${v}`,
   ref: () => (v) => -v,
   grad: ({ dy }) => [neg(dy)],
 });
-elementwise({
+/** The `square` op. */
+export const squareDef: OpDef = elementwise({
   name: "square",
   arity: 1,
-  wgsl: ([v]) => `${v} * ${v}`,
-  js: ([v]) => `${v} * ${v}`,
   ref: () => (v) => v * v,
   grad: ({ x, dy }) => [mul(dy, affine(x[0], 2, 0))],
 });
-elementwise({
+/** The `exp` op. */
+export const expDef: OpDef = elementwise({
   name: "exp",
   arity: 1,
-  wgsl: ([v]) => `exp(${v})`,
-  js: ([v]) => `Math.exp(${v})`,
   ref: () => Math.exp,
   grad: ({ y, dy }) => [mul(dy, y)],
 });
-elementwise({
+/** The `log` op. */
+export const logDef: OpDef = elementwise({
   name: "log",
   arity: 1,
-  wgsl: ([v]) => `log(${v})`,
-  js: ([v]) => `Math.log(${v})`,
   ref: () => Math.log,
   grad: ({ x, dy }) => [div(dy, x[0])],
 });
-elementwise({
+/** The `sqrt` op. */
+export const sqrtDef: OpDef = elementwise({
   name: "sqrt",
   arity: 1,
-  wgsl: ([v]) => `sqrt(${v})`,
-  js: ([v]) => `Math.sqrt(${v})`,
   ref: () => Math.sqrt,
   grad: ({ y, dy }) => [div(affine(dy, 0.5, 0), y)],
 });
-elementwise({
+/** The `rsqrt` op. */
+export const rsqrtDef: OpDef = elementwise({
   name: "rsqrt",
   arity: 1,
-  wgsl: ([v]) => `1.0 / sqrt(${v})`,
-  js: ([v]) => `1 / Math.sqrt(${v})`,
   ref: () => (v) => 1 / Math.sqrt(v),
   grad: ({ y, dy }) => [mul(dy, affine(mul(y, square(y)), -0.5, 0))],
 });
-elementwise({
+/** The `relu` op. */
+export const reluDef: OpDef = elementwise({
   name: "relu",
   arity: 1,
-  wgsl: ([v]) => `max(${v}, 0.0)`,
-  // Branchless: V8 compiles Math.max and ternaries to branches, 4x slower on random signs.
-  // (v + |v|) / 2 is exact for finite v (0 for v <= 0, -0 included); -Infinity gives NaN.
-  js: ([v]) => `(${v} + Math.abs(${v})) * 0.5`,
   ref: () => (v) => Math.max(v, 0),
   grad: ({ x, dy }) => [reluGrad(x[0], dy)],
 });
-elementwise({
+/** The `relu_grad` op. */
+export const reluGradDef: OpDef = elementwise({
   name: "relu_grad",
   arity: 2,
-  wgsl: ([v, d]) => `select(0.0, ${d}, ${v} > 0.0)`,
-  // Branchless, as relu (a boolean times a number compiles to a select). Differs from the
-  // reference only where d is infinite or NaN at an inactive unit (NaN, not 0).
-  js: ([v, d]) => `${d} * (${v} > 0)`,
   ref: () => (v, d) => (v > 0 ? d : 0),
 });
-elementwise({
+/** The `sigmoid` op. */
+export const sigmoidDef: OpDef = elementwise({
   name: "sigmoid",
   arity: 1,
-  wgsl: ([v]) => `1.0 / (1.0 + exp(-${v}))`,
-  js: ([v]) => `1 / (1 + Math.exp(-${v}))`,
   ref: () => (v) => 1 / (1 + Math.exp(-v)),
   grad: ({ y, dy }) => [sigmoidGrad(y, dy)],
 });
-elementwise({
+/** The `sigmoid_grad` op. */
+export const sigmoidGradDef: OpDef = elementwise({
   name: "sigmoid_grad",
   arity: 2,
-  wgsl: ([s, d]) => `${d} * ${s} * (1.0 - ${s})`,
-  js: ([s, d]) => `${d} * ${s} * (1 - ${s})`,
   ref: () => (s, d) => d * s * (1 - s),
 });
-elementwise<{ t: number }>({
+/** The `step_gt` op. */
+export const stepGtDef: OpDef<{ t: number }> = elementwise({
   name: "step_gt",
   arity: 1,
-  wgsl: ([v], { t }) => `select(0.0, 1.0, ${v} > ${f32(t)})`,
-  js: ([v], { t }) => `+(${v} > ${jsNum(Math.fround(t))})`,
   ref: ({ t }) => (v) => (v > Math.fround(t) ? 1 : 0),
   grad: () => [null],
 });
-elementwise<{ t: number }>({
+/** The `step_lt` op. */
+export const stepLtDef: OpDef<{ t: number }> = elementwise({
   name: "step_lt",
   arity: 1,
-  wgsl: ([v], { t }) => `select(0.0, 1.0, ${v} < ${f32(t)})`,
-  js: ([v], { t }) => `+(${v} < ${jsNum(Math.fround(t))})`,
   ref: ({ t }) => (v) => (v < Math.fround(t) ? 1 : 0),
   grad: () => [null],
 });
-elementwise<{ shape: number[] }>({
+/** The `expand` op. */
+export const expandDef: OpDef<{ shape: number[] }> = elementwise({
   name: "expand",
   arity: 1,
   shape: (ins, a) => {
@@ -251,8 +219,6 @@ elementwise<{ shape: number[] }>({
     }
     return b;
   },
-  wgsl: ([v]) => v,
-  js: ([v]) => v,
   ref: () => (v) => v,
   grad: ({ x, dy }) => [sumTo(dy, x[0].shape)],
 });
@@ -260,22 +226,18 @@ elementwise<{ shape: number[] }>({
 // Binary cross-entropy on probabilities, as torch.nn.BCELoss computes it: logs clamped at -100,
 // and a backward that divides by max(p(1-p), 1e-12) instead of differentiating the clamp, which
 // would produce 0 * inf = NaN where the sigmoid saturates in f32.
-elementwise({
+/** The `bce` op. */
+export const bceDef: OpDef = elementwise({
   name: "bce",
   arity: 2,
-  wgsl: ([p, y]) =>
-    `-(${y} * max(select(-100.0, log(${p}), ${p} > 0.0), -100.0) + (1.0 - ${y}) * max(select(-100.0, log(1.0 - ${p}), ${p} < 1.0), -100.0))`,
-  js: ([p, y]) =>
-    `-(${y} * Math.max(Math.log(${p}), -100) + (1 - ${y}) * Math.max(Math.log(1 - ${p}), -100))`,
   ref: () => (p, y) =>
     -(y * Math.max(Math.log(p), -100) + (1 - y) * Math.max(Math.log(1 - p), -100)),
   grad: ({ x, dy }) => [bceGrad(x[0], x[1], dy), null],
 });
-elementwise({
+/** The `bce_grad` op. */
+export const bceGradDef: OpDef = elementwise({
   name: "bce_grad",
   arity: 3,
-  wgsl: ([p, y, d]) => `${d} * (${p} - ${y}) / max(${p} * (1.0 - ${p}), 1e-12f)`,
-  js: ([p, y, d]) => `${d} * (${p} - ${y}) / Math.max(${p} * (1 - ${p}), 1e-12)`,
   ref: () => (p, y, d) => (d * (p - y)) / Math.max(p * (1 - p), 1e-12),
 });
 

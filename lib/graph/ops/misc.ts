@@ -5,27 +5,30 @@
  *   the same mask in TS and WGSL bit for bit (design.md 4);
  * - `max_axis` / `max_axis_grad`: max over one axis with keepdim (PLAM's max over channels).
  */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { numel, type Shape, ShapeError } from "../shape.ts";
-import {
-  type AxisGeom,
-  type DropoutGeom,
-  dropoutKernel,
-  geluBackward,
-  geluForward,
-  maxAxisBackward,
-  maxAxisForward,
-} from "../../../kernels/misc.ts";
-import {
-  dropoutCpu,
-  geluCpu,
-  geluGradCpu,
-  maxAxisCpu,
-  maxAxisGradCpu,
-  stepToU32,
-} from "../../backends/cpu/kernels/misc.ts";
 import { fillUniform, Stream } from "../../rng/philox.ts";
+
+/** Parameters of a dropout node, all resolved on the host from its attributes (`dropoutGeom`). */
+export interface DropoutGeom {
+  /** Elements. */
+  n: number;
+  /** Keep element i iff (word >> 8) >= thr, i.e. its uniform u = (word >> 8) 2^-24 >= p. */
+  thr: number;
+  /** 1 / (1 - p) rounded to f32 (0 when p = 1). */
+  scale: number;
+  /** Seed, already reduced to a u32. */
+  seed: number;
+  /** Philox stream id (Stream.dropout). */
+  stream: number;
+}
+
+/** x viewed as [outer, A, inner], reduced over A. */
+export interface AxisGeom {
+  outer: number;
+  A: number;
+  inner: number;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Float64 erf / erfc for the references (absolute error below 1e-15, tested).
@@ -88,25 +91,23 @@ function sameShapes(op: string, ins: Shape[]): Shape {
   return ins[0];
 }
 
-defineOp({
+/** The `gelu` op. */
+export const geluDef: OpDef = defineOp({
   name: "gelu",
   arity: 1,
   shape: (ins) => ins[0],
   grad: ({ x, dy }) => [geluGrad(x[0], dy)],
   ref: (ins) => ins[0].map((v) => v * normCdf(v)),
-  wgsl: (ins) => geluForward(numel(ins[0])),
-  cpu: (ins) => geluCpu(numel(ins[0])),
 });
 
 // No gradient rule of its own: second derivatives are not needed for training.
-defineOp({
+/** The `gelu_grad` op. */
+export const geluGradDef: OpDef = defineOp({
   name: "gelu_grad",
   arity: 2,
   shape: (ins) => sameShapes("gelu_grad", ins),
   ref: ([x, dy]) =>
     x.map((v, i) => dy[i] * (normCdf(v) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v))),
-  wgsl: (ins) => geluBackward(numel(ins[0])),
-  cpu: (ins) => geluGradCpu(numel(ins[0])),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +116,17 @@ defineOp({
 /** Dropout attributes: drop probability p in [0, 1] and a non-negative integer seed. */
 export type DropoutAttrs = { p: number; seed: number };
 
-function dropoutGeom(ins: Shape[], a: DropoutAttrs): DropoutGeom {
+/**
+ * The step as the WGSL kernel converts it: f32 -> u32 truncates toward zero and saturates, so
+ * a stray negative or huge value still gives the same mask on both backends.
+ */
+export function stepToU32(s: number): number {
+  if (!(s > 0)) return 0;
+  return Math.min(Math.trunc(s), 4294967295);
+}
+
+/** The mask parameters of a dropout node, or a ShapeError. */
+export function dropoutGeom(ins: Shape[], a: DropoutAttrs): DropoutGeom {
   if (numel(ins[1]) !== 1) throw new ShapeError("dropout", ins, "step must be a [1] tensor");
   if (!(a.p >= 0 && a.p <= 1)) throw new ShapeError("dropout", ins, `p = ${a.p} not in [0, 1]`);
   if (!(Number.isSafeInteger(a.seed) && a.seed >= 0)) {
@@ -133,7 +144,8 @@ function dropoutGeom(ins: Shape[], a: DropoutAttrs): DropoutGeom {
   };
 }
 
-defineOp<DropoutAttrs>({
+/** The `dropout` op. */
+export const dropoutDef: OpDef<DropoutAttrs> = defineOp({
   name: "dropout",
   arity: 2,
   shape: (ins, a) => {
@@ -148,16 +160,16 @@ defineOp<DropoutAttrs>({
     fillUniform(u, g.seed, Stream.dropout, stepToU32(stepv[0]));
     return x.map((v, i) => v * (u[i] >= a.p ? g.scale : 0));
   },
-  wgsl: (ins, a) => dropoutKernel(dropoutGeom(ins, a)),
-  cpu: (ins, a) => dropoutCpu(dropoutGeom(ins, a)),
 });
 
 // ---------------------------------------------------------------------------------------------
 // Max over one axis
 
-type AxisAttrs = { axis: number };
+/** Attributes of `max_axis` and `max_axis_grad`. */
+export type AxisAttrs = { axis: number };
 
-function axisGeom(op: string, ins: Shape[], a: AxisAttrs): AxisGeom {
+/** x as [outer, A, inner] around `a.axis`, or a ShapeError naming `op`. */
+export function axisGeom(op: string, ins: Shape[], a: AxisAttrs): AxisGeom {
   const x = ins[0];
   if (!(Number.isInteger(a.axis) && a.axis >= 0 && a.axis < x.length)) {
     throw new ShapeError(op, ins, `axis ${a.axis} out of range`);
@@ -178,7 +190,8 @@ function refArgmax(x: Float64Array, g: AxisGeom, o: number, j: number): number {
   return best;
 }
 
-defineOp<AxisAttrs>({
+/** The `max_axis` op. */
+export const maxAxisDef: OpDef<AxisAttrs> = defineOp({
   name: "max_axis",
   arity: 1,
   shape: (ins, a) => {
@@ -194,11 +207,10 @@ defineOp<AxisAttrs>({
     }
     return y;
   },
-  wgsl: (ins, a) => maxAxisForward(axisGeom("max_axis", ins, a)),
-  cpu: (ins, a) => maxAxisCpu(axisGeom("max_axis", ins, a)),
 });
 
-defineOp<AxisAttrs>({
+/** The `max_axis_grad` op. */
+export const maxAxisGradDef: OpDef<AxisAttrs> = defineOp({
   name: "max_axis_grad",
   arity: 2,
   shape: (ins, a) => {
@@ -217,8 +229,6 @@ defineOp<AxisAttrs>({
     }
     return dx;
   },
-  wgsl: (ins, a) => maxAxisBackward(axisGeom("max_axis_grad", ins, a)),
-  cpu: (ins, a) => maxAxisGradCpu(axisGeom("max_axis_grad", ins, a)),
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -2,13 +2,11 @@
  * Effect ops: they overwrite persistent tensors in place at the end of a step (parameters,
  * optimiser moments, batch-norm running statistics) and have no output of their own.
  */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { numel, sameShape, ShapeError } from "../shape.ts";
-import { ceilDiv, entry, f32, storageDecl, u32, WG } from "../../../kernels/common.ts";
-import { adamCpu, assignCpu } from "../../backends/cpu/kernels/optim.ts";
 
-defineOp({
+/** The `assign` op. */
+export const assignDef: OpDef = defineOp({
   name: "assign",
   arity: 2,
   inplace: [0],
@@ -19,19 +17,6 @@ defineOp({
   ref: (ins) => {
     ins[0].set(ins[1]);
     return new Float64Array(0);
-  },
-  cpu: () => assignCpu(),
-  wgsl: (ins) => {
-    const n = numel(ins[0]);
-    return {
-      kernels: [{
-        code: `${storageDecl(0, "dst", true)}\n${storageDecl(1, "src", false)}\n${
-          entry(`  if (gi >= ${u32(n)}) { return; }\n  dst[gi] = src[gi];`)
-        }`,
-        bindings: [{ inplace: 0 }, { in: 1 }],
-        workgroups: ceilDiv(n, WG),
-      }],
-    };
   },
 });
 
@@ -55,7 +40,7 @@ export interface AdamAttrs {
  * torch.optim.Adam / AdamW, one step. Inputs: p, g, m, v and `hyper` = [lr, 1 - beta1^t,
  * 1 - beta2^t], written by the host each step so the schedule never needs a recompile.
  */
-defineOp<AdamAttrs>({
+export const adamDef: OpDef<AdamAttrs> = defineOp({
   name: "adam",
   arity: 5,
   inplace: [0, 2, 3],
@@ -78,36 +63,6 @@ defineOp<AdamAttrs>({
       p[i] -= (lr / bc1) * m[i] / (Math.sqrt(v[i]) / Math.sqrt(bc2) + a.eps);
     }
     return new Float64Array(0);
-  },
-  cpu: (ins, a) => adamCpu(numel(ins[0]), a),
-  wgsl: (ins, a) => {
-    const n = numel(ins[0]);
-    const wd = a.weightDecay;
-    const code = [
-      storageDecl(0, "p", true),
-      storageDecl(1, "g", false),
-      storageDecl(2, "m", true),
-      storageDecl(3, "v", true),
-      storageDecl(4, "h", false),
-      entry(`  if (gi >= ${u32(n)}) { return; }
-  let lr = h[0];
-  var gr = g[gi];
-  var pv = p[gi];
-  ${wd && !a.decoupled ? `gr = gr + ${f32(wd)} * pv;` : ""}
-  ${wd && a.decoupled ? `pv = pv * (1.0 - lr * ${f32(wd)});` : ""}
-  let mv = ${f32(a.beta1)} * m[gi] + ${f32(1 - a.beta1)} * gr;
-  let vv = ${f32(a.beta2)} * v[gi] + ${f32(1 - a.beta2)} * gr * gr;
-  m[gi] = mv;
-  v[gi] = vv;
-  p[gi] = pv - (lr / h[1]) * mv / (sqrt(vv) / sqrt(h[2]) + ${f32(a.eps)});`),
-    ].join("\n");
-    return {
-      kernels: [{
-        code,
-        bindings: [{ inplace: 0 }, { in: 1 }, { inplace: 2 }, { inplace: 3 }, { in: 4 }],
-        workgroups: ceilDiv(n, WG),
-      }],
-    };
   },
 });
 

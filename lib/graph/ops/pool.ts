@@ -1,24 +1,24 @@
 /** Max pooling, nearest upsampling and block sums (the upsampling gradient). */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { numel, type Shape, ShapeError } from "../shape.ts";
-import {
-  maxpoolBackward,
-  maxpoolForward,
-  type PoolGeom,
-  poolSum,
-  upsampleNearest,
-} from "../../../kernels/pool.ts";
-import {
-  maxpoolBwdCpu,
-  maxpoolCpu,
-  poolSumCpu,
-  upsampleNearestCpu,
-} from "../../backends/cpu/kernels/pool.ts";
 
-type PoolAttrs = { k: number; s: number };
+/** A max-pool node's sizes: x [B, C, H, W], window k, stride s, y [B, C, OH, OW]. */
+export interface PoolGeom {
+  B: number;
+  C: number;
+  H: number;
+  W: number;
+  k: number;
+  s: number;
+  OH: number;
+  OW: number;
+}
 
-function pgeom(op: string, ins: Shape[], a: PoolAttrs): PoolGeom {
+/** Attributes of `maxpool2d` and `maxpool2d_bwd`: window k, stride s. */
+export type PoolAttrs = { k: number; s: number };
+
+/** The geometry of a max pool of ins[0], or a ShapeError naming `op`. */
+export function poolGeom(op: string, ins: Shape[], a: PoolAttrs): PoolGeom {
   const x = ins[0];
   if (x.length !== 4) throw new ShapeError(op, ins, "expects a 4-D input");
   if (!(a.k >= 1 && a.s >= 1) || x[2] < a.k || x[3] < a.k) {
@@ -50,45 +50,45 @@ function refArgmax(x: Float64Array, g: PoolGeom): Int32Array {
   return idx;
 }
 
-defineOp<PoolAttrs>({
+/** The `maxpool2d` op. */
+export const maxpool2dDef: OpDef<PoolAttrs> = defineOp({
   name: "maxpool2d",
   arity: 1,
   shape: (ins, a) => {
-    const g = pgeom("maxpool2d", ins, a);
+    const g = poolGeom("maxpool2d", ins, a);
     return [g.B, g.C, g.OH, g.OW];
   },
   grad: ({ x, dy, attrs }) => [dy.graph.apply("maxpool2d_bwd", [x[0], dy], attrs)],
   ref: (ins, shapes, a) => {
-    const idx = refArgmax(ins[0], pgeom("maxpool2d", shapes, a));
+    const idx = refArgmax(ins[0], poolGeom("maxpool2d", shapes, a));
     return Float64Array.from(idx, (j) => ins[0][j]);
   },
-  wgsl: (ins, a) => maxpoolForward(pgeom("maxpool2d", ins, a)),
-  cpu: (ins, a) => maxpoolCpu(pgeom("maxpool2d", ins, a)),
 });
 
-defineOp<PoolAttrs>({
+/** The `maxpool2d_bwd` op. */
+export const maxpool2dBwdDef: OpDef<PoolAttrs> = defineOp({
   name: "maxpool2d_bwd",
   arity: 2,
   shape: (ins, a) => {
-    const g = pgeom("maxpool2d_bwd", ins, a);
+    const g = poolGeom("maxpool2d_bwd", ins, a);
     if (ins[1].join() !== [g.B, g.C, g.OH, g.OW].join()) {
       throw new ShapeError("maxpool2d_bwd", ins, "dy does not match the pooled shape");
     }
     return ins[0];
   },
   ref: (ins, shapes, a) => {
-    const idx = refArgmax(ins[0], pgeom("maxpool2d_bwd", shapes, a));
+    const idx = refArgmax(ins[0], poolGeom("maxpool2d_bwd", shapes, a));
     const dx = new Float64Array(numel(shapes[0]));
     idx.forEach((j, o) => (dx[j] += ins[1][o]));
     return dx;
   },
-  wgsl: (ins, a) => maxpoolBackward(pgeom("maxpool2d_bwd", ins, a)),
-  cpu: (ins, a) => maxpoolBwdCpu(pgeom("maxpool2d_bwd", ins, a)),
 });
 
-type Factor = { f: number };
+/** Attributes of `upsample_nearest` and `pool_sum`: the integer factor. */
+export type Factor = { f: number };
 
-defineOp<Factor>({
+/** The `upsample_nearest` op. */
+export const upsampleNearestDef: OpDef<Factor> = defineOp({
   name: "upsample_nearest",
   arity: 1,
   shape: (ins, a) => {
@@ -113,17 +113,10 @@ defineOp<Factor>({
     }
     return y;
   },
-  wgsl: (ins, a) => {
-    const [B, C, H, W] = ins[0];
-    return upsampleNearest(B, C, H, W, a.f);
-  },
-  cpu: (ins, a) => {
-    const [B, C, H, W] = ins[0];
-    return upsampleNearestCpu(B, C, H, W, a.f);
-  },
 });
 
-defineOp<Factor>({
+/** The `pool_sum` op. */
+export const poolSumDef: OpDef<Factor> = defineOp({
   name: "pool_sum",
   arity: 1,
   shape: (ins, a) => {
@@ -145,14 +138,6 @@ defineOp<Factor>({
         ins[0][i];
     }
     return y;
-  },
-  wgsl: (ins, a) => {
-    const [B, C, H, W] = ins[0];
-    return poolSum(B, C, H, W, a.f);
-  },
-  cpu: (ins, a) => {
-    const [B, C, H, W] = ins[0];
-    return poolSumCpu(B, C, H, W, a.f);
   },
 });
 

@@ -1,14 +1,10 @@
 /** Reshape (a view), sums over axes, and the channel-wise movement ops concat / slice / pad. */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { normAxes, numel, type Shape, ShapeError, stridesOf } from "../shape.ts";
-import { gatherKernel, sumKernel } from "../../../kernels/reduce.ts";
-import { ceilDiv, entry, storageDecl, u32, WG } from "../../../kernels/common.ts";
 import { affine, expand } from "./elementwise.ts";
-import { sumCpu } from "../../backends/cpu/kernels/reduce.ts";
-import { concatCpu, padCpu, sliceCpu } from "../../backends/cpu/kernels/movement.ts";
 
-defineOp<{ shape: number[] }>({
+/** The `reshape` op. */
+export const reshapeDef: OpDef<{ shape: number[] }> = defineOp({
   name: "reshape",
   arity: 1,
   alias: true,
@@ -21,10 +17,10 @@ defineOp<{ shape: number[] }>({
   grad: ({ x, dy }) => [reshape(dy, x[0].shape)],
   // A view, as on the devices: an output reshaped from a leaf sees that leaf's effect updates.
   ref: (ins) => ins[0],
-  wgsl: () => ({ kernels: [] }),
 });
 
-defineOp<{ axes: number[] }>({
+/** The `sum` op. */
+export const sumDef: OpDef<{ axes: number[] }> = defineOp({
   name: "sum",
   arity: 1,
   shape: (ins, a) => {
@@ -47,12 +43,10 @@ defineOp<{ axes: number[] }>({
     }
     return res;
   },
-  wgsl: (ins, a) => sumKernel(ins[0], normAxes("sum", ins[0], a.axes)),
-  cpu: (ins, a) => sumCpu(ins[0], normAxes("sum", ins[0], a.axes)),
 });
 
 /** Splits a shape around `axis` into (outer, axis size, inner). */
-function around(shape: Shape, axis: number) {
+export function around(shape: Shape, axis: number) {
   return {
     outer: numel(shape.slice(0, axis)),
     len: shape[axis],
@@ -60,7 +54,8 @@ function around(shape: Shape, axis: number) {
   };
 }
 
-defineOp<{ axis: number; start: number; size: number }>({
+/** The `slice` op. */
+export const sliceDef: OpDef<{ axis: number; start: number; size: number }> = defineOp({
   name: "slice",
   arity: 1,
   shape: (ins, a) => {
@@ -83,18 +78,10 @@ defineOp<{ axis: number; start: number; size: number }>({
     }
     return res;
   },
-  cpu: (ins, a) => sliceCpu(ins[0], a.axis, a.start, a.size),
-  wgsl: (ins, a, out) => {
-    const { inner, len } = around(ins[0], a.axis);
-    const blk = a.size * inner;
-    return gatherKernel(
-      numel(out),
-      `(i / ${u32(blk)}) * ${u32(len * inner)} + ${u32(a.start * inner)} + i % ${u32(blk)}`,
-    );
-  },
 });
 
-defineOp<{ axis: number; before: number; after: number }>({
+/** The `pad` op. */
+export const padDef: OpDef<{ axis: number; before: number; after: number }> = defineOp({
   name: "pad",
   arity: 1,
   shape: (ins, a) => {
@@ -115,22 +102,10 @@ defineOp<{ axis: number; before: number; after: number }>({
     }
     return res;
   },
-  cpu: (ins, a) => padCpu(ins[0], a.axis, a.before, a.after),
-  wgsl: (ins, a, out) => {
-    const { inner, len } = around(ins[0], a.axis);
-    const ol = len + a.before + a.after;
-    const c = `((i % ${u32(ol * inner)}) / ${u32(inner)})`;
-    const valid = `${c} >= ${u32(a.before)} && ${c} < ${u32(a.before + len)}`;
-    const cc = `select(0u, ${c} - ${u32(a.before)}, ${valid})`;
-    return gatherKernel(
-      numel(out),
-      `((i / ${u32(ol * inner)}) * ${u32(len)} + ${cc}) * ${u32(inner)} + i % ${u32(inner)}`,
-      valid,
-    );
-  },
 });
 
-defineOp<{ axis: number }>({
+/** The `concat` op. */
+export const concatDef: OpDef<{ axis: number }> = defineOp({
   name: "concat",
   shape: (ins, a) => {
     const r = ins[0].length;
@@ -163,25 +138,6 @@ defineOp<{ axis: number }>({
       start += len;
     });
     return res;
-  },
-  cpu: (ins, a) => concatCpu(ins, a.axis),
-  // One dispatch per input, each writing its own slab of the output.
-  wgsl: (ins, a, out) => {
-    const ol = out[a.axis];
-    let start = 0;
-    const kernels = ins.map((s, k) => {
-      const { inner, len } = around(s, a.axis);
-      const n = numel(s);
-      const blk = len * inner;
-      const code = `${storageDecl(0, "x", false)}\n${storageDecl(1, "out", true)}\n${
-        entry(`  let i = gi;
-  if (i >= ${u32(n)}) { return; }
-  out[(i / ${u32(blk)}) * ${u32(ol * inner)} + ${u32(start * inner)} + i % ${u32(blk)}] = x[i];`)
-      }`;
-      start += len;
-      return { code, bindings: [{ in: k }, { out: true as const }], workgroups: ceilDiv(n, WG) };
-    });
-    return { kernels };
   },
 });
 

@@ -1,35 +1,27 @@
 /**
  * The transformer ops of the LViT model: matmul (2-D, batched, or batched times a shared
- * matrix), axis permutation, softmax over the last axis, and a fused layer norm over the last
- * axis built like the fused batch norm (norm.ts): `ln_stats` computes per-row statistics and
- * `ln_apply` differentiates through them itself, with two backward ops of its own.
+ * matrix), axis permutation and softmax over the last axis (layer norm: layer_norm.ts).
  */
-import type { Tensor } from "../graph.ts";
-import { defineOp } from "../op.ts";
+import { defineOp, type OpDef, type Tensor } from "../graph.ts";
 import { numel, type Shape, ShapeError, stridesOf } from "../shape.ts";
-import {
-  lnApplyKernel,
-  lnBwdDataKernel,
-  lnBwdParamsKernel,
-  lnStatsKernel,
-  type MatmulGeom,
-  matmulKernel,
-  permuteKernel,
-  softmaxGradKernel,
-  softmaxKernel,
-} from "../../../kernels/transformer.ts";
-import {
-  lnApplyCpu,
-  lnBwdDataCpu,
-  lnBwdParamsCpu,
-  lnStatsCpu,
-  matmulCpu,
-  permuteCpu,
-  softmaxCpu,
-  softmaxGradCpu,
-} from "../../backends/cpu/kernels/transformer.ts";
 import { add } from "./elementwise.ts";
-import { reshape, slice } from "./shape_ops.ts";
+import { reshape } from "./shape_ops.ts";
+
+/**
+ * out[b] = op(A_b) · op(B_b) with op(A_b) [M, K], op(B_b) [K, N]. `batchA` / `batchB` say
+ * whether the operand has a batch axis of B matrices; an operand without one is shared by every
+ * batch (B = 1 with neither batched is the plain 2-D product).
+ */
+export interface MatmulGeom {
+  B: number;
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  batchA: boolean;
+  batchB: boolean;
+}
 
 // ---------------------------------------------------------------------------------------------
 // matmul
@@ -37,7 +29,8 @@ import { reshape, slice } from "./shape_ops.ts";
 /** Transposes of the operands, as in BLAS: op(A) = A^T when transA. */
 export type MatmulAttrs = { transA?: boolean; transB?: boolean };
 
-function mmGeom(ins: Shape[], a: MatmulAttrs): MatmulGeom {
+/** The geometry of op(ins[0]) · op(ins[1]), or a ShapeError. */
+export function mmGeom(ins: Shape[], a: MatmulAttrs): MatmulGeom {
   const [sa, sb] = ins;
   if (sa.length < 2 || sa.length > 3 || sb.length < 2 || sb.length > 3) {
     throw new ShapeError("matmul", ins, "expects 2-D or 3-D (batched) operands");
@@ -105,7 +98,8 @@ function gradB(a: Tensor, b: Tensor, dy: Tensor, tA: boolean, tB: boolean): Tens
   return tB ? mm(dyF, aP, true, true) : mm(aP, dyF);
 }
 
-defineOp<MatmulAttrs>({
+/** The `matmul` op. */
+export const matmulDef: OpDef<MatmulAttrs> = defineOp({
   name: "matmul",
   arity: 2,
   shape: (ins, a) => {
@@ -136,8 +130,6 @@ defineOp<MatmulAttrs>({
     }
     return out;
   },
-  wgsl: (ins, a) => matmulKernel(mmGeom(ins, a)),
-  cpu: (ins, a) => matmulCpu(mmGeom(ins, a)),
   macs: (ins, a) => {
     const g = mmGeom(ins, a);
     return g.B * g.M * g.N * g.K;
@@ -147,7 +139,8 @@ defineOp<MatmulAttrs>({
 // ---------------------------------------------------------------------------------------------
 // permute
 
-type PermuteAttrs = { perm: number[] };
+/** Attributes of `permute`: output axis i is input axis perm[i]. */
+export type PermuteAttrs = { perm: number[] };
 
 function checkPerm(ins: Shape[], perm: number[]) {
   const r = ins[0].length;
@@ -163,7 +156,7 @@ function checkPerm(ins: Shape[], perm: number[]) {
  * ([B,T,3,H,d] -> [3,B,H,T,d] keeps d as one contiguous run): fewer divisions per element on
  * the GPU, longer inner loops on the CPU.
  */
-function permPlan(shape: Shape, perm: number[]): { sizes: number[]; strides: number[] } {
+export function permPlan(shape: Shape, perm: number[]): { sizes: number[]; strides: number[] } {
   const is = stridesOf(shape);
   const sizes: number[] = [];
   const strides: number[] = [];
@@ -181,7 +174,8 @@ function permPlan(shape: Shape, perm: number[]): { sizes: number[]; strides: num
   return { sizes, strides };
 }
 
-defineOp<PermuteAttrs>({
+/** The `permute` op. */
+export const permuteDef: OpDef<PermuteAttrs> = defineOp({
   name: "permute",
   arity: 1,
   shape: (ins, a) => {
@@ -204,21 +198,13 @@ defineOp<PermuteAttrs>({
     }
     return res;
   },
-  wgsl: (ins, a) => {
-    const p = permPlan(ins[0], a.perm);
-    return permuteKernel(p.sizes, p.strides);
-  },
-  cpu: (ins, a) => {
-    const p = permPlan(ins[0], a.perm);
-    return permuteCpu(p.sizes, p.strides);
-  },
 });
 
 // ---------------------------------------------------------------------------------------------
 // softmax
 
 /** Rows R and row length L of a tensor reduced over its last axis. */
-function rows(op: string, ins: Shape[]): { R: number; L: number } {
+export function rows(op: string, ins: Shape[]): { R: number; L: number } {
   const s = ins[0];
   if (s.length < 1 || s[s.length - 1] < 1) {
     throw new ShapeError(op, ins, "expects a non-empty last axis");
@@ -227,11 +213,12 @@ function rows(op: string, ins: Shape[]): { R: number; L: number } {
   return { R: numel(s) / L, L };
 }
 
-function sameAs0(op: string, ins: Shape[], k: number, what: string) {
+export function sameAs0(op: string, ins: Shape[], k: number, what: string) {
   if (ins[k].join() !== ins[0].join()) throw new ShapeError(op, ins, `${what} must match x`);
 }
 
-defineOp({
+/** The `softmax` op. */
+export const softmaxDef: OpDef = defineOp({
   name: "softmax",
   arity: 1,
   shape: (ins) => {
@@ -253,17 +240,10 @@ defineOp({
     }
     return out;
   },
-  wgsl: (ins) => {
-    const { R, L } = rows("softmax", ins);
-    return softmaxKernel(R, L);
-  },
-  cpu: (ins) => {
-    const { R, L } = rows("softmax", ins);
-    return softmaxCpu(R, L);
-  },
 });
 
-defineOp({
+/** The `softmax_grad` op. */
+export const softmaxGradDef: OpDef = defineOp({
   name: "softmax_grad",
   arity: 2,
   shape: (ins) => {
@@ -282,186 +262,6 @@ defineOp({
       for (let j = 0; j < L; j++) out[base + j] = y[base + j] * (dy[base + j] - s);
     }
     return out;
-  },
-  wgsl: (ins) => {
-    const { R, L } = rows("softmax_grad", ins);
-    return softmaxGradKernel(R, L);
-  },
-  cpu: (ins) => {
-    const { R, L } = rows("softmax_grad", ins);
-    return softmaxGradCpu(R, L);
-  },
-});
-
-// ---------------------------------------------------------------------------------------------
-// Layer norm over the last axis: R rows of C channels.
-
-type LnAttrs = { eps: number };
-
-function lnGeom(op: string, ins: Shape[]): { R: number; C: number } {
-  const { R, L } = rows(op, ins);
-  return { R, C: L };
-}
-
-function expectShape(op: string, ins: Shape[], k: number, want: number[], what: string) {
-  if (ins[k].join() !== want.join()) {
-    throw new ShapeError(op, ins, `${what} (input ${k}) must be [${want.join(", ")}]`);
-  }
-}
-
-/** xhat of element (r, c) in float64, the shared core of the references. */
-function refXhat(x: Float64Array, s: Float64Array, R: number, C: number, eps: number) {
-  const e = Math.fround(eps);
-  const xh = new Float64Array(x.length);
-  for (let r = 0; r < R; r++) {
-    const inv = 1 / Math.sqrt(s[R + r] + e);
-    for (let c = 0; c < C; c++) xh[r * C + c] = (x[r * C + c] - s[r]) * inv;
-  }
-  return xh;
-}
-
-defineOp({
-  name: "ln_stats",
-  arity: 1,
-  shape: (ins) => [2, lnGeom("ln_stats", ins).R],
-  grad: () => {
-    throw new Error("ln_stats is differentiable only through ln_apply of the same input");
-  },
-  ref: (ins, shapes) => {
-    const { R, C } = lnGeom("ln_stats", shapes);
-    const x = ins[0];
-    const out = new Float64Array(2 * R);
-    for (let r = 0; r < R; r++) {
-      let s = 0;
-      for (let c = 0; c < C; c++) s += x[r * C + c];
-      const m = s / C;
-      let v = 0;
-      for (let c = 0; c < C; c++) v += (x[r * C + c] - m) ** 2;
-      out[r] = m;
-      out[R + r] = v / C;
-    }
-    return out;
-  },
-  wgsl: (ins) => {
-    const { R, C } = lnGeom("ln_stats", ins);
-    return lnStatsKernel(R, C);
-  },
-  cpu: (ins) => {
-    const { R, C } = lnGeom("ln_stats", ins);
-    return lnStatsCpu(R, C);
-  },
-});
-
-defineOp<LnAttrs>({
-  name: "ln_apply",
-  arity: 4,
-  shape: (ins) => {
-    const { R, C } = lnGeom("ln_apply", ins);
-    expectShape("ln_apply", ins, 1, [2, R], "stats");
-    expectShape("ln_apply", ins, 2, [C], "gamma");
-    expectShape("ln_apply", ins, 3, [C], "beta");
-    return ins[0];
-  },
-  grad: ({ x, dy, attrs }) => {
-    const [xi, stats, gamma] = x;
-    if (stats.op !== "ln_stats" || stats.inputs[0] !== xi) {
-      throw new Error("ln_apply: stats must be ln_stats of the same input to be differentiated");
-    }
-    const C = gamma.shape[0];
-    const ps = dy.graph.apply("ln_bwd_params", [xi, stats, dy], attrs);
-    return [
-      dy.graph.apply("ln_bwd_data", [xi, stats, gamma, dy], attrs),
-      null,
-      reshape(slice(ps, 0, 0, 1), [C]),
-      reshape(slice(ps, 0, 1, 1), [C]),
-    ];
-  },
-  ref: (ins, shapes, a) => {
-    const { R, C } = lnGeom("ln_apply", shapes);
-    const [x, s, gm, bt] = ins;
-    const y = refXhat(x, s, R, C, a.eps);
-    for (let i = 0; i < y.length; i++) y[i] = y[i] * gm[i % C] + bt[i % C];
-    return y;
-  },
-  wgsl: (ins, a) => {
-    const { R, C } = lnGeom("ln_apply", ins);
-    return lnApplyKernel(R, C, a.eps);
-  },
-  cpu: (ins, a) => {
-    const { R, C } = lnGeom("ln_apply", ins);
-    return lnApplyCpu(R, C, Math.fround(a.eps));
-  },
-});
-
-defineOp<LnAttrs>({
-  name: "ln_bwd_data",
-  arity: 4,
-  shape: (ins) => {
-    const { R, C } = lnGeom("ln_bwd_data", ins);
-    expectShape("ln_bwd_data", ins, 1, [2, R], "stats");
-    expectShape("ln_bwd_data", ins, 2, [C], "gamma");
-    sameAs0("ln_bwd_data", ins, 3, "dy");
-    return ins[0];
-  },
-  ref: (ins, shapes, a) => {
-    const { R, C } = lnGeom("ln_bwd_data", shapes);
-    const [x, s, gm, dy] = ins;
-    const xh = refXhat(x, s, R, C, a.eps);
-    const dx = new Float64Array(x.length);
-    for (let r = 0; r < R; r++) {
-      const inv = 1 / Math.sqrt(s[R + r] + Math.fround(a.eps));
-      let s1 = 0, s2 = 0;
-      for (let c = 0; c < C; c++) {
-        const g = dy[r * C + c] * gm[c];
-        s1 += g;
-        s2 += g * xh[r * C + c];
-      }
-      for (let c = 0; c < C; c++) {
-        const i = r * C + c;
-        dx[i] = inv * (dy[i] * gm[c] - s1 / C - xh[i] * s2 / C);
-      }
-    }
-    return dx;
-  },
-  wgsl: (ins, a) => {
-    const { R, C } = lnGeom("ln_bwd_data", ins);
-    return lnBwdDataKernel(R, C, a.eps);
-  },
-  cpu: (ins, a) => {
-    const { R, C } = lnGeom("ln_bwd_data", ins);
-    return lnBwdDataCpu(R, C, Math.fround(a.eps));
-  },
-});
-
-defineOp<LnAttrs>({
-  name: "ln_bwd_params",
-  arity: 3,
-  shape: (ins) => {
-    const { R, C } = lnGeom("ln_bwd_params", ins);
-    expectShape("ln_bwd_params", ins, 1, [2, R], "stats");
-    sameAs0("ln_bwd_params", ins, 2, "dy");
-    return [2, C];
-  },
-  ref: (ins, shapes, a) => {
-    const { R, C } = lnGeom("ln_bwd_params", shapes);
-    const [x, s, dy] = ins;
-    const xh = refXhat(x, s, R, C, a.eps);
-    const out = new Float64Array(2 * C);
-    for (let c = 0; c < C; c++) {
-      for (let r = 0; r < R; r++) {
-        out[c] += dy[r * C + c] * xh[r * C + c];
-        out[C + c] += dy[r * C + c];
-      }
-    }
-    return out;
-  },
-  wgsl: (ins, a) => {
-    const { R, C } = lnGeom("ln_bwd_params", ins);
-    return lnBwdParamsKernel(R, C, a.eps);
-  },
-  cpu: (ins, a) => {
-    const { R, C } = lnGeom("ln_bwd_params", ins);
-    return lnBwdParamsCpu(R, C, Math.fround(a.eps));
   },
 });
 
@@ -503,16 +303,4 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
   let y = mm(x2, w, false, true);
   if (bias) y = add(y, bias);
   return x.rank === 2 ? y : reshape(y, outShape);
-}
-
-/** Per-row statistics [2, R] (mean, biased variance) over the last axis of x. */
-export const lnStatsOf = (x: Tensor) => x.graph.apply("ln_stats", [x]);
-
-/** Layer norm from `lnStatsOf(x)`, differentiable through the statistics. */
-export const lnApplyOp = (x: Tensor, stats: Tensor, gamma: Tensor, beta: Tensor, eps: number) =>
-  x.graph.apply("ln_apply", [x, stats, gamma, beta], { eps });
-
-/** torch.nn.LayerNorm over the last axis (elementwise affine gamma, beta [C]), fused. */
-export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
-  return lnApplyOp(x, lnStatsOf(x), gamma, beta, eps);
 }

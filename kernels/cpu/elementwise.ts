@@ -17,8 +17,8 @@
  * - any other broadcast still gets a contiguous or hoisted innermost axis (the innermost kept
  *   axis of a row-major operand has stride 1 or 0), with outer offsets added per block.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import { broadcastStrides, numel, type Shape } from "../../../graph/shape.ts";
+import type { CpuKernel } from "./types.ts";
+import { broadcastStrides, numel, type Shape } from "../../lib/graph/shape.ts";
 
 /** A JS expression of one output element from its operands' variable names (`v0`, `v1`, ...). */
 export type JsExpr = (v: string[]) => string;

@@ -2,24 +2,10 @@
  * Convolution kernels as implicit GEMMs (see gemm.ts). Backward passes are gathers: each
  * gradient element is summed by one invocation, never scattered with atomics (design.md 4).
  */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { ConvGeom, ConvTGeom } from "../../lib/graph/ops/conv.ts";
+import type { KernelPlan } from "./types.ts";
 import { gemmKernel } from "./gemm.ts";
 import { u32 } from "./common.ts";
-
-export interface ConvGeom {
-  B: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  KH: number;
-  KW: number;
-  OH: number;
-  OW: number;
-  stride: number;
-  padding: number;
-  dilation: number;
-}
 
 const ro = (b: number, name: string) =>
   `@group(0) @binding(${b}) var<storage, read> ${name}: array<f32>;`;
@@ -123,15 +109,6 @@ export function conv2dBackwardWeight(g: ConvGeom): KernelPlan {
     },
     store: (i, j, v) => `out[m${i} * ${u32(C * KK)} + n${j}] = ${v};`,
   });
-}
-
-export interface ConvTGeom {
-  B: number;
-  C: number;
-  H: number;
-  W: number;
-  O: number;
-  f: number;
 }
 
 /** Transposed conv with kernel = stride = f: every output pixel comes from one input pixel. */

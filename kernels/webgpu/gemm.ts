@@ -11,8 +11,8 @@
  * large and M x N small (weight gradients) the K range is split across invocations and the
  * partial sums are added in split order by a second kernel.
  */
-import type { KernelPlan, WgslKernel } from "../lib/graph/op.ts";
-import type { Binding } from "../lib/graph/op.ts";
+import type { KernelPlan, WgslKernel } from "./types.ts";
+import type { Binding } from "./types.ts";
 import { ceilDiv, u32 } from "./common.ts";
 
 export interface GemmSpec {

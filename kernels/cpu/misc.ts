@@ -1,12 +1,13 @@
 /**
  * CPU kernels of the LViT-specific ops (gelu, dropout, max over an axis), twins of
- * kernels/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
+ * kernels/webgpu/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
  * kernels' f32 fit coefficients; nothing is allocated in `run` (the Philox output words live in a
  * buffer made once per node).
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import { type AxisGeom, type DropoutGeom, ERFC_COEFFS } from "../../../../kernels/misc.ts";
-import { philoxInto } from "../../../rng/philox.ts";
+import type { CpuKernel } from "./types.ts";
+import { ERFC_COEFFS } from "../webgpu/misc.ts";
+import { type AxisGeom, type DropoutGeom, stepToU32 } from "../../lib/graph/ops/misc.ts";
+import { philoxInto } from "../../lib/rng/philox.ts";
 import { partOf, ranged } from "./parts.ts";
 
 // The fit's coefficients as the WGSL literals hold them. The conversion constants 1/sqrt 2 and
@@ -50,16 +51,7 @@ export function geluGradCpu(n: number): CpuKernel {
 }
 
 /**
- * The step as the WGSL kernel converts it: f32 -> u32 truncates toward zero and saturates, so
- * a stray negative or huge value still gives the same mask on both backends.
- */
-export function stepToU32(s: number): number {
-  if (!(s > 0)) return 0;
-  return Math.min(Math.trunc(s), 4294967295);
-}
-
-/**
- * Inverted dropout with the mask layout of kernels/misc.ts `dropoutKernel`: element i takes word
+ * Inverted dropout with the mask layout of kernels/webgpu/misc.ts `dropoutKernel`: element i takes word
  * i % 4 of the Philox block (i / 4, 0, step, 0) under key (seed, stream). Each output is x times
  * 0 or scale, one product of two f32 values rounded once to f32 as the GPU does, so the two
  * backends agree bit for bit (signed zeros included).

@@ -9,8 +9,8 @@
  * for 147k parameters, ~1 instead of ~2 ms per U-Net step. Smaller tensors, and engines without
  * wasm SIMD, use the JS loop.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import type { AdamAttrs } from "../../../graph/ops/optim.ts";
+import type { CpuKernel } from "./types.ts";
+import type { AdamAttrs } from "../../lib/graph/ops/optim.ts";
 import { jitPart, jsNum, partRange } from "./elementwise.ts";
 import { partOf } from "./parts.ts";
 

@@ -19,8 +19,8 @@
  * latency-bound on DRAM here (~1.6 ns per f32 against ~0.6 ns for four), and four accumulators
  * break the add latency chain; the order stays a function of the shapes alone.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import type { Shape } from "../../../graph/shape.ts";
+import type { CpuKernel } from "./types.ts";
+import type { Shape } from "../../lib/graph/shape.ts";
 import { jit, jitPart, partRange } from "./elementwise.ts";
 import { ranged } from "./parts.ts";
 

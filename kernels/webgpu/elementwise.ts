@@ -1,6 +1,6 @@
 /** WGSL for elementwise ops with numpy broadcasting: one output element per invocation. */
-import { broadcastStrides, numel, type Shape, stridesOf } from "../lib/graph/shape.ts";
-import type { KernelPlan } from "../lib/graph/op.ts";
+import { broadcastStrides, numel, type Shape, stridesOf } from "../../lib/graph/shape.ts";
+import type { KernelPlan } from "./types.ts";
 import { ceilDiv, entry, storageDecl, u32, WG } from "./common.ts";
 
 /**

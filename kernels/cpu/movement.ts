@@ -4,8 +4,8 @@
  * through `TypedArray.set` (a memmove, ~6x faster than a JS loop), short ones through a
  * generated loop. Copies are exact, as the tests require (atol 0).
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import { numel, type Shape } from "../../../graph/shape.ts";
+import type { CpuKernel } from "./types.ts";
+import { numel, type Shape } from "../../lib/graph/shape.ts";
 import { jit, type RunFn } from "./elementwise.ts";
 
 /** Block i copies `len` floats from `src[srcAt + i * srcStep]` to `out[dstAt + i * dstStep]`. */

@@ -1,11 +1,11 @@
 /**
- * Graph -> Program: dead-code elimination, liveness-based buffer planning and kernel generation.
- * The plan is complete before any device exists, so peak memory is known up front and every
- * device limit is checked here, at compile time, with a message naming the offending node.
+ * Graph -> Plan, the backend-neutral half of compiling (design.md 3): dead-code elimination,
+ * liveness-based buffer planning and the buffer-size limit. The plan is complete before any
+ * device exists, so peak memory is known up front. Each backend then lowers the planned nodes to
+ * its kernels (`lower` in lib/backends/webgpu/lower.ts and lib/backends/cpu/lower.ts), checking
+ * its own per-kernel limits with a message naming the offending node.
  */
-import type { Attrs, Tensor } from "./graph.ts";
-import type { Shape } from "./shape.ts";
-import { type Binding, type CpuKernel, getOp, type WgslKernel } from "./op.ts";
+import { getOp, type Tensor } from "./graph.ts";
 import { numel } from "./shape.ts";
 
 /** One planned f32 buffer of a program: a named leaf or a temporary shared over time. */
@@ -18,51 +18,34 @@ export interface BufferPlan {
   name?: string;
 }
 
-/** One WebGPU dispatch of a program: its kernel and the buffers bound to it. */
-export interface Step {
+/**
+ * One live node of a plan, in execution order (alias nodes have none: they share their input's
+ * buffer). Backends lower each to their kernels over these buffers.
+ */
+export interface PlannedNode {
+  /** The graph node. */
+  tensor: Tensor;
   /** `op#id`, for profiles and error messages. */
   label: string;
-  /** The WGSL module and workgroup count of this dispatch. */
-  kernel: WgslKernel;
-  /** Buffer index per binding, and whether the binding is written. */
-  buffers: { buffer: number; write: boolean }[];
+  /** Buffer of each input (in-place targets included), in input order. */
+  ins: number[];
+  /** Output buffer; -1 for effects, which have no output. */
+  out: number;
+  /** Buffers of the temporaries the backend asked for (`ScratchRequest`). */
+  scratch: number[];
 }
-
-/** One node on the CPU backend: its kernel and the buffers it reads and writes. */
-export interface CpuStep {
-  /** `op#id`, for profiles and error messages. */
-  label: string;
-  /** The kernel specialised to this node's shapes. */
-  kernel: CpuKernel;
-  /** What the kernel was made from, so another thread can make the same one. */
-  node: { op: string; inShapes: Shape[]; attrs: Attrs; outShape: Shape };
-  /** Buffer and element count per input (in-place targets included). */
-  ins: { buffer: number; size: number }[];
-  /** Output buffer and element count; size 0 for effects. */
-  out: { buffer: number; size: number };
-  /** Buffer and element count of each temporary the kernel asked for. */
-  scratch: { buffer: number; size: number }[];
-}
-
-/** The backend a program is compiled for. */
-export type Target = "webgpu" | "cpu";
 
 /**
- * A compiled graph: the buffer plan and the steps of one target, ready for a runtime's `load`.
- * Peak memory is fixed here (`leafBytes` + `tempBytes`).
+ * The backend-neutral part of compiling a graph: dead-code elimination, liveness and the buffer
+ * plan. Peak memory is fixed here (`leafBytes` + `tempBytes`). A backend's `lower` turns the
+ * planned nodes into its steps (lib/backends/webgpu/lower.ts, lib/backends/cpu/lower.ts).
  */
-export interface Program {
-  /** The backend the steps were generated for. */
-  target: Target;
-  /** WebGPU dispatches, in order (empty for the cpu target). */
-  steps: Step[];
-  /** CPU node steps, in order (empty for the webgpu target). */
-  cpuSteps: CpuStep[];
-  /** Every buffer of the plan; steps refer to them by index. */
+export interface Plan {
+  /** Every buffer of the plan; nodes refer to them by index. */
   buffers: BufferPlan[];
   /** Inputs, params and states used by the program, by name. */
   leaves: Map<string, { buffer: number; tensor: Tensor }>;
-  /** The requested outputs, by the names given to `compile`. */
+  /** The requested outputs, by the names given to `plan`. */
   outputs: Map<string, { buffer: number; tensor: Tensor }>;
   /** Bytes of all temporaries at once: the planned peak above the leaves. */
   tempBytes: number;
@@ -70,7 +53,16 @@ export interface Program {
   leafBytes: number;
   /** Live nodes in execution order (effects last), for the reference interpreter. */
   order: Tensor[];
+  /** The live non-alias nodes with their buffers, in execution order. */
+  nodes: PlannedNode[];
 }
+
+/**
+ * Sizes (f32 elements) of the temporaries a backend's kernels need for one node. It is the only
+ * backend input to the plan: temporaries are planned with the graph's values, so they reuse
+ * buffers of dead values like any other (WGSL split-K partials, CPU im2col panels).
+ */
+export type ScratchRequest = (node: Tensor) => number[];
 
 /** The WebGPU limits a program is checked against at compile time. */
 export interface DeviceLimits {
@@ -105,15 +97,16 @@ export function schedule(outputs: readonly Tensor[], effects: readonly Tensor[])
 }
 
 /**
- * Compiles for one backend. The plan of every graph tensor is the same for both targets; only
- * the per-node scratch (WGSL split-K partials vs CPU im2col panels) differs.
+ * Plans a graph for the given outputs and effects: dead-code elimination, liveness-based buffer
+ * reuse (best fit among buffers whose last reader has run) and the device's buffer-size limit.
+ * `scratch` is asked for each live node's temporaries once, in execution order.
  */
-export function compile(
+export function plan(
   outputs: Record<string, Tensor>,
   effects: readonly Tensor[] = [],
   limits: DeviceLimits = SPEC_LIMITS,
-  target: Target = "webgpu",
-): Program {
+  scratch: ScratchRequest = () => [],
+): Plan {
   const order = schedule(Object.values(outputs), effects);
   const buffers: BufferPlan[] = [];
   const bufOf = new Map<Tensor, number>();
@@ -157,8 +150,7 @@ export function compile(
     return buffers.length - 1;
   };
 
-  const steps: Step[] = [];
-  const cpuSteps: CpuStep[] = [];
+  const nodes: PlannedNode[] = [];
   order.forEach((t, i) => {
     if (t.kind !== "node") return;
     const def = getOp(t.op);
@@ -167,43 +159,22 @@ export function compile(
       return;
     }
     const label = `${t.op}#${t.id}`;
-    const inShapes = t.inputs.map((x) => x.shape);
     if (!def.inplace) bufOf.set(t, take(Math.max(1, numel(t.shape))));
-    if (target === "cpu") {
-      if (!def.cpu) throw new Error(`op '${t.op}' has no cpu kernel`);
-      const kernel = def.cpu(inShapes, t.attrs, t.shape);
-      const sizes = kernel.scratch ?? [];
-      const scratch = sizes.map((n) => take(Math.max(1, n)));
-      cpuSteps.push({
-        label,
-        kernel,
-        node: { op: t.op, inShapes, attrs: t.attrs, outShape: t.shape },
-        ins: t.inputs.map((x) => ({ buffer: bufOf.get(x)!, size: x.size })),
-        out: def.inplace ? { buffer: -1, size: 0 } : { buffer: bufOf.get(t)!, size: t.size },
-        scratch: scratch.map((b, k) => ({ buffer: b, size: sizes[k] })),
-      });
-      for (const s of scratch) free.push(s);
+    for (const k of def.inplace ?? []) {
+      const target = t.inputs[k];
+      if (target.kind !== "param" && target.kind !== "state") {
+        throw new Error(`${label}: in-place target ${target} is not a param or state`);
+      }
     }
-    const plan = target === "webgpu" ? def.wgsl(inShapes, t.attrs, t.shape) : { kernels: [] };
-    const scratch = (plan.scratch ?? []).map((n) => take(Math.max(1, n)));
-    for (const k of plan.kernels) {
-      const bs = k.bindings.map((b: Binding) => {
-        if ("in" in b) return { buffer: bufOf.get(t.inputs[b.in])!, write: false };
-        if ("inplace" in b) {
-          const target = t.inputs[b.inplace];
-          if (target.kind !== "param" && target.kind !== "state") {
-            throw new Error(`${label}: in-place target ${target} is not a param or state`);
-          }
-          return { buffer: bufOf.get(target)!, write: true };
-        }
-        if ("out" in b) return { buffer: bufOf.get(t)!, write: true };
-        if ("scratch" in b) return { buffer: scratch[b.scratch], write: true };
-        return { buffer: scratch[b.scratchIn], write: false };
-      });
-      checkBindings(label, bs, limits);
-      steps.push({ label, kernel: k, buffers: bs });
-    }
-    for (const s of scratch) free.push(s);
+    const temps = scratch(t).map((n) => take(Math.max(1, n)));
+    nodes.push({
+      tensor: t,
+      label,
+      ins: t.inputs.map((x) => bufOf.get(x)!),
+      out: def.inplace ? -1 : bufOf.get(t)!,
+      scratch: temps,
+    });
+    for (const s of temps) free.push(s);
     for (const x of new Set(t.inputs.map(root))) {
       if (x.kind === "node" && lastUse.get(x) === i) free.push(bufOf.get(x)!);
     }
@@ -225,28 +196,12 @@ export function compile(
   const bytes = (k: BufferPlan["kind"]) =>
     buffers.filter((b) => b.kind === k).reduce((s, b) => s + 4 * b.floats, 0);
   return {
-    target,
-    steps,
-    cpuSteps,
     buffers,
     leaves,
     outputs: outs,
     tempBytes: bytes("temp"),
     leafBytes: bytes("leaf"),
     order,
+    nodes,
   };
-}
-
-function checkBindings(label: string, bs: { buffer: number; write: boolean }[], l: DeviceLimits) {
-  if (bs.length > l.maxStorageBuffersPerShaderStage) {
-    throw new Error(
-      `${label} binds ${bs.length} storage buffers; the device allows ${l.maxStorageBuffersPerShaderStage}`,
-    );
-  }
-  // WebGPU forbids a buffer being both written and bound again within one dispatch.
-  for (const a of bs) {
-    if (a.write && bs.filter((b) => b.buffer === a.buffer).length > 1) {
-      throw new Error(`${label} would bind buffer ${a.buffer} as writable and again`);
-    }
-  }
 }

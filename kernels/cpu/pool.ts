@@ -3,8 +3,8 @@
  * with the geometry as literals (the source is built from shapes only). Windows of up to
  * MAX_UNROLL taps are unrolled.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
-import type { PoolGeom } from "../../../../kernels/pool.ts";
+import type { CpuKernel } from "./types.ts";
+import type { PoolGeom } from "../../lib/graph/ops/pool.ts";
 import { jitPart, partRange } from "./elementwise.ts";
 import type { RunPartFn } from "./elementwise.ts";
 

@@ -3,7 +3,8 @@
  * over one axis with its gradient. Every kernel writes each output element from one invocation
  * (gathers only, no atomics), in the fixed order design.md section 4 asks for.
  */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { AxisGeom, DropoutGeom } from "../../lib/graph/ops/misc.ts";
+import type { KernelPlan } from "./types.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
 import { PHILOX_WGSL } from "./philox.ts";
 
@@ -83,20 +84,6 @@ export function geluBackward(n: number): KernelPlan {
   );
 }
 
-/** Parameters of a dropout kernel, all resolved on the host (lib/graph/ops/misc.ts). */
-export interface DropoutGeom {
-  /** Elements. */
-  n: number;
-  /** Keep element i iff (word >> 8) >= thr, i.e. its uniform u = (word >> 8) 2^-24 >= p. */
-  thr: number;
-  /** 1 / (1 - p) rounded to f32 (0 when p = 1). */
-  scale: number;
-  /** Seed, already reduced to a u32. */
-  seed: number;
-  /** Philox stream id (Stream.dropout). */
-  stream: number;
-}
-
 /**
  * Inverted dropout. One invocation per block of four elements: element i uses word i % 4 of the
  * Philox block at counter (i / 4, 0, step, 0), key (seed, stream) — the layout of the TS
@@ -132,13 +119,6 @@ ${lanes.join("\n")}`)
       workgroups: ceilDiv(Math.max(blocks, 1), WG),
     }],
   };
-}
-
-/** x viewed as [outer, A, inner], reduced over A. */
-export interface AxisGeom {
-  outer: number;
-  A: number;
-  inner: number;
 }
 
 /** Scan of the slice starting at `base` (stride inner) leaving its first maximum and argmax. */

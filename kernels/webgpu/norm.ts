@@ -3,17 +3,12 @@
  * contiguous chunks whose partial sums a second dispatch adds in chunk order: fixed order, no
  * atomics, and enough invocations for both cores even when C is 16.
  */
-import type { KernelPlan, WgslKernel } from "../lib/graph/op.ts";
+import type { BnGeom } from "../../lib/graph/ops/norm.ts";
+import type { KernelPlan, WgslKernel } from "./types.ts";
 import { ceilDiv, entry, f32, storageDecl, u32, WG } from "./common.ts";
 
 /** Elements of one channel summed by one invocation in the first pass. */
 const CHUNK = 256;
-
-export interface BnGeom {
-  B: number;
-  C: number;
-  HW: number;
-}
 
 function chunks(g: BnGeom) {
   return ceilDiv(g.B * g.HW, CHUNK);

@@ -19,9 +19,9 @@
  * operands are made on the first run and reused, since the executor passes the same buffers
  * every run. Accumulation is sequential and deterministic.
  */
-import type { CpuKernel, CpuPartFn } from "../../../graph/op.ts";
-import type { ConvGeom, ConvTGeom } from "../../../../kernels/conv.ts";
-import { sgemm } from "../blas.ts";
+import type { CpuKernel, CpuPartFn } from "./types.ts";
+import type { ConvGeom, ConvTGeom } from "../../lib/graph/ops/conv.ts";
+import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { partOf } from "./parts.ts";
 
 /** Subarray views at fixed offsets of a buffer, rebuilt only when the buffer changes. */

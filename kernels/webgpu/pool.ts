@@ -1,17 +1,7 @@
 /** Pooling and nearest upsampling, one output element per invocation, all gathers. */
-import type { KernelPlan } from "../lib/graph/op.ts";
+import type { PoolGeom } from "../../lib/graph/ops/pool.ts";
+import type { KernelPlan } from "./types.ts";
 import { ceilDiv, entry, storageDecl, u32, WG } from "./common.ts";
-
-export interface PoolGeom {
-  B: number;
-  C: number;
-  H: number;
-  W: number;
-  k: number;
-  s: number;
-  OH: number;
-  OW: number;
-}
 
 function simple(n: number, body: string, ins: number): KernelPlan {
   const decls = ["x", "y", "z"].slice(0, ins).map((nm, i) => storageDecl(i, nm, false));

@@ -3,8 +3,8 @@
  * order). Large reductions with few outputs (batch-norm statistics) are split into contiguous
  * chunks whose partial sums are then added in chunk order, so both cores get work.
  */
-import { numel, type Shape, stridesOf } from "../lib/graph/shape.ts";
-import type { KernelPlan } from "../lib/graph/op.ts";
+import { numel, type Shape, stridesOf } from "../../lib/graph/shape.ts";
+import type { KernelPlan } from "./types.ts";
 import { ceilDiv, entry, storageDecl, u32, WG } from "./common.ts";
 
 /** Code decoding linear index `v` over (sizes, strides) into an offset added to `acc`. */

@@ -3,7 +3,7 @@
  * loops over independent units (flat elements, channels, rows) computes a contiguous range of
  * them, the whole range for `run` and one part of it for `runPart`.
  */
-import type { CpuKernel } from "../../../graph/op.ts";
+import type { CpuKernel } from "./types.ts";
 
 /** [lo, hi): part `part` of `parts` of [0, n), contiguous and in order. */
 export function partOf(n: number, part: number, parts: number): [number, number] {
