@@ -230,6 +230,48 @@ export interface WriteOptions {
 }
 
 /**
+ * Writes the predictions of one batch (`files[first + k]` is plane k of `p`), logging each; the
+ * same for both engines.
+ */
+export async function writeBatch(
+  files: readonly string[],
+  first: number,
+  decoded: readonly Image8[],
+  p: Float32Array,
+  size: number,
+  o: Omit<WriteOptions, "text">,
+  texts: readonly string[] | null | undefined,
+  log: (line: string) => void,
+): Promise<PredictedImage[]> {
+  const items: PredictedImage[] = [];
+  for (let k = 0; k < decoded.length; k++) {
+    const j = first + k;
+    const item = await writePrediction(files[j], decoded[k], p, k, size, {
+      ...o,
+      text: texts?.[j],
+    });
+    items.push(item);
+    log(
+      `predict: ${j + 1}/${files.length} ${basename(files[j])} ` +
+        `(${item.width}x${item.height}): ${(100 * item.foreground).toFixed(1)}% foreground`,
+    );
+  }
+  return items;
+}
+
+/** Writes `predict.json` into the result's folder: the result and the settings that made it. */
+export async function writePredictJson(
+  result: PredictResult,
+  settings: Record<string, unknown>,
+): Promise<void> {
+  const interpolation = "bilinear (cv2.INTER_LINEAR sampling) for the input and the probabilities";
+  await writeAtomic(
+    join(result.out, "predict.json"),
+    JSON.stringify({ ...result, ...settings, interpolation }, null, 2) + "\n",
+  );
+}
+
+/**
  * Writes the mask, overlay (and probabilities) of `file` from plane `k` of the model's output
  * `p` ([n, 1, size, size]), resized to the image's own size and thresholded.
  */
@@ -351,36 +393,11 @@ export async function predict(
         t?.copyWithin(k * per, last * per, (last + 1) * per);
       }
       const p = await s.predict(x, t ? { [TEXT_INPUT]: t } : {});
-      for (let k = 0; k < idx.length; k++) {
-        const j = idx[k];
-        const item = await writePrediction(files[j], decoded[k], p, k, size, {
-          threshold,
-          out,
-          probabilities: o.probabilities,
-          text: texts?.[j],
-        });
-        images.push(item);
-        log(
-          `predict: ${j + 1}/${files.length} ${basename(files[j])} ` +
-            `(${item.width}x${item.height}): ${(100 * item.foreground).toFixed(1)}% foreground`,
-        );
-      }
+      const write = { threshold, out, probabilities: o.probabilities };
+      images.push(...await writeBatch(files, i, decoded, p, size, write, texts, log));
     }
     const result: PredictResult = { checkpoint: resolve(ckpt), out: resolve(out), images };
-    await writeAtomic(
-      join(out, "predict.json"),
-      JSON.stringify(
-        {
-          ...result,
-          config_hash: hash,
-          threshold,
-          image_size: size,
-          interpolation: "bilinear (cv2.INTER_LINEAR sampling) for the input and the probabilities",
-        },
-        null,
-        2,
-      ) + "\n",
-    );
+    await writePredictJson(result, { config_hash: hash, threshold, image_size: size });
     return result;
   } finally {
     s.destroy();

@@ -5,7 +5,7 @@
  * preprocessing, the threshold, and for models that read text the experiment's text encoder.
  * Preprocessing, text lookup and the written files are `predict`'s own (lib/run/predict.ts).
  */
-import { basename, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { InputError } from "../config/errors.ts";
 import { resolveExperimentText } from "../config/load.ts";
 import type { ExperimentConfig } from "../config/schema.ts";
@@ -19,14 +19,14 @@ import { decodeModel, type ModelMsg } from "../export/onnx_proto.ts";
 import { ONNX_NAMES } from "../export/onnx.ts";
 import { META, type Postprocessing, type Preprocessing, type TextInput } from "./export.ts";
 import { lazyTextEncoder } from "./experiment.ts";
-import { writeAtomic } from "./folder.ts";
 import {
   imageTexts,
   listImages,
   type PredictedImage,
   type PredictOptions,
   type PredictResult,
-  writePrediction,
+  writeBatch,
+  writePredictJson,
 } from "./predict.ts";
 
 /** Options of {@link predictOrt}: those of `predict` that do not choose our engine's weights. */
@@ -195,38 +195,17 @@ export async function predictOrt(
             `[${n}, 1, ${size}, ${size}] float32`,
         );
       }
-      for (let k = 0; k < n; k++) {
-        const j = i + k;
-        const item = await writePrediction(files[j], decoded[k], p.data, k, size, {
-          threshold,
-          out,
-          probabilities: o.probabilities,
-          text: texts?.[j],
-        });
-        images.push(item);
-        log(
-          `predict: ${j + 1}/${files.length} ${basename(files[j])} ` +
-            `(${item.width}x${item.height}): ${(100 * item.foreground).toFixed(1)}% foreground`,
-        );
-      }
+      const write = { threshold, out, probabilities: o.probabilities };
+      images.push(...await writeBatch(files, i, decoded, p.data, size, write, texts, log));
     }
     const result: PredictResult = { checkpoint: resolve(modelPath), out: resolve(out), images };
-    await writeAtomic(
-      join(out, "predict.json"),
-      JSON.stringify(
-        {
-          ...result,
-          engine: "onnxruntime-web (wasm)",
-          model: info.model,
-          config_hash: info.configHash,
-          threshold,
-          image_size: size,
-          interpolation: "bilinear (cv2.INTER_LINEAR sampling) for the input and the probabilities",
-        },
-        null,
-        2,
-      ) + "\n",
-    );
+    await writePredictJson(result, {
+      engine: "onnxruntime-web (wasm)",
+      model: info.model,
+      config_hash: info.configHash,
+      threshold,
+      image_size: size,
+    });
     return result;
   } finally {
     await session.release();
