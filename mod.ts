@@ -116,7 +116,9 @@ export {
 export { type LoadedExperiment, loadExperiment, resolveExperimentText } from "./lib/config/load.ts";
 export { runExperiment, type RunOptions, type RunResult, type Summary } from "./lib/run/runner.ts";
 export {
+  createInference,
   createSession,
+  type ExperimentInference,
   type ExperimentModel,
   experimentModel,
   type ExperimentSession,

@@ -13,6 +13,7 @@ import { type ModelName, MODELS } from "../models/registry.ts";
 import type { ModelFn } from "../models/count.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { Session } from "../train/session.ts";
+import { Inference } from "../train/inference.ts";
 import type { Geometry, Samples } from "../train/trainer.ts";
 import { RGB_CHANNELS } from "../data/codecs.ts";
 import { openDataset, type OpenedDataset, type SplitData } from "../data/dataset.ts";
@@ -88,6 +89,31 @@ export async function createSession(
     semi: usesSemi(cfg) ? { lvWeight: cfg.semi.lv_loss ? cfg.semi.lv_weight : 0 } : undefined,
   });
   return { backend: be, session: s, model: m };
+}
+
+/** What `createInference` builds for an experiment. */
+export interface ExperimentInference {
+  /** The backend chosen. */
+  backend: Backend;
+  /** The evaluation program alone, loaded on it. */
+  inference: Inference;
+  /** The experiment's model. */
+  model: ExperimentModel;
+}
+
+/**
+ * Builds an experiment's evaluation program alone (no training step: faster to build, less
+ * memory), at the experiment's geometry, for predicting with a trained checkpoint.
+ */
+export async function createInference(
+  cfg: ExperimentConfig,
+  backend: BackendRequest,
+): Promise<ExperimentInference> {
+  const be = await selectBackend(backend);
+  const m = experimentModel(cfg);
+  const { batch, channels, size } = geometryOf(cfg);
+  const inference = await Inference.create(be, m.fn, { batch, channels, size, seed: cfg.seed });
+  return { backend: be, inference, model: m };
 }
 
 /**

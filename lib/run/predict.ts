@@ -21,8 +21,7 @@
 import { basename, extname, join, resolve } from "node:path";
 import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
-import { loadCheckpoint } from "../io/checkpoint.ts";
-import { isModelState } from "../train/session.ts";
+import { loadWeights } from "../train/weights.ts";
 import { TEXT_INPUT } from "../models/lvit.ts";
 import { readImage, RGB_CHANNELS } from "../data/codecs.ts";
 import { type Image8, preprocessImage, toBgr8 } from "../data/preprocess.ts";
@@ -31,7 +30,7 @@ import { encodeTexts } from "../data/text.ts";
 import { encodePng } from "../deps.ts";
 import { maskOverlayRgb } from "../report/images.ts";
 import { writeAtomic } from "./folder.ts";
-import { createSession, geometryOf, lazyTextEncoder } from "./experiment.ts";
+import { createInference, geometryOf, lazyTextEncoder } from "./experiment.ts";
 import { locateCheckpoint, readRunConfig } from "./evaluate.ts";
 import { holdForReading } from "./state.ts";
 
@@ -345,16 +344,17 @@ export async function predict(
   const { config: cfg, hash } = await readRunConfig(dir);
   const out = o.out ?? "predictions";
   const hold = await holdForReading(dir, log);
-  const { backend, session: s, model } = await createSession(cfg, o.backend ?? cfg.backend)
+  // The evaluation program alone: predicting needs no training step.
+  const { backend, inference: m, model } = await createInference(cfg, o.backend ?? cfg.backend)
     .catch((e) => {
       hold.release();
       throw e;
     });
   try {
-    const r = await loadCheckpoint(ckpt, s.leafShapes(true), { skip: (n) => !isModelState(n) });
-    s.loadState(r.values);
+    // Strict: the checkpoint's model state, trainer state left out.
+    await loadWeights(m, ckpt);
     // Texts: read and encoded before any image, so a missing one fails before output.
-    const readsText = s.evaluate.program.leaves.has(TEXT_INPUT);
+    const readsText = m.program.program.leaves.has(TEXT_INPUT);
     const texts = await imageTexts(files, readsText, model.name, o, log);
     let features: Float32Array[] | null = null;
     if (texts) {
@@ -392,7 +392,7 @@ export async function predict(
         x.copyWithin(k * im, last * im, (last + 1) * im);
         t?.copyWithin(k * per, last * per, (last + 1) * per);
       }
-      const p = await s.predict(x, t ? { [TEXT_INPUT]: t } : {});
+      const p = (await m.forward(x, t ? { [TEXT_INPUT]: t } : {})).probabilities;
       const write = { threshold, out, probabilities: o.probabilities };
       images.push(...await writeBatch(files, i, decoded, p, size, write, texts, log));
     }
@@ -400,7 +400,7 @@ export async function predict(
     await writePredictJson(result, { config_hash: hash, threshold, image_size: size });
     return result;
   } finally {
-    s.destroy();
+    m.destroy();
     hold.release();
   }
 }
