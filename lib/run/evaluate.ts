@@ -9,12 +9,11 @@ import { MAX_CONFIG_BYTES, resolveExperimentText } from "../config/load.ts";
 import { BoundedReadError, readTextBounded } from "../io/bounded.ts";
 import { InputError } from "../config/errors.ts";
 import type { BackendRequest } from "../backends/select.ts";
-import { loadCheckpoint } from "../io/checkpoint.ts";
 import { isPthPath } from "../io/pth.ts";
-import { isModelState } from "../train/session.ts";
+import { loadWeights } from "../train/weights.ts";
 import { scoreSplit } from "../train/trainer.ts";
 import {
-  createSession,
+  createInference,
   geometryOf,
   lazyTextEncoder,
   prepareData,
@@ -130,23 +129,20 @@ async function evaluateHeld(
   log: (line: string) => void,
 ): Promise<EvalResult> {
   const ds = await prepareData(cfg, log);
-  let session: Awaited<ReturnType<typeof createSession>>;
+  // The evaluation program alone: scoring needs no training step.
+  let built: Awaited<ReturnType<typeof createInference>>;
   try {
-    session = await createSession(cfg, o.backend ?? cfg.backend);
+    built = await createInference(cfg, o.backend ?? cfg.backend);
   } catch (e) {
     ds.close();
     throw e;
   }
-  const { backend, session: s, model } = session;
+  const { backend, inference: s, model } = built;
   try {
-    // last.safetensors also holds the trainer's state (Adam moments, accumulators).
-    const r = await loadCheckpoint(ckpt, s.leafShapes(true), {
-      skip: (n) => !isModelState(n),
-      allowNonFinite: o.allowNonFinite,
-    });
+    // last.safetensors also holds the trainer's state (Adam moments, accumulators): left out.
+    const r = await loadWeights(s, ckpt, { allowNonFinite: o.allowNonFinite });
     // Scored on the data set it was trained on, or refused with both identities.
     checkDataIdentity(ckpt, r.metadata.get("data_identity"), ds.identity, ds.root, "");
-    s.loadState(r.values);
     const encoder = lazyTextEncoder(cfg, model.options, log);
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
     const geo = geometryOf(cfg), size = geo.size;

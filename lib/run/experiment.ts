@@ -227,12 +227,12 @@ export function lazyTextEncoder(
 /** Text features of every sample of each split, or null when the model reads no text. */
 export async function textFeaturesFor(
   cfg: ExperimentConfig,
-  s: Session,
+  s: { readsInput(name: string): boolean },
   encoder: () => Promise<TextEncoder>,
   ds: OpenedDataset,
   log: (s: string) => void,
 ): Promise<Record<"train" | "val" | "test", Float32Array[] | null>> {
-  if (!s.train.program.leaves.has(TEXT_INPUT) && !s.evaluate.program.leaves.has(TEXT_INPUT)) {
+  if (!s.readsInput(TEXT_INPUT)) {
     return { train: null, val: null, test: null };
   }
   const enc = await encoder();

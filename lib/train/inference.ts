@@ -87,6 +87,16 @@ export class Inference {
     return await forwardOf(this.program, x, extra);
   }
 
+  /** Probabilities alone (what `forward` returns as `probabilities`). */
+  async predict(x: Float32Array, extra: Record<string, Float32Array> = {}): Promise<Float32Array> {
+    return (await this.forward(x, extra)).probabilities;
+  }
+
+  /** Whether the program reads the input `name` (e.g. LViT's `text`). */
+  readsInput(name: string): boolean {
+    return this.program.program.leaves.has(name);
+  }
+
   /** The state_dict's shapes by name (every entry; `modelOnly` is accepted for symmetry). */
   leafShapes(_modelOnly = true): Map<string, readonly number[]> {
     return new Map(this.shapes);

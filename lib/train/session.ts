@@ -245,6 +245,11 @@ export class Session {
     return v;
   }
 
+  /** Whether a program of the session reads the input `name` (e.g. LViT's `text`). */
+  readsInput(name: string): boolean {
+    return this.train.program.leaves.has(name) || this.evaluate.program.leaves.has(name);
+  }
+
   /** Eval-mode probabilities for one batch (`extra`: the model's other inputs, e.g. text). */
   async predict(x: Float32Array, extra: Record<string, Float32Array> = {}): Promise<Float32Array> {
     this.evaluate.run({ ...extra, x });

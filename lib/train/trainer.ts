@@ -39,6 +39,12 @@ export interface Geometry {
   size: number;
 }
 
+/** What scores a split: eval-mode probabilities of a batch (a `Session` or an `Inference`). */
+export interface Predictor {
+  /** Probabilities [B, 1, S, S] of a batch of images (`extra`: e.g. LViT's `text`). */
+  predict(x: Float32Array, extra?: Record<string, Float32Array>): Promise<Float32Array>;
+}
+
 /** A split as the trainer sees it: streamed images and masks, plus text features. */
 export interface Samples {
   /** Number of samples. */
@@ -377,7 +383,7 @@ async function predictAll(
  * rule's threshold (prob > 0.5). `each` sees every image's probabilities.
  */
 export async function scoreSplit(
-  s: Session,
+  s: Predictor,
   data: Samples,
   geo: Geometry,
   rule: "val" | "test",
