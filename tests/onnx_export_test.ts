@@ -88,7 +88,7 @@ const STANDARD = new Set(
     "Concat Slice Pad ReduceSum ReduceMax Identity Greater Less Cast").split(" "),
 );
 
-Deno.test("onnx export: U-Nets, LViT-T and LViT-TW (small) equal the cpu backend in onnxruntime-web at batch 1 and 2", async () => {
+Deno.test("onnx export: every registry family (small) equals the cpu backend in onnxruntime-web at batch 1 and 2", async () => {
   const ort = await importOrt();
   ort.env.wasm.numThreads = 1;
   const backend = await selectBackend("cpu");
@@ -98,6 +98,18 @@ Deno.test("onnx export: U-Nets, LViT-T and LViT-TW (small) equal the cpu backend
     ["unet", buildModel("unet", { baseChannels: 4 }), 64],
     ["lvit-t", buildModel("lvit-t", small), 64],
     ["lvit-tw", buildModel("lvit-tw", small), 64],
+    [
+      "unetpp",
+      buildModel("unetpp", {
+        encoderWidth: 4,
+        encoderBlocks: [1, 1, 1, 1],
+        decoderChannels: [16, 8, 8, 4, 4],
+        imageSize: 64,
+      }),
+      64,
+    ],
+    ["gtunet", buildModel("gtunet", { baseChannels: 16, imageSize: 64 }), 64],
+    ["uctransnet", buildModel("uctransnet", { baseChannels: 4, depth: 2, imageSize: 32 }), 32],
   ];
   for (const [name, fn, S] of cases) {
     const sessions = new Map<number, Session>();
