@@ -30,26 +30,19 @@
 import {
   add,
   affine,
-  bnApplyOp,
-  bnRunningUpdate,
-  bnStatsOf,
   concat,
-  fma,
   matmul,
   maxpool2d,
-  mul,
   permute,
   relu,
   reshape,
-  rsqrt,
   sigmoid,
   slice,
   softmax,
-  sub,
   type Tensor,
   upsampleNearest2d,
 } from "../graph/mod.ts";
-import { conv2dLayer, type Ctx } from "../nn/layers.ts";
+import { batchNorm2d, conv2dLayer, type Ctx } from "../nn/layers.ts";
 import { bn2d, trackBatches } from "./lvit_blocks.ts";
 import { z } from "../deps.ts";
 import { expects, posInt } from "../config/leaf.ts";
@@ -228,26 +221,10 @@ function relativeLogits(q: Tensor, rel: Tensor, axis: 1 | 2): Tensor {
 /**
  * The official BNReLU(init_zero=True, nonlinearity=False) that ends each block's conv3:
  * BatchNorm2d (momentum 0.1, eps 1e-5) whose weight starts at 0, so a fresh block outputs its
- * shortcut alone. layers.ts's batchNorm2d fixes the weight's initial value at 1, hence this
- * copy of its fused training path and folded evaluation path with another initialiser.
+ * shortcut alone.
  */
 function bnZeroInit(c: Ctx, name: string, x: Tensor): Tensor {
-  const g = c.g, C = x.shape[1], eps = 1e-5;
-  const y = g.withScope(name, () => {
-    const gamma = g.param(`${name}.weight`, [C], { kind: "const", value: 0 });
-    const beta = g.param(`${name}.bias`, [C], { kind: "const", value: 0 });
-    const rm = g.state(`${name}.running_mean`, [C], { kind: "const", value: 0 });
-    const rv = g.state(`${name}.running_var`, [C], { kind: "const", value: 1 });
-    if (!c.training) {
-      const scale = mul(reshape(gamma, [1, C, 1, 1]), rsqrt(add(reshape(rv, [1, C, 1, 1]), eps)));
-      const shift = sub(reshape(beta, [1, C, 1, 1]), mul(reshape(rm, [1, C, 1, 1]), scale));
-      return fma(x, scale, shift);
-    }
-    const n = x.size / C;
-    const stats = bnStatsOf(x);
-    bnRunningUpdate(rm, rv, stats, 0.1, n > 1 ? n / (n - 1) : 1);
-    return bnApplyOp(x, stats, gamma, beta, eps, false);
-  });
+  const y = batchNorm2d(c, name, x, { weightInit: 0 });
   trackBatches(c, name);
   return y;
 }

@@ -78,6 +78,8 @@ export interface BatchNormOpts {
   fused?: boolean;
   /** Apply a ReLU after the norm (fused into the batch-norm kernels in training mode). */
   relu?: boolean;
+  /** Initial value of the weight (default 1; 0 makes a residual branch start as identity). */
+  weightInit?: number;
 }
 
 /**
@@ -94,7 +96,8 @@ function batchNormBody(c: Ctx, name: string, x: Tensor, o: BatchNormOpts): Tenso
   const m = o.momentum ?? 0.1;
   const C = x.shape[1];
   const g = c.g;
-  const gamma = reshape(g.param(`${name}.weight`, [C], { kind: "const", value: 1 }), [1, C, 1, 1]);
+  const w0 = o.weightInit ?? 1;
+  const gamma = reshape(g.param(`${name}.weight`, [C], { kind: "const", value: w0 }), [1, C, 1, 1]);
   const beta = reshape(g.param(`${name}.bias`, [C], { kind: "const", value: 0 }), [1, C, 1, 1]);
   const rm = g.state(`${name}.running_mean`, [C], { kind: "const", value: 0 });
   const rv = g.state(`${name}.running_var`, [C], { kind: "const", value: 1 });
