@@ -76,6 +76,7 @@ Deno.test("a run writes every file of the run folder; two runs are bitwise ident
         "backend",
         "adapter",
         "params",
+        "macs",
         "epochs",
         "steps",
         "best_epoch",

@@ -329,6 +329,7 @@ Deno.test("--dry-run prints every point with its config hash, folder and run com
 function fakeSummary(dice: number, iou: number, params = 100, seconds = 1): Summary {
   return {
     params,
+    macs: 2.5e9,
     val: { dice: dice + 0.1, iou: iou + 0.1 },
     test: { dice, iou, f1: dice, pooled: { dice: dice + 0.05, iou: iou + 0.05 } },
     train_seconds: seconds,
@@ -368,13 +369,13 @@ Deno.test("tables: mean and sample sd, n/a below 2 seeds, diff vs baseline", () 
   assertEquals(summaryCsv(rows).split("\n"), [
     "variant,settings,baseline,seeds_done,seeds_total,val_dice_mean,val_dice_sd,val_iou_mean," +
     "val_iou_sd,test_dice_mean,test_dice_sd,test_iou_mean,test_iou_sd,test_dice_pooled_mean," +
-    "test_dice_pooled_sd,test_iou_pooled_mean,test_iou_pooled_sd,params," +
+    "test_dice_pooled_sd,test_iou_pooled_mean,test_iou_pooled_sd,params,gmacs," +
     "train_seconds_mean,test_dice_diff_vs_baseline",
     "a,x=1,false,2,2,0.8000,0.1414,0.6000,0.1414,0.7000,0.1414,0.5000,0.1414," +
-    "0.7500,0.1414,0.5500,0.1414,100,3.00,+0.2000",
+    "0.7500,0.1414,0.5500,0.1414,100,2.500,3.00,+0.2000",
     'b,"x=2, y=""q""",true,1,1,0.6000,n/a,0.4000,n/a,0.5000,n/a,0.3000,n/a,' +
-    "n/a,n/a,n/a,n/a,120,1.00,+0.0000",
-    "c,x=3,false,0,1,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a",
+    "n/a,n/a,n/a,n/a,120,2.500,1.00,+0.0000",
+    "c,x=3,false,0,1,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a,n/a",
     "",
   ]);
   const svg = summarySvg("t <&>", rows);

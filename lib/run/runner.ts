@@ -25,11 +25,13 @@ import { firstNonFinite, loadCheckpoint, saveCheckpoint } from "../io/checkpoint
 import type { OutTensor } from "../io/safetensors.ts";
 import { DivergedError } from "../train/errors.ts";
 import type { OpenedDataset } from "../data/dataset.ts";
+import { countModel } from "../models/count.ts";
 import { overlayRgb } from "../report/images.ts";
 import { writeReport } from "../report/report.ts";
 import {
   createSession,
   dataIdentity,
+  experimentModel,
   geometryOf,
   lazyTextEncoder,
   prepareData,
@@ -103,6 +105,11 @@ export interface Summary {
   adapter: string;
   /** Trainable parameters of the model. */
   params: number;
+  /**
+   * Multiply-accumulates of one image's evaluation forward at the run's size (convs, linears and
+   * matmuls, attention included: `deno task inspect`'s exact count, lib/models/count.ts).
+   */
+  macs: number;
   /** Epochs trained. */
   epochs: number;
   /** Training steps taken in all. */
@@ -536,6 +543,7 @@ async function evaluateRun(
     backend: o.backend,
     adapter: o.adapter,
     params: s.paramCount,
+    macs: countModel(experimentModel(cfg).fn, 1, geo.size, geo.channels).macs,
     epochs: epochs.length,
     steps: state.steps,
     best_epoch: state.bestEpoch,

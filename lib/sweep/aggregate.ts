@@ -67,6 +67,8 @@ export interface VariantRow {
   testIouPooled: Stat;
   /** The distinct parameter counts (one unless seeds changed the model). */
   params: number[];
+  /** The distinct MACs per image (summary.json `macs`; none for runs that predate it). */
+  macs: number[];
   trainSeconds: Stat;
   /** Mean test Dice minus the baseline's (fractions); null when either is missing. */
   diff: number | null;
@@ -98,6 +100,7 @@ export function aggregate(
       testDicePooled: meanSd(nums((s) => s.test?.pooled?.dice)),
       testIouPooled: meanSd(nums((s) => s.test?.pooled?.iou)),
       params: [...new Set(nums((s) => s.params))].sort((a, b) => a - b),
+      macs: [...new Set(nums((s) => s.macs))].sort((a, b) => a - b),
       trainSeconds: meanSd(nums((s) => s.train_seconds)),
       diff: null,
       testDiceValues: nums((s) => s.test?.dice),
@@ -135,6 +138,9 @@ function pctCell(s: Stat): string {
   return `${fixed(100 * s.mean, 2)} ± ${s.sd === null ? NA : fixed(100 * s.sd, 2)}`;
 }
 
+/** GMACs per image with 3 decimals (several values joined by `/`; none: n/a). */
+const gmacsText = (m: number[]) => m.length ? m.map((x) => fixed(x / 1e9, 3)).join("/") : NA;
+
 const paramsText = (p: number[], grouped: boolean) => {
   const f = (x: number) => grouped ? x.toLocaleString("en-US") : String(x);
   return p.length === 0 ? NA : p.length === 1 ? f(p[0]) : `${f(p[0])}-${f(p[p.length - 1])}`;
@@ -166,6 +172,7 @@ export const CSV_COLUMNS = [
   "test_iou_pooled_mean",
   "test_iou_pooled_sd",
   "params",
+  "gmacs",
   "train_seconds_mean",
   "test_dice_diff_vs_baseline",
 ] as const;
@@ -198,6 +205,7 @@ export function summaryCsv(rows: readonly VariantRow[]): string {
         frac(r.testIouPooled.mean),
         frac(r.testIouPooled.sd),
         paramsText(r.params, false),
+        gmacsText(r.macs),
         r.trainSeconds.mean === null ? NA : fixed(r.trainSeconds.mean, 2),
         r.diff === null ? NA : signed(r.diff, 4),
       ].map(csvCell).join(","),
@@ -230,8 +238,8 @@ export function summaryMarkdown(
     "",
     "| variant | settings | seeds | val Dice (per-image) | val IoU (per-image) | " +
       "test Dice (per-image) | test IoU (per-image) | test Dice (pooled) | test IoU (pooled) | " +
-      "params | train s | Δ test Dice |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+      "params | GMACs | train s | Δ test Dice |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   );
   for (const r of rows) {
     const cells = [
@@ -245,6 +253,7 @@ export function summaryMarkdown(
       pctCell(r.testDicePooled),
       pctCell(r.testIouPooled),
       paramsText(r.params, true),
+      gmacsText(r.macs),
       r.trainSeconds.mean === null ? NA : fixed(r.trainSeconds.mean, 1),
       r.baseline ? "—" : r.diff === null ? NA : signed(100 * r.diff, 2),
     ];
