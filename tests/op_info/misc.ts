@@ -184,7 +184,7 @@ cases("conv1d", CONV1D, [
 
 // Patch embedding: conv2d with kernel = stride = p, K = C p^2 = 48 and 512 products (forward),
 // O p^2 (data gradient), B OH OW (weight gradient): f32 error ~ K u, observed <= 1.0e-5 at
-// K = 512 (both backends); atol 5e-5 as ops_test's big-K convolutions, rtol 2e-5.
+// K = 512 (both backends); atol 5e-5 as conv.ts's big-K convolutions, rtol 2e-5.
 cases("patch embedding conv (kernel = stride = p)", { atol: 5e-5, rtol: 2e-5 }, [
   {
     name: "p 4 on x[2,3,12,12], w[3,3,4,4] +bias",
