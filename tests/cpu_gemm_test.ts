@@ -7,7 +7,7 @@
  *   check allows 2e-6 * K * sum|terms|, which still catches any wrong index.
  * - conv2d and its gradients by every method (im2col, shifted GEMMs per tap or per kernel row,
  *   the automatic choice) against the op table's float64 reference, with outputs and scratch
- *   pre-filled with NaN so a value read before it is written shows. The op tests (ops_test.ts)
+ *   pre-filled with NaN so a value read before it is written shows. The op tests (conv_ops_test.ts)
  *   only reach the methods the automatic choice picks for their shapes.
  */
 import { blasInfo, sgemm } from "../lib/backends/cpu/blas.ts";

@@ -2,9 +2,11 @@
  * Static checks of the generated WGSL, no device needed. Determinism (design.md 4) rests on every
  * float being summed by one invocation in a fixed order: no atomics, and no workgroup-shared
  * accumulators synchronised with barriers. These tests generate the kernels of every op of the
- * table for a handful of shapes (directly through the webgpu lowering table, and through `lower()` of a
- * whole training step) and reject any kernel that breaks the rule. They also check that each
- * kernel's declared bindings agree with the binding list the compiler will bind.
+ * table for the shapes of its family's sample table (tests/op_info: every op node of every sample,
+ * forward and backward, and the `static` samples), directly through the webgpu lowering table,
+ * and through `lower()` of a whole training step, and reject any kernel that breaks the rule.
+ * They also check that each kernel's declared bindings agree with the binding list the compiler
+ * will bind.
  */
 import {
   add,
@@ -31,6 +33,8 @@ import {
   upsampleNearest2d,
 } from "../lib/graph/mod.ts";
 import type { WgslKernel } from "../kernels/webgpu/types.ts";
+import type { StaticSample, SuiteCase } from "./op_suite.ts";
+import { OP_TABLES } from "./op_info/mod.ts";
 import { lower, wgslPlan } from "../lib/backends/webgpu/lower.ts";
 
 type Attrs = Record<string, unknown>;
@@ -79,178 +83,46 @@ function kernelViolations(k: WgslKernel): string[] {
   return bad;
 }
 
-/** A few input shapes and attributes per op: the kernels are specialised to them. */
-function specsOf(op: OpDef): [Shape[], Attrs][] {
-  const ew = (n: number, attrs: Attrs = {}): [Shape[], Attrs][] => [
-    [Array.from({ length: n }, () => [3, 5]), attrs],
-    [Array.from({ length: n }, (_, i) => (i === 0 ? [2, 3, 5, 7] : [3, 1, 1])), attrs],
-    [Array.from({ length: n }, (_, i) => (i === n - 1 ? [1] : [64 * 65535 + 1])), attrs],
-  ];
-  const conv = (stride: number, padding: number, dilation: number) => ({
-    stride,
-    padding,
-    dilation,
-  });
-  switch (op.name) {
-    case "affine":
-      return ew(1, { a: -1.7, b: 0.1 });
-    case "step_gt":
-    case "step_lt":
-      return ew(1, { t: 0.3 });
-    case "expand":
-      return [[[[3, 1]], { shape: [2, 3, 4] }], [[[1]], { shape: [7] }]];
-    case "reshape":
-      return [[[[2, 3, 4]], { shape: [6, 4] }]];
-    case "sum":
-      return [
-        [[[2, 3, 5, 7]], { axes: [0, 2, 3] }], // single stage
-        [[[3, 2, 37, 41]], { axes: [0, 2, 3] }], // two stages: R = 4551, 2 outputs
-        [[[1100, 3]], { axes: [0] }],
-        [[[1030, 2]], { axes: [1] }],
-        [[[5, 4]], { axes: [] }],
-      ];
-    case "slice":
-      return [[[[2, 5, 3]], { axis: 1, start: 1, size: 2 }], [[[7]], {
-        axis: 0,
-        start: 6,
-        size: 1,
-      }]];
-    case "pad":
-      return [[[[2, 3, 4]], { axis: 1, before: 2, after: 1 }], [[[3, 5]], {
-        axis: 0,
-        before: 0,
-        after: 3,
-      }]];
-    case "concat":
-      return [[[[2, 1, 3], [2, 4, 3], [2, 2, 3]], { axis: 1 }], [[[1, 5], [3, 5]], { axis: 0 }]];
-    case "conv2d":
-      return [
-        [[[2, 3, 9, 7], [5, 3, 3, 3], [5]], conv(1, 1, 1)],
-        [[[3, 2, 11, 10], [13, 2, 5, 5]], conv(3, 2, 1)],
-        [[[1, 3, 9, 9], [6, 3, 3, 3], [6]], conv(2, 2, 2)],
-        [[[1, 29, 4, 4], [3, 29, 3, 3], [3]], conv(1, 0, 1)], // split-K with bias
-        [[[1, 3, 1, 1], [5, 3, 1, 1]], conv(1, 0, 1)],
-      ];
-    case "conv2d_bwd_data":
-      return [
-        [[[2, 5, 5, 4], [5, 3, 3, 3]], { ...conv(2, 1, 1), inShape: [2, 3, 9, 8] }],
-        [[[1, 29, 4, 4], [29, 2, 3, 3]], { ...conv(1, 1, 1), inShape: [1, 2, 4, 4] }], // split-K
-      ];
-    case "conv2d_bwd_weight":
-      return [
-        [[[3, 2, 11, 11], [3, 3, 11, 11]], { ...conv(1, 1, 1), wShape: [3, 2, 3, 3] }], // split-K
-        [[[1, 2, 7, 7], [1, 3, 7, 7]], { ...conv(1, 2, 2), wShape: [3, 2, 3, 3] }],
-      ];
-    case "conv_transpose":
-      return [
-        [[[2, 3, 4, 5], [3, 4, 2, 2], [4]], {}],
-        [[[1, 260, 1, 2], [260, 1, 2, 2], [1]], {}], // split-K with bias
-        [[[1, 2, 3, 2], [2, 5, 3, 3]], {}],
-      ];
-    case "conv_transpose_bwd_data":
-      return [[[[2, 4, 6, 10], [3, 4, 2, 2]], {}], [[[1, 65, 4, 4], [2, 65, 2, 2]], {}]];
-    case "conv_transpose_bwd_weight":
-      return [
-        [[[3, 3, 9, 10], [3, 2, 18, 20]], { wShape: [3, 2, 2, 2] }], // split-K
-        [[[1, 2, 3, 2], [1, 5, 9, 6]], { wShape: [2, 5, 3, 3] }],
-      ];
-    case "maxpool2d":
-      return [[[[2, 3, 8, 6]], { k: 2, s: 2 }], [[[2, 2, 9, 7]], { k: 3, s: 2 }]];
-    case "maxpool2d_bwd":
-      return [
-        [[[2, 3, 8, 6], [2, 3, 4, 3]], { k: 2, s: 2 }],
-        [[[2, 2, 9, 7], [2, 2, 4, 3]], { k: 3, s: 2 }],
-      ];
-    case "upsample_nearest":
-      return [[[[2, 3, 3, 4]], { f: 2 }], [[[1, 2, 1, 1]], { f: 3 }]];
-    case "pool_sum":
-      return [[[[2, 3, 6, 4]], { f: 2 }], [[[3, 1, 3, 9]], { f: 3 }]];
-    case "assign":
-      return [[[[3, 5], [3, 5]], {}]];
-    case "adam": {
-      const a = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-      return [false, true].map((decoupled) => [
-        [[5, 7], [5, 7], [5, 7], [5, 7], [3]],
-        { ...a, weightDecay: 0.01, decoupled },
-      ]);
-    }
-    case "gelu_grad":
-      return [
-        [[[3, 5], [3, 5]], {}],
-        [[[2, 3, 5, 7], [2, 3, 5, 7]], {}],
-        [[[64 * 65535 + 1], [64 * 65535 + 1]], {}],
-      ];
-    case "dropout":
-      return [
-        [[[3, 5], [1]], { p: 0.1, seed: 7 }],
-        [[[2, 3, 5, 7], [1]], { p: 0.5, seed: 0 }],
-        [[[4 * 64 * 65535 + 5], [1]], { p: 0.9, seed: 2 ** 32 + 3 }],
-      ];
-    case "max_axis":
-      return [[[[2, 5, 3, 4]], { axis: 1 }], [[[3, 7]], { axis: 0 }], [[[2, 3, 65]], { axis: 2 }]];
-    case "max_axis_grad":
-      return [
-        [[[2, 5, 3, 4], [2, 1, 3, 4]], { axis: 1 }],
-        [[[3, 7], [1, 7]], { axis: 0 }],
-        [[[2, 3, 65], [2, 3, 1]], { axis: 2 }],
-      ];
-    case "matmul":
-      return [
-        [[[5, 7], [7, 3]], {}],
-        [[[9, 11], [10, 11]], { transB: true }],
-        [[[3, 11, 5], [3, 5, 10]], {}], // batch folded into M, rows padded 11 -> 16
-        [[[2, 5, 9], [2, 15, 5]], { transA: true, transB: true }], // into N, columns padded
-        [[[3, 5, 7], [7, 4]], {}], // shared B
-        [[[5, 7], [3, 4, 7]], { transB: true }], // shared A
-        [[[3, 300], [300, 5]], {}], // split-K
-        [[[2, 260, 3], [2, 260, 2]], { transA: true }], // batched split-K
-      ];
-    case "permute":
-      return [
-        [[[2, 5, 3, 2, 3]], { perm: [2, 0, 3, 1, 4] }],
-        [[[2, 3, 4]], { perm: [2, 0, 1] }],
-        [[[3, 5]], { perm: [0, 1] }],
-        [[[1, 1]], { perm: [1, 0] }],
-      ];
-    case "softmax":
-      return [[[[3, 7]], {}], [[[16, 196, 196]], {}]];
-    case "softmax_grad":
-      return [[[[3, 7], [3, 7]], {}]];
-    case "ln_stats":
-      return [[[[2, 196, 64]], {}]];
-    case "ln_apply":
-      return [[[[2, 5, 7], [2, 10], [7], [7]], { eps: 1e-5 }]];
-    case "ln_bwd_data":
-      return [[[[2, 5, 7], [2, 10], [7], [2, 5, 7]], { eps: 1e-5 }]];
-    case "ln_bwd_params":
-      return [
-        [[[5, 7], [2, 5], [5, 7]], { eps: 1e-5 }], // one pass
-        [[[200, 7], [2, 200], [200, 7]], { eps: 1e-5 }], // chunked: a second pass
-      ];
-    case "bn_stats":
-      return [[[[2, 3, 5, 7]], {}], [[[2, 5, 9, 31]], {}]];
-    case "bn_apply":
-      return [false, true].map((relu) => [[[2, 3, 5, 7], [2, 3], [3], [3]], { eps: 1e-5, relu }]);
-    case "bn_bwd_sums":
-      return [
-        [[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], { eps: 1e-5 }],
-        [[[2, 3, 5, 7], [2, 3], [2, 3, 5, 7], [2, 3, 5, 7]], { eps: 1e-5, relu: true }],
-      ];
-    case "bn_bwd_data":
-      return [
-        [[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3]], { eps: 1e-5 }],
-        [[[2, 3, 5, 7], [2, 3], [3], [2, 3, 5, 7], [2, 3], [2, 3, 5, 7]], {
-          eps: 1e-5,
-          relu: true,
-        }],
-      ];
-    case "bn_running_update":
-      return [[[[3], [3], [2, 3]], { momentum: 0.1, unbiased: 70 / 69 }]];
-    default:
-      if (op.arity === undefined) return [];
-      return ew(op.arity);
+/**
+ * Every op node (input shapes and attributes) of a sample's graph: its forward and, unless
+ * forwardOnly, the backward that autodiff builds for loss = sum(y * r), as tests/harness.ts's
+ * buildCase does, without generating values.
+ */
+function nodesOf(c: SuiteCase): StaticSample[] {
+  const g = new Graph();
+  const xs: Record<string, Tensor> = {};
+  for (const [name, spec] of Object.entries(c.inputs)) xs[name] = g.input(name, spec.shape);
+  const y = c.build(xs);
+  if (!c.forwardOnly) {
+    const loss = sum(mul(y, g.input("__r", y.shape)), y.shape.map((_, i) => i));
+    const names = Object.keys(c.inputs).filter((n) => !c.inputs[n].noGrad);
+    gradients(loss, names.map((n) => xs[n]));
   }
+  return g.nodes.flatMap((t) =>
+    t.kind === "node" ? [{ op: t.op, inputs: t.inputs.map((i) => i.shape), attrs: t.attrs }] : []
+  );
 }
+
+/**
+ * Input shapes and attributes per op, drawn from the sample tables (tests/op_info): every op node
+ * of every sample, plus each table's `static` samples. The kernels are specialised to them.
+ */
+const SPECS: Map<string, [Shape[], Attrs][]> = (() => {
+  const specs = new Map<string, [Shape[], Attrs][]>();
+  const seen = new Set<string>();
+  const add = ({ op, inputs, attrs = {} }: StaticSample) => {
+    const key = `${op}(${inputs.map((s) => `[${s}]`).join()})${JSON.stringify(attrs)}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    if (!specs.has(op)) specs.set(op, []);
+    specs.get(op)!.push([inputs, attrs]);
+  };
+  for (const table of OP_TABLES) {
+    for (const group of table.groups) group.samples.flatMap(nodesOf).forEach(add);
+    (table.static ?? []).forEach(add);
+  }
+  return specs;
+})();
 
 /** The kernels of `op` for one spec, labelled for messages. */
 function kernelsFor(op: OpDef, ins: Shape[], attrs: Attrs): { label: string; k: WgslKernel }[] {
@@ -269,8 +141,10 @@ Deno.test("every op's kernels: no atomics, no barriers or shared accumulators, b
   const problems: string[] = [];
   let kernels = 0;
   for (const op of allOps()) {
-    const specs = specsOf(op);
-    if (!specs.length) problems.push(`${op.name}: no shapes to generate kernels for (add some)`);
+    const specs = SPECS.get(op.name) ?? [];
+    if (!specs.length) {
+      problems.push(`${op.name}: no sample in tests/op_info to generate kernels for`);
+    }
     for (const [ins, attrs] of specs) {
       const ks = kernelsFor(op, ins, attrs);
       if (!ks.length && !op.alias) problems.push(`${op.name}: no kernels generated`);

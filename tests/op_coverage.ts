@@ -4,7 +4,7 @@
  * differences; `op_coverage_test.ts` checks that every op in the table is owned by a file.
  */
 export const OP_OWNERS: Record<string, readonly string[]> = {
-  "ops_test.ts": [
+  "elementwise_ops_test.ts": [
     "add",
     "sub",
     "mul",
@@ -26,34 +26,26 @@ export const OP_OWNERS: Record<string, readonly string[]> = {
     "expand",
     "bce",
     "bce_grad",
-    "reshape",
-    "sum",
-    "slice",
-    "pad",
-    "concat",
+  ],
+  "shape_ops_test.ts": ["reshape", "sum", "slice", "pad", "concat"],
+  "conv_ops_test.ts": [
     "conv2d",
     "conv2d_bwd_data",
     "conv2d_bwd_weight",
     "conv_transpose",
     "conv_transpose_bwd_data",
     "conv_transpose_bwd_weight",
-    "maxpool2d",
-    "maxpool2d_bwd",
-    "upsample_nearest",
-    "pool_sum",
-    "assign",
-    "adam",
-    "bn_stats",
-    "bn_apply",
-    "bn_bwd_sums",
-    "bn_bwd_data",
-    "bn_running_update",
   ],
+  "pool_ops_test.ts": ["maxpool2d", "maxpool2d_bwd", "upsample_nearest", "pool_sum"],
+  "norm_ops_test.ts": ["bn_stats", "bn_apply", "bn_bwd_sums", "bn_bwd_data", "bn_running_update"],
+  "optim_ops_test.ts": ["assign", "adam"],
   "transformer_ops_test.ts": [
     "matmul",
     "permute",
     "softmax",
     "softmax_grad",
+  ],
+  "layer_norm_ops_test.ts": [
     "ln_stats",
     "ln_apply",
     "ln_bwd_data",

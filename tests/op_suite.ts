@@ -3,16 +3,75 @@
  * on the CPU and (when differentiable) by finite differences, and the file's last test checks
  * that every op it owns (tests/op_coverage.ts) was exercised each way.
  */
-import { allOps } from "../lib/graph/mod.ts";
+import { allOps, getOp, Graph, type Tensor } from "../lib/graph/mod.ts";
+import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { cpuLowerings } from "../lib/backends/cpu/lower.ts";
 import { OP_OWNERS } from "./op_coverage.ts";
-import { buildCase, checkOp, fdCheck, noGpu, type OpCase } from "./harness.ts";
+import { buildCase, checkOp, fdCheck, noGpu, type OpCase, randn } from "./harness.ts";
+import type { Shape } from "../lib/graph/mod.ts";
 
 type Where = "webgpu" | "cpu";
+type Tol = { atol: number; rtol: number };
 
 export interface SuiteCase extends OpCase {
   /** Finite differences: false to skip (ties, or large shapes covered by a small case). */
   fd?: false | { eps?: number; tol?: number };
+}
+
+/** One group of sample cases sharing a tolerance (the reason is given next to it in the table). */
+export interface SampleGroup {
+  group: string;
+  tol: Tol;
+  samples: SuiteCase[];
+}
+
+/** Input shapes and attributes of one op node, for checks that need no values (kernels_static). */
+export interface StaticSample {
+  op: string;
+  inputs: Shape[];
+  attrs?: Record<string, unknown>;
+}
+
+/**
+ * The sample inputs of one op family (tests/op_info/<family>.ts), in the manner of PyTorch's
+ * OpInfo: `groups` are run by the family's driver (tests/<family>_ops_test.ts) on WebGPU, on the
+ * CPU and by finite differences; every op node of every sample, forward and backward, plus
+ * `static` (effect ops, shapes too large to run), feeds tests/kernels_static_test.ts.
+ */
+export interface OpTable {
+  family: string;
+  groups: SampleGroup[];
+  static?: StaticSample[];
+}
+
+/**
+ * Elementwise-kernel shapes with nothing to run: equal shapes, per-channel broadcasts, and a
+ * grid of more than 65535 workgroups (folded into 2-D) with a broadcast last input.
+ */
+export function elementwiseStatic(op: string, attrs: Record<string, unknown> = {}): StaticSample[] {
+  const n = getOp(op).arity ?? 2;
+  return [
+    { op, inputs: Array.from({ length: n }, () => [3, 5]), attrs },
+    {
+      op,
+      inputs: Array.from({ length: n }, (_, i) => (i === 0 ? [2, 3, 5, 7] : [3, 1, 1])),
+      attrs,
+    },
+    {
+      op,
+      inputs: Array.from({ length: n }, (_, i) => (i === n - 1 ? [1] : [64 * 65535 + 1])),
+      attrs,
+    },
+  ];
+}
+
+/** Collects `cases(group, tol, samples)` calls of a table file into its groups. */
+export function tableBuilder(): {
+  groups: SampleGroup[];
+  cases: (group: string, tol: Tol, samples: SuiteCase[]) => void;
+} {
+  const groups: SampleGroup[] = [];
+  return { groups, cases: (group, tol, samples) => void groups.push({ group, tol, samples }) };
 }
 
 export class OpSuite {
@@ -24,6 +83,8 @@ export class OpSuite {
   readonly inBackward = { webgpu: new Set<string>(), cpu: new Set<string>() };
   /** Ops in the forward part of a finite-difference case. */
   readonly fdForward = new Set<string>();
+  /** Effect ops (in-place updates) run on a backend against the reference. */
+  readonly effects = { webgpu: new Set<string>(), cpu: new Set<string>() };
 
   constructor(readonly owner: string) {}
 
@@ -41,8 +102,13 @@ export class OpSuite {
     }
   };
 
+  /** Registers every group of a family's sample table (see `cases`). */
+  table = (t: OpTable): void => {
+    for (const g of t.groups) this.cases(g.group, g.tol, g.samples);
+  };
+
   /** Registers a WebGPU, a CPU and (unless forwardOnly or fd: false) a finite-difference test. */
-  cases = (group: string, tol: { atol: number; rtol: number }, list: SuiteCase[]): void => {
+  cases = (group: string, tol: Tol, list: SuiteCase[]): void => {
     for (const c0 of list) {
       const c: SuiteCase = { atol: tol.atol, rtol: tol.rtol, ...c0, name: `${group}: ${c0.name}` };
       Deno.test({
@@ -79,7 +145,13 @@ export class OpSuite {
       const missing: string[] = [];
       const targets: Where[] = noGpu ? ["cpu"] : ["webgpu", "cpu"];
       for (const op of ops) {
-        if (!cpuLowerings.has(op)) missing.push(`${op.name} (no cpu kernel)`);
+        if (!op.alias && !cpuLowerings.has(op)) missing.push(`${op.name} (no cpu kernel)`);
+        if (op.inplace) {
+          for (const w of targets) {
+            if (!this.effects[w].has(op.name)) missing.push(`${op.name} (${w} effect)`);
+          }
+          continue;
+        }
         if (op.grad && !this.fdForward.has(op.name)) {
           missing.push(`${op.name} (finite differences)`);
         }
@@ -108,3 +180,30 @@ export const given = (shape: number[], values: number[]): Spec => ({
   shape,
   values: Float64Array.from(values),
 });
+
+/** Leaf values rounded to f32 (what a backend stores), as a fresh map. */
+export const copyLeaves = (m: Map<string, Float64Array>) =>
+  new Map([...m].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]));
+
+/**
+ * The float64 reference of `build` on seeded normal inputs, for the tests that check the
+ * structured ops' references against independent loops written from the PyTorch definitions.
+ */
+export function refRun(
+  inputs: Record<string, number[]>,
+  build: (x: Record<string, Tensor>) => Tensor,
+  seed: number,
+) {
+  const g = new Graph();
+  const xs: Record<string, Tensor> = {};
+  const leaves = new Map<string, Float64Array>();
+  Object.entries(inputs).forEach(([k, shape], i) => {
+    xs[k] = g.input(k, shape);
+    leaves.set(k, randn(numelOf(shape), seed + i));
+  });
+  const y = build(xs);
+  return { y: runRef({ y }, leaves).y, v: leaves, shape: y.shape };
+}
+/** Row-major index into a 4-D array. */
+export const at4 = (s: readonly number[], a: number, b: number, c: number, d: number) =>
+  ((a * s[1] + b) * s[2] + c) * s[3] + d;
