@@ -10,7 +10,7 @@ import { resolveExperimentText } from "../lib/config/load.ts";
 import { InputError } from "../lib/config/errors.ts";
 import { formatDuration, parseDuration } from "../lib/config/duration.ts";
 import { runExperiment } from "../lib/run/runner.ts";
-import { readMetrics } from "../lib/run/folder.ts";
+import { fileExists, readMetrics } from "../lib/run/folder.ts";
 import { lockHeld, readRunState, RunLockedError, RunStateWriter } from "../lib/run/state.ts";
 import { findRunFolders, formatStatus, runStatus } from "../lib/run/status.ts";
 import { shellQuote } from "../lib/sweep/spec.ts";
@@ -233,7 +233,11 @@ Deno.test("status: a live run is running; killed, it is paused; a failed one say
       for (let i = 0; i < 600 && !runDir; i++) {
         await new Promise((r) => setTimeout(r, 50));
         const dirs = await findRunFolders(out).catch(() => []);
-        if (dirs.length && (await epochsOf(dirs[0])).length >= 1) runDir = dirs[0];
+        // An epoch is logged before its checkpoint is written: wait for both, or a kill in
+        // between leaves a run that "died before its first checkpoint" (failed, not paused).
+        const ready = dirs.length && (await epochsOf(dirs[0])).length >= 1 &&
+          await fileExists(join(dirs[0], "checkpoints", "last.safetensors"));
+        if (ready) runDir = dirs[0];
       }
       assert(runDir, "the run wrote no epoch");
       const live = await runStatus(runDir);
