@@ -22,8 +22,7 @@ import { Inference } from "../lib/train/inference.ts";
 import type { WeightHolder } from "../lib/train/weights.ts";
 import { BATCH_DIM, modelToOnnx, ONNX_OPSET } from "../lib/export/onnx.ts";
 import { decodeModel, type ModelMsg } from "../lib/export/onnx_proto.ts";
-import { resolveExperimentText } from "../lib/config/load.ts";
-import { runExperiment } from "../lib/run/runner.ts";
+import { tinyLvitRun } from "./tiny_run.ts";
 import { predict } from "../lib/run/predict.ts";
 import { META } from "../lib/run/export.ts";
 import { onnxModelInfo } from "../lib/run/predict_ort.ts";
@@ -314,24 +313,7 @@ Deno.test("onnx export: hostile metadata in a model file pollutes no prototype",
 
 Deno.test("onnx export: deno task export + predict --engine ort give predict's masks (LViT with text)", async () => {
   await withTmp("lvit-onnx-", async (dir) => {
-    const exp = resolveExperimentText(
-      join(dir, "e.yaml"),
-      [
-        "name: tiny",
-        "seed: 5",
-        "backend: cpu",
-        `data: { dataset: synth, synth: { train: 4, val: 2, test: 3 }, cache_dir: ${dir}/cache }`,
-        "model: { name: lvit-t, base_channels: 8, image_size: 64, text_tokens: 4 }",
-        "train: { epochs: 1, batch: 2, lr: 0.01, min_save_epoch: 1 }",
-        "eval: { overlays: 0 }",
-      ].join("\n"),
-    );
-    const run = await runExperiment(exp, {
-      progress: false,
-      signals: false,
-      log: () => {},
-      out: join(dir, "runs"),
-    });
+    const { run } = await tinyLvitRun(dir, "tiny", 3);
     let test = "";
     for await (const e of Deno.readDir(join(dir, "cache", "synth"))) {
       test = join(dir, "cache", "synth", e.name, "Test_Folder", "img");

@@ -15,8 +15,7 @@
  *   Without Chromium this test is ignored with a message, unless LVIT_REQUIRE_CHROMIUM=1 (CI).
  */
 import { join } from "node:path";
-import { resolveExperimentText } from "../lib/config/load.ts";
-import { runExperiment } from "../lib/run/runner.ts";
+import { tinyLvitRun } from "./tiny_run.ts";
 import { predict } from "../lib/run/predict.ts";
 import { modelToOnnx } from "../lib/export/onnx.ts";
 import { META } from "../lib/run/export.ts";
@@ -450,24 +449,7 @@ Deno.test({
     assert(chromium, "LVIT_REQUIRE_CHROMIUM=1 but no chromium (apt-get install chromium)");
     await withTmp("lvit-webpage-", async (dir) => {
       const t0 = performance.now();
-      const exp = resolveExperimentText(
-        join(dir, "e.yaml"),
-        [
-          "name: tiny-web",
-          "seed: 5",
-          "backend: cpu",
-          `data: { dataset: synth, synth: { train: 4, val: 2, test: 2 }, cache_dir: ${dir}/cache }`,
-          "model: { name: lvit-t, base_channels: 8, image_size: 64, text_tokens: 4 }",
-          "train: { epochs: 1, batch: 2, lr: 0.01, min_save_epoch: 1 }",
-          "eval: { overlays: 0 }",
-        ].join("\n"),
-      );
-      const run = await runExperiment(exp, {
-        progress: false,
-        signals: false,
-        log: () => {},
-        out: join(dir, "runs"),
-      });
+      const { run, exp } = await tinyLvitRun(dir, "tiny-web", 2);
       const tTrain = performance.now();
 
       // Images: a synthetic test image at the model's size, the same resized to an odd,
