@@ -335,7 +335,7 @@ Deno.test("errors: YAML syntax, unknown keys, types, enums name file:line:col an
     "key not valid for the model",
     "name: t\ndata: {dataset: synth}\nmodel:\n  name: unet\n  widths: [8, 16]\n",
     [
-      /^e\.yaml:5:3: unknown key 'model\.widths' for model unet; allowed: name, image_size, base_channels, out_channels, init_from$/,
+      /^e\.yaml:5:3: unknown key 'model\.widths' for model unet; allowed: name, image_size, base_channels, out_channels, init_from, init_prefix$/,
     ],
   );
   fails("wrong type", `${MIN}train:\n  epochs: ten\n`, [

@@ -14,7 +14,12 @@ import { Session } from "../lib/train/session.ts";
 import { buildModel, type ModelName } from "../lib/models/registry.ts";
 import { Graph } from "../lib/graph/mod.ts";
 import { saveCheckpoint } from "../lib/io/checkpoint.ts";
-import { encodeSafetensors, type OutTensor, SafetensorsError } from "../lib/io/safetensors.ts";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  type OutTensor,
+  SafetensorsError,
+} from "../lib/io/safetensors.ts";
 import { InputError } from "../lib/config/errors.ts";
 import { loadExperiment, normalizePath, resolveExperimentText } from "../lib/config/load.ts";
 import { runExperiment } from "../lib/run/runner.ts";
@@ -23,6 +28,7 @@ import {
   INIT_FROM_FILE,
   type InitReport,
   initSession,
+  initSummaryLine,
   matchInit,
   readInitSource,
 } from "../lib/run/init_from.ts";
@@ -182,6 +188,7 @@ Deno.test("matchInit: prefixes, scalars, shape mismatches, trainer state and unr
     path: "ck",
     checkpoint: "ck.safetensors",
     sha256: "0",
+    prefix: null,
     model_tensors: 4,
     checkpoint_tensors: 6,
     transferred: ["a.weight", "bn.num_batches_tracked"],
@@ -236,6 +243,84 @@ Deno.test("matchInit: prefixes, scalars, shape mismatches, trainer state and unr
       { path: "z", file: "z.safetensors", bytes: new Uint8Array(20), sha256: "0" },
       model,
     ));
+});
+
+/** A safetensors checkpoint source of zeros (or `fill`) for each name -> shape. */
+function zeros(names: Map<string, readonly number[]>, fill = 0) {
+  const m = new Map<string, OutTensor>();
+  for (const [n, shape] of names) {
+    m.set(n, { shape: [...shape], data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
+    m.get(n)!.data.fill(fill);
+  }
+  return { path: "r34", file: "r34.safetensors", bytes: encodeSafetensors(m), sha256: "0" };
+}
+
+Deno.test("init_prefix 'encoder.': a torchvision ResNet-34 state_dict initialises unetpp's encoder", () => {
+  const model = graphState("unetpp", {}, S);
+  const enc = [...model.keys()].filter((n) => n.startsWith("encoder.")).sort();
+  // smp's ResNet-34 encoder is torchvision's without fc (baselines-reference.md 3.2): the
+  // stand-in has torchvision's names (conv1.weight, layer1.0.bn1.running_mean, ...) and fc.
+  const r34 = new Map<string, readonly number[]>(
+    enc.map((n) => [n.slice("encoder.".length), model.get(n)!]),
+  );
+  r34.set("fc.weight", [1000, 512]);
+  r34.set("fc.bias", [1000]);
+  assert(r34.has("conv1.weight") && r34.has("layer4.2.bn2.running_var"), "not ResNet-34 names");
+  const { values, report } = matchInit(zeros(r34, 0.5), model, "encoder.");
+  assertEquals(report.prefix, "encoder.");
+  assertEquals([...report.transferred].sort(), enc);
+  assertEquals(enc.length > 100, true);
+  assertEquals(report.not_in_model, ["fc.weight", "fc.bias"]);
+  assertEquals(
+    [...report.left_initialised].sort(),
+    [...model.keys()].filter((n) => !n.startsWith("encoder.")).sort(),
+  );
+  assertEquals(values.get("encoder.conv1.weight")![0], 0.5);
+  assert(
+    initSummaryLine(report).startsWith(
+      `init: ${enc.length} of ${model.size} tensors from r34.safetensors as encoder.* (sha256 `,
+    ),
+    initSummaryLine(report),
+  );
+  // Without the prefix the same file shares nothing with the model: refused, and a wrong
+  // prefix is named in the message.
+  expectError(
+    "no prefix",
+    InputError,
+    () => matchInit(zeros(r34), model),
+    "r34.safetensors: shares no tensor with the model (no name with the same shape",
+    "Not in the model: bn1.bias, bn1.num_batches_tracked",
+  );
+  expectError(
+    "wrong prefix",
+    InputError,
+    () => matchInit(zeros(r34), model, "backbone."),
+    "no name prefixed with 'backbone.' (model.init_prefix) with the same shape",
+  );
+});
+
+Deno.test("init_prefix: part of the config hash, needs init_from, names only", () => {
+  const base = "name: t\ndata: { dataset: synth }\nmodel: { name: unet-small";
+  const r = (text: string) => resolveExperimentText("/x/e.yaml", text);
+  const plain = r(`${base}, init_from: a.safetensors }\n`);
+  const pre = r(`${base}, init_from: a.safetensors, init_prefix: inc. }\n`);
+  assertEquals(pre.config.model.init_prefix, "inc.");
+  assert(pre.hash !== plain.hash, "init_prefix is not part of the config hash");
+  assertEquals("init_prefix" in plain.config.model, false);
+  expectError(
+    "without init_from",
+    InputError,
+    () => r(`${base},\n  init_prefix: inc. }\n`),
+    "/x/e.yaml:4:16",
+    "model.init_prefix needs model.init_from",
+  );
+  expectError(
+    "not a name prefix",
+    InputError,
+    () => r(`${base}, init_from: a.safetensors, init_prefix: "../x" }\n`),
+    "model.init_prefix",
+    "a state_dict name prefix",
+  );
 });
 
 Deno.test("readInitSource: a file, a run folder's best then last, missing paths", async () => {
@@ -357,6 +442,36 @@ Deno.test("a run with init_from: init_from.json, ignored on --resume, bad paths 
       (await readMetrics(join(d, "metrics.jsonl"))).find((m) => m.kind === "epoch")!.loss;
     const [la, lb] = [await loss1(src.dir), await loss1(full.dir)];
     assert(la !== lb, `epoch 1 loss ${la} both with and without init_from`);
+
+    // init_prefix: a checkpoint of the first block alone, its names without the block's
+    // prefix, initialises exactly that block.
+    const first = rep.transferred[0].split(".")[0] + ".";
+    const block = new Map<string, OutTensor>();
+    for (const [n, t] of decodeSafetensors(await Deno.readFile(best)).tensors) {
+      const dtype = t.dtype === "I64" ? "I64" : undefined;
+      if (n.startsWith(first)) block.set(n.slice(first.length), { ...t, dtype });
+    }
+    const blockFile = join(dir, "block.safetensors");
+    await saveCheckpoint(blockFile, block);
+    const preLog: string[] = [];
+    const pre = await runExperiment(
+      resolveExperimentText(
+        yaml,
+        tiny(dir, "dst", `, init_from: ${blockFile}, init_prefix: ${first}`),
+      ),
+      { ...quiet, out: join(dir, "p"), log: (l) => preLog.push(l) },
+    );
+    const pr = JSON.parse(await Deno.readTextFile(join(pre.dir, INIT_FROM_FILE))) as InitReport;
+    assertEquals(pr.prefix, first);
+    assertEquals(
+      [...pr.transferred].sort(),
+      rep.transferred.filter((n) => n.startsWith(first)).sort(),
+    );
+    assert(pr.transferred.length > 0 && pr.left_initialised.length > 0, JSON.stringify(pr));
+    assert(
+      preLog.some((l) => l.startsWith(`init: ${pr.transferred.length} of ${rep.model_tensors} `)),
+      preLog.join("\n"),
+    );
 
     // Interrupted and resumed: the run's own checkpoint wins, init_from is not read (its run
     // is gone by then) and the result is bitwise the uninterrupted run's.

@@ -86,7 +86,9 @@ Deno.test("a declared option is in the YAML schema: default filled, keys mapped"
     () => resolvePlus(`${HEAD}model: {name: unet-gain, g: 1}\n`),
   );
   assert(
-    unknown.endsWith("allowed: name, image_size, widths, out_channels, gain, init_from"),
+    unknown.endsWith(
+      "allowed: name, image_size, widths, out_channels, gain, init_from, init_prefix",
+    ),
     unknown,
   );
 });

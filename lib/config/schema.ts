@@ -96,6 +96,8 @@ export interface ModelConfig {
   image_size: number;
   /** A checkpoint to initialise from (relative to the experiment file that set it). */
   init_from?: string | null;
+  /** Prepended to every name of the init_from checkpoint before matching (`encoder.`). */
+  init_prefix?: string | null;
   /** The model's other options, by YAML key. */
   [key: string]: unknown;
 }
@@ -127,13 +129,30 @@ const initFrom = () =>
       "(LViT_pretrain); null: none",
   );
 
+/**
+ * `model.init_prefix`: optional like init_from (no config hash changes). It lets a checkpoint of
+ * a sub-network initialise that part of a model, e.g. torchvision's ResNet-34 (`conv1.weight`,
+ * `layer1.0.bn1.weight`, ...) the `encoder.*` of unetpp, the ImageNet initialisation smp's
+ * UNet++ defaults to (baselines-reference.md 3.6).
+ */
+const initPrefix = () =>
+  expects(
+    z.string().min(1).max(200).regex(/^[A-Za-z0-9_.]+$/).nullable(),
+    "a state_dict name prefix (letters, digits, '_' and '.') or null",
+  ).optional().describe(
+    "Prepended to every tensor name of the init_from checkpoint before matching, so that a " +
+      "sub-network's checkpoint initialises that part of the model: 'encoder.' loads a " +
+      "torchvision ResNet-34 .pth into unetpp's encoder (its fc.* is reported unused). Needs " +
+      "init_from; null: names as they are",
+  );
+
 /** One model's mapping: `name`, its declared options in declaration order, `init_from`. */
 function modelSchema(m: ModelDeclaration) {
   const shape: Record<string, z.ZodType> = {
     name: z.literal(m.name).describe(`${m.name}: ${m.description}`),
   };
   for (const o of m.options.list) {
-    if (o.key === "name" || o.key === "init_from") {
+    if (o.key === "name" || o.key === "init_from" || o.key === "init_prefix") {
       throw new Error(`model ${m.name}: option key '${o.key}' is reserved`);
     }
     // Declarations hold zod schemas, typed structurally (leaf.ts ValueSchema).
@@ -142,6 +161,7 @@ function modelSchema(m: ModelDeclaration) {
   // The data reader, the graphs and the batch buffers are all sized by model.image_size.
   if (!shape.image_size) throw new Error(`model ${m.name} declares no image_size option`);
   shape.init_from = initFrom();
+  shape.init_prefix = initPrefix();
   return z.strictObject(shape);
 }
 
@@ -516,6 +536,14 @@ export function experimentSchema(models: ModelDeclarations): z.ZodType<Experimen
       });
     }
     const m = cfg.model as Record<string, unknown>;
+    if (typeof m?.init_prefix === "string" && typeof m.init_from !== "string") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["model", "init_prefix"],
+        message: "model.init_prefix needs model.init_from (the checkpoint whose names it " +
+          "prefixes); set init_from, or remove init_prefix",
+      });
+    }
     const name = String(m?.name);
     const decl = Object.hasOwn(models, name) ? models[name] : undefined;
     // Settings a key's own check rejected (zod runs refinements after failed checks too) were

@@ -188,27 +188,30 @@ export interface SharedReport {
 }
 
 /**
- * Takes from a decoded file every tensor whose name (after the `module.` prefix is dropped) and
- * shape the model has, as the reference's LViT_pretrain copies a checkpoint into another model;
- * never fails on what does not match, but reports it.
+ * Takes from a decoded file every tensor whose name (after the `module.` prefix is dropped, and
+ * with `o.prefix` prepended) and shape the model has, as the reference's LViT_pretrain copies a
+ * checkpoint into another model; never fails on what does not match, but reports it. `skip`
+ * sees the name before the prefix is added.
  */
 export function matchShared(
   file: string,
   bytes: Uint8Array,
   expected: Map<string, readonly number[]>,
-  o: Pick<LoadOptions, "skip"> = {},
+  o: Pick<LoadOptions, "skip"> & { prefix?: string } = {},
 ): SharedReport {
+  const prefix = o.prefix ?? "";
   const { tensors, metadata } = decodeCheckpoint(bytes, file);
   const values = new Map<string, Float32Array>();
   const unexpected: string[] = [];
   const misshapen: SharedReport["misshapen"] = [];
   const ignored: string[] = [];
   for (const [raw, t] of tensors) {
-    const name = raw.startsWith("module.") ? raw.slice(7) : raw;
-    if (THOP.test(raw) || o.skip?.(name)) {
+    const own = raw.startsWith("module.") ? raw.slice(7) : raw;
+    if (THOP.test(raw) || o.skip?.(own)) {
       ignored.push(raw);
       continue;
     }
+    const name = prefix + own;
     const want = expected.get(name);
     if (!want) unexpected.push(raw);
     else if (!fits(want, t.shape)) misshapen.push({ name, file: [...t.shape], model: [...want] });

@@ -6,7 +6,9 @@
  * state_dict names and their order are smp's (Appendix C), so its checkpoints load by name.
  *
  * The encoder is trained from scratch here (torchvision's initialisation): the ImageNet weights
- * smp loads by default cannot be downloaded by this toolkit.
+ * smp loads by default cannot be downloaded by this toolkit. A local copy of torchvision's
+ * ResNet-34 checkpoint loads into `encoder.*` with `model.init_from` and `model.init_prefix:
+ * encoder.` (lib/run/init_from.ts).
  */
 import {
   add,

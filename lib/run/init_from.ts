@@ -43,13 +43,15 @@ export interface InitReport {
   checkpoint: string;
   /** Hex sha256 of that file. */
   sha256: string;
+  /** model.init_prefix: prepended to the checkpoint's names before matching (null: none). */
+  prefix: string | null;
   /** The checkpoint's safetensors metadata (a run's best.safetensors: epoch, val_dice, ...). */
   checkpoint_metadata: Record<string, string>;
   /** Tensors of the model's state_dict, and tensors in the checkpoint. */
   model_tensors: number;
   /** Tensors in the checkpoint. */
   checkpoint_tensors: number;
-  /** Model names set from the checkpoint (same name, same shape). */
+  /** Model names set from the checkpoint (same name, with the prefix, and same shape). */
   transferred: string[];
   /** Checkpoint tensors whose name the model does not have. */
   not_in_model: string[];
@@ -107,15 +109,20 @@ export async function readInitSource(path: string): Promise<InitSource> {
 
 /**
  * Matches a checkpoint against the model's state_dict (`expected`: name -> shape): the values
- * to load and the report. A checkpoint that shares no tensor with the model, single numbers
- * aside (batch-norm step counters, a 1-channel output bias), is an InputError: almost certainly
- * the wrong file, e.g. a U-Net of another width.
+ * to load and the report. `prefix` (model.init_prefix) is prepended to the checkpoint's names
+ * first. A checkpoint that shares no tensor with the model, single numbers aside (batch-norm
+ * step counters, a 1-channel output bias), is an InputError: almost certainly the wrong file
+ * (a U-Net of another width) or the wrong prefix.
  */
 export function matchInit(
   src: InitSource,
   expected: Map<string, readonly number[]>,
+  prefix: string | null = null,
 ): { values: Map<string, Float32Array>; report: InitReport } {
-  const m = matchShared(src.file, src.bytes, expected, { skip: (n) => !isModelState(n) });
+  const m = matchShared(src.file, src.bytes, expected, {
+    skip: (n) => !isModelState(n),
+    prefix: prefix ?? "",
+  });
   const transferred = [...m.values.keys()];
   if (![...m.values.values()].some((v) => v.length > 1)) {
     const sample = (xs: string[]) =>
@@ -124,7 +131,8 @@ export function matchInit(
       `${x.name} [${x.file.join(", ")}] vs [${x.model.join(", ")}]`
     );
     throw new InputError(
-      `model.init_from: ${src.file}: shares no tensor with the model (no name with the same ` +
+      `model.init_from: ${src.file}: shares no tensor with the model (no name` +
+        `${prefix ? ` prefixed with '${prefix}' (model.init_prefix)` : ""} with the same ` +
         `shape, single numbers aside): a checkpoint of another model? Not in the model: ` +
         `${sample(m.unexpected)}; same name, other shape: ${sample(mis)}`,
     );
@@ -135,6 +143,7 @@ export function matchInit(
     path: src.path,
     checkpoint: src.file,
     sha256: src.sha256,
+    prefix,
     checkpoint_metadata: Object.fromEntries(m.metadata),
     model_tensors: expected.size,
     checkpoint_tensors: transferred.length + m.unexpected.length + m.misshapen.length +
@@ -152,7 +161,8 @@ export function matchInit(
 export function initSummaryLine(r: InitReport): string {
   const epoch = r.checkpoint_metadata.epoch;
   const unused = r.not_in_model.length + r.shape_mismatch.length;
-  return `init: ${r.transferred.length} of ${r.model_tensors} tensors from ${r.checkpoint} (` +
+  const as = r.prefix ? ` as ${r.prefix}*` : "";
+  return `init: ${r.transferred.length} of ${r.model_tensors} tensors from ${r.checkpoint}${as} (` +
     `${epoch !== undefined ? `epoch ${epoch}, ` : ""}sha256 ${r.sha256.slice(0, 12)}); ` +
     `${r.left_initialised.length} left initialised; ${unused} checkpoint tensors unused (` +
     `${r.not_in_model.length} not in the model, ${r.shape_mismatch.length} of another shape); ` +
@@ -160,16 +170,18 @@ export function initSummaryLine(r: InitReport): string {
 }
 
 /**
- * Initialises a fresh session from `src`: loads the matching tensors, writes init_from.json into
- * `dir` and logs the summary line. Returns the report.
+ * Initialises a fresh session from `src` (names prefixed with `prefix`, model.init_prefix):
+ * loads the matching tensors, writes init_from.json into `dir` and logs the summary line.
+ * Returns the report.
  */
 export async function initSession(
   s: Session,
   src: InitSource,
   dir: string,
   log: (line: string) => void,
+  prefix: string | null = null,
 ): Promise<InitReport> {
-  const { values, report } = matchInit(src, s.leafShapes(true));
+  const { values, report } = matchInit(src, s.leafShapes(true), prefix);
   s.loadState(values);
   await writeAtomic(join(dir, INIT_FROM_FILE), JSON.stringify(report, null, 2) + "\n");
   log(initSummaryLine(report));

@@ -278,7 +278,7 @@ async function runClaimed(
     } trained parameters, image ${geo.size}x${geo.size}, batch ${geo.batch}`,
   );
   if (init) {
-    await initSession(s, init, paths.dir, log).catch((e) => {
+    await initSession(s, init, paths.dir, log, cfg.model.init_prefix ?? null).catch((e) => {
       s.destroy();
       ds.close();
       throw e;
