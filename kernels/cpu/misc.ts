@@ -1,14 +1,15 @@
 /**
  * CPU kernels of the LViT-specific ops (gelu, dropout, max over an axis), twins of
  * kernels/webgpu/misc.ts. Arithmetic is float64 (JS numbers) rounded to f32 on the store, with the
- * kernels' f32 fit coefficients; nothing is allocated in `run` (the Philox output words live in a
- * buffer made once per node).
+ * kernels' f32 fit coefficients and exp.ts's exp; nothing is allocated in `run` (the Philox output
+ * words live in a buffer made once per node).
  */
 import type { CpuKernel } from "./types.ts";
 import { ERFC_COEFFS } from "../webgpu/misc.ts";
 import { type AxisGeom, type DropoutGeom, stepToU32 } from "../../lib/graph/ops/misc.ts";
 import { philoxInto } from "../../lib/rng/philox.ts";
 import { partOf, ranged } from "./parts.ts";
+import { expF64 } from "./exp.ts";
 
 // The fit's coefficients as the WGSL literals hold them. The conversion constants 1/sqrt 2 and
 // 1/sqrt(2 pi) stay float64: this backend computes in float64, and their f32 rounding would add
@@ -20,13 +21,18 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * 1 + erf(x / sqrt 2), the same formula as the WGSL `gelu_phi2`. The mirror for x >= 0 is
  * e + s (2 - 2e) with s = 0 or 1 instead of a branch: the sign of x is random in activations and
  * a mispredicted branch costs more than the two flops; for s = 0 the result is exactly e.
+ *
+ * The fit's polynomial is evaluated by Estrin's scheme (the WGSL twin uses Horner's): in float64
+ * the two differ by ~1e-15 relative, far below the f32 store, and the shorter dependency chain
+ * lets the loop's iterations overlap (gelu ~1.5x faster on the CPU).
  */
 export function geluPhi2(x: number): number {
   const z = Math.abs(x) * Math.SQRT1_2;
   const t = 1 / (1 + 0.5 * z);
-  const p = C0 +
-    t * (C1 + t * (C2 + t * (C3 + t * (C4 + t * (C5 + t * (C6 + t * (C7 + t * (C8 + t * C9))))))));
-  const e = t * Math.exp(-z * z + p);
+  const t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+  const p = ((C0 + t * C1) + t2 * (C2 + t * C3)) +
+    t4 * ((C4 + t * C5) + t2 * (C6 + t * C7)) + t8 * (C8 + t * C9);
+  const e = t * expF64(-z * z + p);
   return e + +(x >= 0) * (2 - 2 * e);
 }
 
@@ -45,7 +51,7 @@ export function geluGradCpu(n: number): CpuKernel {
   return ranged(n, ([x, dy], out, lo, hi) => {
     for (let i = lo; i < hi; i++) {
       const v = x[i];
-      out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * Math.exp(-0.5 * v * v));
+      out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * expF64(-0.5 * v * v));
     }
   });
 }

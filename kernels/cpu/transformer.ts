@@ -9,6 +9,7 @@ import type { CpuKernel } from "./types.ts";
 import type { MatmulGeom } from "../../lib/graph/ops/transformer.ts";
 import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { ranged } from "./parts.ts";
+import { expF64 } from "./exp.ts";
 
 /** Views of `count` consecutive blocks of `size` floats (stride 0: the whole buffer each time). */
 class BatchViews {
@@ -105,7 +106,7 @@ export function permuteCpu(sizes: number[], srcStrides: number[]): CpuKernel {
   };
 }
 
-/** Softmax over rows of L values (max-subtracted), sums in float64. */
+/** Softmax over rows of L values (max-subtracted, exp.ts's exp), sums in float64. */
 export function softmaxCpu(R: number, L: number): CpuKernel {
   return ranged(R, ([x], out, r0, r1) => {
     for (let r = r0; r < r1; r++) {
@@ -114,7 +115,7 @@ export function softmaxCpu(R: number, L: number): CpuKernel {
       for (let j = base + 1; j < end; j++) mx = Math.max(mx, x[j]);
       let s = 0;
       for (let j = base; j < end; j++) {
-        const e = Math.exp(x[j] - mx);
+        const e = expF64(x[j] - mx);
         out[j] = e;
         s += e;
       }
