@@ -68,8 +68,31 @@ export const importTransformers = async (): Promise<TransformersLib> =>
 // collisions (CVE-2026-54269: fixed in 8.6.0); CVE-2026-48712 (payload recursion) was fixed in
 // 8.4.1. 8.8.1 postdates every one; the schema is ours, the decoded input (a user's .onnx file in
 // `predict --engine ort`) goes through the fixed decoder.
-// onnx-proto was not taken: it pins protobufjs 6, which no longer gets fixes.
-export * as protobuf from "npm:protobufjs@^8.8.1/light.js";
+// onnx-proto was not taken: it pins protobufjs 6, which no longer gets fixes. Imported on first
+// use through a specifier Deno cannot see ahead of time (as the runtimes below): with it and its
+// dependencies (@types/node among them, ~4 MB) in the static graph, every command (the demo's
+// first run included) downloaded it.
+const PROTOBUF = ["npm:protobufjs", "^8.8.1/light.js"].join("@");
+
+/** A protobufjs message type (the methods lib/export/onnx_proto.ts uses). */
+export interface ProtobufType {
+  verify(message: object): string | null;
+  fromObject(object: object): unknown;
+  encode(message: unknown): { finish(): Uint8Array };
+  decode(bytes: Uint8Array): unknown;
+  toObject(message: unknown, options: Record<string, unknown>): unknown;
+}
+
+/** The part of protobufjs's light build used here (reflection from a JSON descriptor). */
+export interface ProtobufLib {
+  Root: { fromJSON(json: unknown): { lookupType(name: string): ProtobufType } };
+}
+
+/** Loads protobufjs's light build (downloads it on first use). */
+export const importProtobuf = async (): Promise<ProtobufLib> => {
+  const m = await import(PROTOBUF);
+  return (m.default ?? m) as ProtobufLib;
+};
 
 // onnxruntime-web (lib/run/predict_ort.ts): runs exported models with its wasm execution
 // provider, inside Deno. Imported on first use only, through a specifier Deno cannot see ahead of

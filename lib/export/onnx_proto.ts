@@ -4,7 +4,7 @@
  * field numbers, and typed encode/decode of a `ModelProto`. Fields left out (training info,
  * sparse tensors, functions, quantization annotations) are skipped by the decoder.
  */
-import { protobuf } from "../deps.ts";
+import { importProtobuf, type ProtobufType } from "../deps.ts";
 
 /** ONNX `TensorProto.DataType` values used here. */
 export const DataType = { FLOAT: 1, INT64: 7 } as const;
@@ -207,10 +207,13 @@ const SCHEMA = {
   },
 };
 
-let modelType: protobuf.Type | null = null;
+// protobufjs is loaded when this module is (top-level await), not with lib/deps.ts: the
+// commands that never touch ONNX (run, eval, the demo) do not download it.
+const protobuf = await importProtobuf();
+let modelType: ProtobufType | null = null;
 
 /** The `onnx.ModelProto` message type, built once from the descriptor. */
-function model(): protobuf.Type {
+function model(): ProtobufType {
   return modelType ??= protobuf.Root.fromJSON(SCHEMA).lookupType("onnx.ModelProto");
 }
 
