@@ -10,7 +10,6 @@
 import { InputError } from "../config/errors.ts";
 import { cliArgs, parseBackend, runCli } from "./common.ts";
 import { predict } from "../run/predict.ts";
-import { predictOrt } from "../run/predict_ort.ts";
 
 const USAGE = "usage: deno task predict <run-dir|checkpoint.safetensors> <image|folder>... " +
   '[--text "..." | --texts TABLE.xlsx] [--out DIR] [--threshold 0.5] [--probabilities] ' +
@@ -44,6 +43,9 @@ async function main(argv: string[]): Promise<number> {
           `--backend and --checkpoint do not apply\n${USAGE}`,
       );
     }
+    // Imported here: its ONNX reader loads protobufjs (lib/deps.ts), which the native engine
+    // never needs.
+    const { predictOrt } = await import("../run/predict_ort.ts");
     await predictOrt(positionals[0], positionals.slice(1), {
       text: v.text,
       texts: v.texts,
