@@ -308,7 +308,7 @@ if (!quick && wanted(LVIT_STEP.name)) {
   let peerFailed: PeerResult | null = null;
   const peerRound = async (round: number, ours: number[]) => {
     if (!peers || peerFailed) return;
-    // Debian's torch 1.13 on 2 threads ends ~1 run in 3 with a NaN in its BCE input ("all
+    // Debian's torch 1.13 on 2 threads ended 3 of 14 runs here with a NaN in its BCE input ("all
     // elements of input should be between 0 and 1"; the same seeded script passes on a rerun),
     // which would drop the whole comparison: a failed run is retried twice, and the row says so.
     let r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
