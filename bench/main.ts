@@ -308,14 +308,8 @@ if (!quick && wanted(LVIT_STEP.name)) {
   let peerFailed: PeerResult | null = null;
   const peerRound = async (round: number, ours: number[]) => {
     if (!peers || peerFailed) return;
-    // Debian's torch 1.13 on 2 threads ended 3 of 14 runs here with a NaN in its BCE input ("all
-    // elements of input should be between 0 and 1"; the same seeded script passes on a rerun),
-    // which would drop the whole comparison: a failed run is retried twice, and the row says so.
-    let r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
-    for (let retry = 0; !r.ok && retry < 2; retry++) {
-      peerRetries.push(`round ${round + 1}: ${r.reason.split("|").pop()!.trim()}`);
-      r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
-    }
+    const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+    peerRetries.push(...r.retried.map((why) => `round ${round + 1}: ${why}`));
     if (!r.ok) {
       peerFailed = r;
       return;
@@ -353,7 +347,9 @@ if (!quick && wanted(LVIT_STEP.name)) {
     } else {
       // No target timed a round (e.g. webgpu skipped on a software adapter): the peer alone.
       const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
-      rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r));
+      const row = peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r);
+      if (r.ok && r.retried.length) row.note = `failed runs retried (${r.retried.join("; ")})`;
+      rows.push(row);
     }
   }
 }
