@@ -245,15 +245,9 @@ Deno.test("matchInit: prefixes, scalars, shape mismatches, trainer state and unr
     ));
 });
 
-/** A safetensors checkpoint source of zeros (or `fill`) for each name -> shape. */
-function zeros(names: Map<string, readonly number[]>, fill = 0) {
-  const m = new Map<string, OutTensor>();
-  for (const [n, shape] of names) {
-    m.set(n, { shape: [...shape], data: new Float32Array(shape.reduce((a, b) => a * b, 1)) });
-    m.get(n)!.data.fill(fill);
-  }
-  return { path: "r34", file: "r34.safetensors", bytes: encodeSafetensors(m), sha256: "0" };
-}
+/** {@link source} with every tensor of `names` (name -> shape) filled with `fill`. */
+const filled = (names: Map<string, readonly number[]>, fill = 0) =>
+  source(Object.fromEntries([...names].map(([n, shape]) => [n, [[...shape], fill]])));
 
 Deno.test("init_prefix 'encoder.': a torchvision ResNet-34 state_dict initialises unetpp's encoder", () => {
   const model = graphState("unetpp", {}, S);
@@ -266,7 +260,7 @@ Deno.test("init_prefix 'encoder.': a torchvision ResNet-34 state_dict initialise
   r34.set("fc.weight", [1000, 512]);
   r34.set("fc.bias", [1000]);
   assert(r34.has("conv1.weight") && r34.has("layer4.2.bn2.running_var"), "not ResNet-34 names");
-  const { values, report } = matchInit(zeros(r34, 0.5), model, "encoder.");
+  const { values, report } = matchInit(filled(r34, 0.5), model, "encoder.");
   assertEquals(report.prefix, "encoder.");
   assertEquals([...report.transferred].sort(), enc);
   assertEquals(enc.length > 100, true);
@@ -278,7 +272,7 @@ Deno.test("init_prefix 'encoder.': a torchvision ResNet-34 state_dict initialise
   assertEquals(values.get("encoder.conv1.weight")![0], 0.5);
   assert(
     initSummaryLine(report).startsWith(
-      `init: ${enc.length} of ${model.size} tensors from r34.safetensors as encoder.* (sha256 `,
+      `init: ${enc.length} of ${model.size} tensors from ck.safetensors as encoder.* (sha256 `,
     ),
     initSummaryLine(report),
   );
@@ -287,14 +281,14 @@ Deno.test("init_prefix 'encoder.': a torchvision ResNet-34 state_dict initialise
   expectError(
     "no prefix",
     InputError,
-    () => matchInit(zeros(r34), model),
-    "r34.safetensors: shares no tensor with the model (no name with the same shape",
+    () => matchInit(filled(r34), model),
+    "ck.safetensors: shares no tensor with the model (no name with the same shape",
     "Not in the model: bn1.bias, bn1.num_batches_tracked",
   );
   expectError(
     "wrong prefix",
     InputError,
-    () => matchInit(zeros(r34), model, "backbone."),
+    () => matchInit(filled(r34), model, "backbone."),
     "no name prefixed with 'backbone.' (model.init_prefix) with the same shape",
   );
 });
