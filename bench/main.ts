@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--rounds R]`: training steps on our backends and, in the same run, the
+ * [--only SUBSTRING] [--profile] [--rounds R] [--paired N]`: training steps on our backends and, in the same run, the
  * peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks, printed as one table with
  * ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
@@ -23,7 +23,7 @@ import { unet } from "../lib/models/unet.ts";
 import { programFlops } from "../lib/models/count.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { benchTorchUnet } from "./peers/torch_unet.ts";
-import { benchTorchLvit } from "./peers/torch_lvit.ts";
+import { benchTorchLvit, startTorchLvit, type TorchLvitServer } from "./peers/torch_lvit.ts";
 import type { PeerResult } from "./peers/types.ts";
 import { type Profilable, profileFamilies, profileTable } from "./profile.ts";
 
@@ -56,6 +56,13 @@ const RUNS = Number(flag("runs") ?? 7);
  * the note gives each round's ratio. Default 1: ours, then the peer, once.
  */
 const ROUNDS = Math.max(1, Math.floor(Number(flag("rounds") ?? 1)) || 1);
+/**
+ * `--paired N` (LViT-T step row, first target): N pairs of (one step of ours, one step of the
+ * PyTorch peer, kept running in its own process), so that the two steps of a pair run seconds
+ * apart under the same load; the note gives the median and quartiles of the per-pair ratios.
+ * Overrides --rounds for that row.
+ */
+const PAIRED = Math.max(0, Math.floor(Number(flag("paired") ?? 0)) || 0);
 const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
@@ -69,6 +76,13 @@ const targets: Target[] = backendFlag === "cpu" || backendFlag === "webgpu"
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+/** The f-quantile of `xs` by linear interpolation between order statistics. */
+const quantile = (xs: number[], f: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = f * (s.length - 1);
+  const lo = Math.floor(at);
+  return lo + 1 < s.length ? s[lo] + (at - lo) * (s[lo + 1] - s[lo]) : s[lo];
 };
 const profiles: string[] = [];
 
@@ -318,18 +332,49 @@ if (!quick && wanted(LVIT_STEP.name)) {
     peerTimes.push(...theirs);
     ratios.push((median(ours) / median(theirs)).toFixed(2));
   };
+  // --paired: the peer stays up and takes one step after each of ours.
+  let server: TorchLvitServer | null = null;
+  const pairRatios: number[] = [];
+  if (PAIRED > 0 && peers) {
+    const started = await startTorchLvit({ batch: 2, warmup: WARMUP });
+    if (started.ok) server = started.server;
+    else peerFailed = started;
+  }
+  const peerPair = async (pair: number, ours: number[]) => {
+    if (server === null) return;
+    const r = await server.step();
+    if (!r.ok) {
+      peerRetries.push(`pair ${pair + 1}: ${r.reason}`);
+      // A process that ended answers nothing more; a failed step (its model rebuilt) may retry.
+      if (r.reason.includes("ended (exit") || peerRetries.length > 3) {
+        peerFailed = { ok: false, reason: `torch_lvit.py --serve: ${peerRetries.join("; ")}` };
+        await server.close();
+        server = null;
+      }
+      return;
+    }
+    peerTimes.push(r.ms);
+    pairRatios.push(ours[0] / r.ms);
+  };
   const order = [...targets].sort((a) => (a === "cpu" ? -1 : 1));
   for (const [i, t] of order.entries()) {
-    const r = i === 0
-      ? await trainStep(t, LVIT_STEP, ROUNDS, peerRound)
-      : await trainStep(t, LVIT_STEP);
+    const r = i > 0
+      ? await trainStep(t, LVIT_STEP)
+      : PAIRED > 0
+      ? await trainStep(t, { ...LVIT_STEP, runs: 1 }, PAIRED, peerPair)
+      : await trainStep(t, LVIT_STEP, ROUNDS, peerRound);
     if (r) {
-      if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
+      if (i === 0 && PAIRED > 0 && pairRatios.length > 0) {
+        const q = (f: number) => quantile(pairRatios, f).toFixed(3);
+        r.note = `ours / torch-cpu over ${pairRatios.length} adjacent pairs: median ${q(0.5)} ` +
+          `(quartiles ${q(0.25)}-${q(0.75)})`;
+      } else if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
         r.note = `ours / torch-cpu per round: ${ratios.join(", ")}`;
       }
       rows.push(r);
     }
   }
+  if (server !== null) await server.close();
   if (peers) {
     if (peerFailed !== null) {
       rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, peerFailed));

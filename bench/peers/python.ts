@@ -77,3 +77,107 @@ export async function runPythonPeer(script: URL, args: string[]): Promise<Python
     report: parsed,
   };
 }
+
+/**
+ * A peer script kept running between steps (`--serve`): it is sent one command per line and
+ * answers each with one JSON line. Used to alternate our steps and the peer's one by one.
+ */
+export interface PythonServer {
+  /** Sends `cmd` and resolves to the JSON line the script answers with. */
+  request(cmd: string): Promise<Record<string, unknown>>;
+  /** Sends `quit`, closes stdin and waits for the script to end. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `script` with `args` (which should include `--serve`) and waits for its first JSON
+ * line (the ready report). Environment problems come back as `{ ok: false, reason }`.
+ */
+export async function startPythonServer(
+  script: URL,
+  args: string[],
+): Promise<
+  { ok: true; server: PythonServer; ready: Record<string, unknown> } | {
+    ok: false;
+    reason: string;
+  }
+> {
+  const name = script.pathname.split("/").pop();
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(PYTHON, {
+      args: [decodeURIComponent(script.pathname), ...args],
+      env: { OPENBLAS_NUM_THREADS: "1" },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      return {
+        ok: false,
+        reason: `${PYTHON} not found; python3-torch not installed: ${INSTALL_HINT}`,
+      };
+    }
+    return {
+      ok: false,
+      reason: `could not start ${PYTHON}: ${e instanceof Error ? e.message : String(e)}`,
+    };
+  }
+  const stderrText = new Response(child.stderr).text();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const nextLine = async (): Promise<string | null> => {
+    for (;;) {
+      const nl = buffered.indexOf("\n");
+      if (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        return line;
+      }
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffered += value;
+    }
+  };
+  const nextJson = async (): Promise<Record<string, unknown>> => {
+    const line = await nextLine();
+    if (line === null) {
+      const status = await child.status;
+      const detail = (await stderrText).trim().split("\n").slice(-3).join(" | ");
+      throw new Error(`${name} ended (exit ${status.code}): ${detail}`);
+    }
+    return JSON.parse(line);
+  };
+  let ready: Record<string, unknown>;
+  try {
+    ready = await nextJson();
+  } catch (e) {
+    return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+  }
+  if (typeof ready.error === "string") {
+    await child.status;
+    return { ok: false, reason: `python3-torch not installed (${ready.error}): ${INSTALL_HINT}` };
+  }
+  const encoder = new TextEncoder();
+  const server: PythonServer = {
+    async request(cmd) {
+      await writer.write(encoder.encode(cmd + "\n"));
+      return await nextJson();
+    },
+    async close() {
+      try {
+        await writer.write(encoder.encode("quit\n"));
+        await writer.close();
+      } catch {
+        // The script already ended; its status below says how.
+      }
+      reader.releaseLock();
+      await child.stdout.cancel().catch(() => {});
+      await child.status;
+      await stderrText;
+    },
+  };
+  return { ok: true, server, ready };
+}

@@ -348,31 +348,18 @@ def seg_loss(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * dice + 0.5 * bce_bal
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", type=int, default=224,
-                    help="image side; the reference counts hold at 224 only")
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--state-dict", action="store_true",
-                    help="print the state_dict names and shapes as JSON and exit (no training)")
-    args = ap.parse_args()
-    if args.size % 16 != 0 or args.size < 64 or args.runs < 1 or args.batch < 1:
-        ap.error("--size must be a multiple of 16 and >= 64, --runs and --batch >= 1")
+def counts(model: nn.Module) -> dict:
+    """Trained (holding a gradient after a step) and registered parameter counts."""
+    return {
+        "params_trained": sum(p.numel() for p in model.parameters() if p.grad is not None),
+        "params_registered": sum(p.numel() for p in model.parameters()),
+    }
 
-    # A fixed thread count keeps the peer comparable across machines and runs.
-    torch.set_num_threads(args.threads)
+
+def build(args):
+    """The seeded model, in training mode, and its training step on fixed random data."""
     torch.manual_seed(0)
-
     model = LViT(args.size).train()
-    if args.state_dict:
-        sd = {k: list(v.shape) for k, v in model.state_dict().items()}
-        print(json.dumps({"state_dict": sd}))
-        return
-
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     x = torch.rand(args.batch, 3, args.size, args.size)
     text = torch.randn(args.batch, TEXT_TOKENS, TEXT_DIM)
@@ -386,8 +373,67 @@ def main() -> None:
         # .item() forces the whole step to finish before the clock stops.
         return loss.item()
 
+    return model, step
+
+
+def serve(args, model: nn.Module, step) -> None:
+    """Paired timing (bench/main.ts --paired): the caller alternates our step and this one, so
+    both are timed under the same host load. A step that fails (Debian's torch 1.13 sometimes
+    produces a NaN in the BCE input on 2 threads) is reported as such; its NaN weights would
+    poison every later step, so the model and its optimizer are built again from the seed."""
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": args.threads,
+                      **counts(model)}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "quit":
+            break
+        if cmd != "step":
+            print(json.dumps({"step_error": f"unknown command {cmd!r}"}), flush=True)
+            continue
+        t0 = time.perf_counter()
+        try:
+            loss = step()
+        except RuntimeError as exc:
+            print(json.dumps({"step_error": str(exc).splitlines()[0]}), flush=True)
+            model, step = build(args)
+            step()  # warm the new optimizer state before timing resumes
+            continue
+        print(json.dumps({"ms": (time.perf_counter() - t0) * 1000.0, "loss": loss}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=224,
+                    help="image side; the reference counts hold at 224 only")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--state-dict", action="store_true",
+                    help="print the state_dict names and shapes as JSON and exit (no training)")
+    ap.add_argument("--serve", action="store_true",
+                    help="after the warm-up, print a ready line, then time one step per 'step' "
+                         "line read from stdin (one JSON line each) until 'quit' or EOF")
+    args = ap.parse_args()
+    if args.size % 16 != 0 or args.size < 64 or args.runs < 1 or args.batch < 1:
+        ap.error("--size must be a multiple of 16 and >= 64, --runs and --batch >= 1")
+
+    # A fixed thread count keeps the peer comparable across machines and runs.
+    torch.set_num_threads(args.threads)
+
+    if args.state_dict:
+        torch.manual_seed(0)
+        sd = {k: list(v.shape) for k, v in LViT(args.size).train().state_dict().items()}
+        print(json.dumps({"state_dict": sd}))
+        return
+
+    model, step = build(args)
     for _ in range(args.warmup):
         step()
+    if args.serve:
+        serve(args, model, step)
+        return
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
@@ -396,8 +442,6 @@ def main() -> None:
 
     # Grads were cleared to None at the start of the last step, so exactly the parameters the
     # forward used hold one now; Adam skips the others, as it does in the reference.
-    trained = sum(p.numel() for p in model.parameters() if p.grad is not None)
-    registered = sum(p.numel() for p in model.parameters())
     print(json.dumps({
         "median_ms": statistics.median(times),
         "min_ms": min(times),
@@ -409,8 +453,7 @@ def main() -> None:
         "batch": args.batch,
         "size": args.size,
         "loss": loss,
-        "params_trained": trained,
-        "params_registered": registered,
+        **counts(model),
     }))
 
 

@@ -10,7 +10,7 @@
  */
 
 import type { PeerResult } from "./types.ts";
-import { runPythonPeer } from "./python.ts";
+import { runPythonPeer, startPythonServer } from "./python.ts";
 
 export type { PeerResult };
 
@@ -106,6 +106,66 @@ export async function runTorchLvit(
     return { result: { ok: false, reason }, info };
   }
   return { result, info };
+}
+
+/** One step of a {@link TorchLvitServer}: its time, or why it failed. */
+export type PeerStep = { ok: true; ms: number } | { ok: false; reason: string };
+
+/** The reference LViT-T training step in a PyTorch process kept running between steps. */
+export interface TorchLvitServer {
+  /** Times one training step; a failed one (see {@link benchTorchLvit}) rebuilds the model. */
+  step(): Promise<PeerStep>;
+  /** Ends the process. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts `torch_lvit.py --serve` (2 intra-op threads, `warmup` untimed steps first) so that the
+ * caller can alternate its own steps with the peer's one by one (`deno task bench --paired N`):
+ * both sides of each pair then run under the same host load. Refuses a network whose parameter
+ * counts differ from ours, as {@link runTorchLvit} does.
+ */
+export async function startTorchLvit(
+  opts: Omit<TorchLvitOptions, "runs">,
+): Promise<{ ok: true; server: TorchLvitServer } | { ok: false; reason: string }> {
+  const started = await startPythonServer(SCRIPT, [
+    "--size",
+    "224",
+    "--batch",
+    String(opts.batch),
+    "--warmup",
+    String(opts.warmup),
+    "--serve",
+  ]);
+  if (!started.ok) return started;
+  const { server, ready } = started;
+  if (
+    ready.params_trained !== LVIT_PARAMS_TRAINED ||
+    ready.params_registered !== LVIT_PARAMS_REGISTERED
+  ) {
+    await server.close();
+    return {
+      ok: false,
+      reason: `torch_lvit.py built a different network: ${ready.params_trained} trained / ` +
+        `${ready.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
+        `${LVIT_PARAMS_REGISTERED}`,
+    };
+  }
+  return {
+    ok: true,
+    server: {
+      async step() {
+        try {
+          const r = await server.request("step");
+          if (typeof r.ms === "number") return { ok: true, ms: r.ms };
+          return { ok: false, reason: String(r.step_error ?? JSON.stringify(r)) };
+        } catch (e) {
+          return { ok: false, reason: e instanceof Error ? e.message : String(e) };
+        }
+      },
+      close: () => server.close(),
+    },
+  };
 }
 
 if (import.meta.main) {
