@@ -405,14 +405,28 @@ function resolveChain(
  */
 export const NON_IDENTITY_KEYS: readonly (readonly string[])[] = [["train", "time_limit"]];
 
-/** The part of a resolved config that is the run's identity: a copy less NON_IDENTITY_KEYS. */
+/**
+ * Optional keys added after runs were published, with the value their absence means: written
+ * out with that value they are left out of the hash too, so the experiment keeps its folder.
+ */
+export const ABSENT_MEANS: readonly { path: readonly string[]; value: unknown }[] = [
+  { path: ["data", "augment_draws"], value: "philox" },
+];
+
+/**
+ * The part of a resolved config that is the run's identity: a copy less NON_IDENTITY_KEYS and
+ * less the ABSENT_MEANS keys that hold the value their absence means.
+ */
 export function identityOf(config: ExperimentConfig): Record<string, unknown> {
   const out = structuredClone(config) as unknown as Record<string, unknown>;
-  for (const path of NON_IDENTITY_KEYS) {
+  const drop = (path: readonly string[], unless?: { value: unknown }) => {
     let o: unknown = out;
     for (const k of path.slice(0, -1)) o = isMapping(o) ? o[k] : undefined;
-    if (isMapping(o)) delete o[path[path.length - 1]];
-  }
+    const last = path[path.length - 1];
+    if (isMapping(o) && (unless === undefined || o[last] === unless.value)) delete o[last];
+  };
+  for (const path of NON_IDENTITY_KEYS) drop(path);
+  for (const a of ABSENT_MEANS) drop(a.path, a);
   return out;
 }
 

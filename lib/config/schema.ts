@@ -209,6 +209,16 @@ const shapeWith = (model: z.ZodType<ModelConfig>) => ({
       true,
       "Augment the train split as the reference's RandomGenerator does",
     ),
+    // Optional (absent: philox), so that configs without it keep their hash.
+    augment_draws: expects(
+      z.enum(["philox", "reference-loader"]),
+      'one of "philox", "reference-loader"',
+    ).optional().describe(
+      "How augmentations are drawn: philox (default), afresh per epoch and image; " +
+        "reference-loader, as the reference's DataLoader did under its torch 1.8 (8 workers " +
+        "re-seeded every epoch: each batch position gets the same transform every epoch; " +
+        "seeded by seed, 666 in the reference)",
+    ),
     synth: section({
       seed: field(nonNegInt(), 0, "Seed of the generated images"),
       train: field(posInt(), 64, "Generated train images", "images"),
@@ -391,6 +401,8 @@ export interface DataConfig {
   cache_dir: string;
   /** Whether the train split is augmented as the reference's RandomGenerator does. */
   augment: boolean;
+  /** How augmentations are drawn (absent: philox); see lib/data/reference_draws.ts. */
+  augment_draws?: "philox" | "reference-loader";
   /** The generated data set (used when `dataset` is `synth`). */
   synth: {
     /** Seed of the generated images. */

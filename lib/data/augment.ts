@@ -23,6 +23,16 @@ export type AugmentOp =
   | { kind: "rotflip"; k: 0 | 1 | 2 | 3; axis: 0 | 1 }
   | { kind: "rotate"; angle: number };
 
+/** The augmentation of slot `slot` of a batch holding sample `index` there. */
+export type AugmentDraw = (slot: number, index: number) => AugmentOp;
+
+/**
+ * How training draws its augmentations (`data.augment_draws`): `philox`, afresh per (seed, epoch,
+ * sample); `reference-loader`, the reference DataLoader's fixed per-position transforms
+ * (reference_draws.ts).
+ */
+export type AugmentDraws = "philox" | "reference-loader";
+
 const TWO_32 = 4294967296;
 const words = new Uint32Array(4);
 

@@ -410,7 +410,13 @@ async function runClaimed(
       s,
       data,
       recipe,
-      { seed: cfg.seed, geometry: geo, augment: cfg.data.augment, plan },
+      {
+        seed: cfg.seed,
+        geometry: geo,
+        augment: cfg.data.augment,
+        augmentDraws: cfg.data.augment_draws,
+        plan,
+      },
       state,
       {
         onStep: (p) => {

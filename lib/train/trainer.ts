@@ -10,7 +10,15 @@
  * caller's business (hooks): this module never touches the disk.
  */
 import { permutation } from "../rng/shuffle.ts";
-import { applyAugment, augmentSample, drawAugment, transformPlanes } from "../data/augment.ts";
+import {
+  applyAugment,
+  type AugmentDraw,
+  type AugmentDraws,
+  type AugmentOp,
+  drawAugment,
+  transformPlanes,
+} from "../data/augment.ts";
+import { referenceLoaderOps } from "../data/reference_draws.ts";
 import { binarizePseudo, epiUpdate } from "./epi.ts";
 import {
   addTestCounts,
@@ -285,20 +293,21 @@ class Batcher {
     this.text = s.text ? new Float32Array(batch * per) : null;
   }
 
-  /** Loads `idx` (padding a short batch with its last sample); augments when `aug` is set. */
+  /**
+   * Loads `idx` (padding a short batch with its last sample); augments slot k with
+   * `aug(k, index)` when `aug` is set.
+   */
   async load(
     idx: readonly number[],
-    aug: { seed: number; epoch: number } | null,
+    aug: AugmentDraw | null,
   ): Promise<Record<string, Float32Array>> {
     const full = Array.from({ length: this.batch }, (_, k) => idx[Math.min(k, idx.length - 1)]);
     const plane = this.size * this.size, im = this.image;
     await this.s.read(full, aug ? this.rawX : this.x, aug ? this.rawY : this.y);
     if (aug) {
       for (let k = 0; k < this.batch; k++) {
-        augmentSample(
-          aug.seed,
-          aug.epoch,
-          full[k],
+        applyAugment(
+          aug(k, full[k]),
           this.rawX.subarray(k * im, (k + 1) * im),
           this.rawY.subarray(k * plane, (k + 1) * plane),
           this.geo.channels,
@@ -331,7 +340,7 @@ class Batcher {
     pseudo: Float32Array,
     contrastive: Float32Array[] | null,
     c: Float32Array,
-    aug: { seed: number; epoch: number } | null,
+    aug: AugmentDraw | null,
   ): Promise<Record<string, Float32Array>> {
     const plane = this.size * this.size, im = this.image;
     const S = this.size;
@@ -347,7 +356,7 @@ class Batcher {
         outC.set(cm);
         continue;
       }
-      const op = drawAugment(aug.seed, aug.epoch, idx[k]);
+      const op = aug(k, idx[k]);
       const xk = this.rawX.subarray(k * im, (k + 1) * im);
       const outX = this.x.subarray(k * im, (k + 1) * im);
       applyAugment(op, xk, y, this.geo.channels, S, S, outX, outY);
@@ -356,6 +365,30 @@ class Batcher {
     }
     return this.gatherText(idx);
   }
+}
+
+// The reference loader's transforms per epoch position, by the epoch's step count.
+const referenceTables = new Map<string, AugmentOp[]>();
+
+/**
+ * The augmentation of batch `b` of epoch `e`: drawn per (seed, epoch, image) through Philox, or
+ * (`reference-loader`) the transform the reference's loader gives slot k of batch b in every
+ * epoch (lib/data/reference_draws.ts).
+ */
+export function epochDraw(
+  seed: number,
+  e: number,
+  b: number,
+  steps: number,
+  batch: number,
+  draws: AugmentDraws = "philox",
+): AugmentDraw {
+  if (draws === "philox") return (_k, index) => drawAugment(seed, e, index);
+  const key = `${seed}:${steps}:${batch}`;
+  let ops = referenceTables.get(key);
+  if (!ops) referenceTables.set(key, ops = referenceLoaderOps(steps * batch, batch, seed));
+  const table = ops;
+  return (k) => table[b * batch + k];
 }
 
 /** Eval-mode probabilities of the samples `indices`, in order (n x S x S). */
@@ -429,7 +462,14 @@ export async function train(
   s: Session,
   data: { train: Samples; val: Samples },
   r: Recipe,
-  o: { seed: number; geometry: Geometry; augment: boolean; plan?: SemiPlan },
+  o: {
+    seed: number;
+    geometry: Geometry;
+    augment: boolean;
+    /** How augmentations are drawn (`data.augment_draws`); default philox. */
+    augmentDraws?: AugmentDraws;
+    plan?: SemiPlan;
+  },
   state: TrainerState,
   hooks: TrainerHooks,
 ): Promise<TrainerState> {
@@ -457,7 +497,7 @@ export async function train(
     if (isSemiEpoch(plan, e)) pseudo = await pseudoLabels(s, data.train, plan, o, e, st, hooks);
     for (let b = st.stepInEpoch; b < steps; b++) {
       const bp = batches[b];
-      const aug = o.augment ? { seed: o.seed, epoch: e } : null;
+      const aug = o.augment ? epochDraw(o.seed, e, b, steps, r.batch, o.augmentDraws) : null;
       if (bp.unlabeled) {
         const idx = bp.pos.map((p) => plan.unlabeled[p]);
         const extra = await batcher.loadUnlabeled(
