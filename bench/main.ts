@@ -1,8 +1,8 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--rounds R] [--paired N]`: training steps on our backends and, in the same run, the
- * peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks, printed as one table with
- * ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
+ * [--only SUBSTRING] [--profile] [--rounds R] [--paired N]`: training steps on our backends
+ * and, in the same run, the peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks,
+ * printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
  * and matmul FLOPs counted from the compiled graph) and, on WebGPU, dispatches per step.
  *
@@ -101,13 +101,15 @@ interface StepBench {
 
 /**
  * Times `b`'s training step (forward, loss, backward, Adam) on one of our backends: `b.runs`
- * steps per round, with `between(r)` awaited after round r (another contestant's turn).
+ * steps per round, with `before(r)` awaited before round r's timed steps and `between(r)` after
+ * them (another contestant's turn).
  */
 async function trainStep(
   target: Target,
   b: StepBench,
   rounds = 1,
   between?: (round: number, ours: number[]) => Promise<void>,
+  before?: (round: number) => Promise<void>,
 ): Promise<Row | null> {
   const backend = await selectBackend(target, true);
   if (b.hardwareOnly && backend.name === "webgpu" && backend.gpu?.software) {
@@ -126,6 +128,7 @@ async function trainStep(
   for (let r = 0; r < rounds; r++) {
     const round: number[] = [];
     for (let i = 0; i < (r === 0 ? WARMUP : 0) + b.runs; i++) {
+      if (i === (r === 0 ? WARMUP : 0)) await before?.(r);
       const t0 = performance.now();
       s.step(d.images, d.masks, 1e-3, b.extra);
       await s.rt.sync();
@@ -332,49 +335,65 @@ if (!quick && wanted(LVIT_STEP.name)) {
     peerTimes.push(...theirs);
     ratios.push((median(ours) / median(theirs)).toFixed(2));
   };
-  // --paired: the peer stays up and takes one step after each of ours.
+  // --paired: the peer stays up and takes one step next to each of ours, after it in even
+  // pairs and before it in odd ones, so that a steady drift favours neither side.
   let server: TorchLvitServer | null = null;
   const pairRatios: number[] = [];
-  if (PAIRED > 0 && peers) {
-    const started = await startTorchLvit({ batch: 2, warmup: WARMUP });
-    if (started.ok) server = started.server;
-    else peerFailed = started;
-  }
-  const peerPair = async (pair: number, ours: number[]) => {
+  let theirs: number | null = null;
+  const peerTurn = async (pair: number) => {
+    theirs = null;
     if (server === null) return;
     const r = await server.step();
-    if (!r.ok) {
-      peerRetries.push(`pair ${pair + 1}: ${r.reason}`);
-      // A process that ended answers nothing more; a failed step (its model rebuilt) may retry.
-      if (r.reason.includes("ended (exit") || peerRetries.length > 3) {
-        peerFailed = { ok: false, reason: `torch_lvit.py --serve: ${peerRetries.join("; ")}` };
-        await server.close();
-        server = null;
-      }
+    if (r.ok) {
+      theirs = r.ms;
       return;
     }
-    peerTimes.push(r.ms);
-    pairRatios.push(ours[0] / r.ms);
-  };
-  const order = [...targets].sort((a) => (a === "cpu" ? -1 : 1));
-  for (const [i, t] of order.entries()) {
-    const r = i > 0
-      ? await trainStep(t, LVIT_STEP)
-      : PAIRED > 0
-      ? await trainStep(t, { ...LVIT_STEP, runs: 1 }, PAIRED, peerPair)
-      : await trainStep(t, LVIT_STEP, ROUNDS, peerRound);
-    if (r) {
-      if (i === 0 && PAIRED > 0 && pairRatios.length > 0) {
-        const q = (f: number) => quantile(pairRatios, f).toFixed(3);
-        r.note = `ours / torch-cpu over ${pairRatios.length} adjacent pairs: median ${q(0.5)} ` +
-          `(quartiles ${q(0.25)}-${q(0.75)})`;
-      } else if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
-        r.note = `ours / torch-cpu per round: ${ratios.join(", ")}`;
-      }
-      rows.push(r);
+    peerRetries.push(`pair ${pair + 1}: ${r.reason}`);
+    // A process that ended answers no more; a failed step (its model rebuilt) may be retried.
+    if (r.ended || peerRetries.length > 3) {
+      peerFailed = { ok: false, reason: `torch_lvit.py --serve: ${peerRetries.join("; ")}` };
+      await server.close();
+      server = null;
     }
+  };
+  const pairBefore = async (pair: number) => {
+    if (pair % 2 === 1) await peerTurn(pair);
+  };
+  const pairAfter = async (pair: number, ours: number[]) => {
+    if (pair % 2 === 0) await peerTurn(pair);
+    if (theirs === null) return;
+    peerTimes.push(theirs);
+    pairRatios.push(ours[0] / theirs);
+  };
+  try {
+    if (PAIRED > 0 && peers) {
+      const started = await startTorchLvit({ batch: 2, warmup: WARMUP });
+      if (started.ok) server = started.server;
+      else peerFailed = started;
+    }
+    const order = [...targets].sort((a) => (a === "cpu" ? -1 : 1));
+    for (const [i, t] of order.entries()) {
+      const r = i > 0
+        ? await trainStep(t, LVIT_STEP)
+        : PAIRED > 0
+        ? await trainStep(t, { ...LVIT_STEP, runs: 1 }, PAIRED, pairAfter, pairBefore)
+        : await trainStep(t, LVIT_STEP, ROUNDS, peerRound);
+      if (r) {
+        if (i === 0 && PAIRED > 0 && pairRatios.length > 0) {
+          const q = (f: number) => quantile(pairRatios, f).toFixed(3);
+          r.note = `ours / torch-cpu over ${pairRatios.length} adjacent pairs: median ${q(0.5)} ` +
+            `(quartiles ${q(0.25)}-${q(0.75)})` +
+            (peerFailed ? "; the peer then failed, see its row" : "");
+        } else if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
+          r.note = `ours / torch-cpu per round: ${ratios.join(", ")}`;
+        }
+        rows.push(r);
+      }
+    }
+  } finally {
+    // TypeScript cannot see the closures' assignments; the cast keeps the null check honest.
+    await (server as TorchLvitServer | null)?.close();
   }
-  if (server !== null) await server.close();
   if (peers) {
     if (peerFailed !== null) {
       rows.push(peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, peerFailed));

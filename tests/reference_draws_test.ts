@@ -33,6 +33,7 @@ Deno.test("MT19937: the reference outputs, Python's random and numpy's legacy ra
     [0, 0, 10, 2905606974, 303174],
   );
   expectError("negative seed", RangeError, () => Mt19937.python(-1), "python seed -1");
+  expectError("wide seed", RangeError, () => Mt19937.fromInt(2 ** 32), "numpy seed 4294967296");
   expectError("empty range", RangeError, () => n.randint(3, 3), "randint(3, 3)");
 });
 
@@ -74,10 +75,16 @@ Deno.test("reference loader: MoNuSeg's 24 positions are the official loader's (t
   assertEquals(rows(24, 2, 666), official);
   const count = (k: number) => official.filter((r) => r[0] === k).length;
   assertEquals([count(0), count(2), count(1)], [9, 5, 10]);
-  // Workers 0-3 run two batches each: their second batch continues their streams.
+  // Workers 0-3 run batches 8-11 after batches 0-3: those continue the workers' streams, so an
+  // epoch of 8 batches (one per worker) is the first 16 positions, and a worker's second batch
+  // differs from what a fresh stream would give it.
   assertEquals(rows(16, 2, 666), official.slice(0, 16));
-  // A partial last batch is kept, as the reference's loader keeps it.
-  assertEquals(referenceLoaderOps(25, 2, 666).length, 25);
+  assert(JSON.stringify(official.slice(16, 18)) !== JSON.stringify(official.slice(0, 2)));
+  // A partial last batch is kept, as the reference's loader keeps it: position 24 is the first
+  // sample of batch 12, worker 4's second batch.
+  const odd = referenceLoaderOps(25, 2, 666);
+  assert(odd.every((o) => o !== undefined), "every position drawn");
+  assertEquals(rows(25, 2, 666).slice(0, 24), official);
   assert(JSON.stringify(rows(24, 2, 667)) !== JSON.stringify(official), "the seed matters");
   expectError("no samples", RangeError, () => referenceLoaderOps(0, 2, 666), "samples 0");
 });
@@ -110,6 +117,21 @@ Deno.test("config: data.augment_draws parses, is checked, and philox keeps the h
   assertEquals(ref.config.data.augment_draws, "reference-loader");
   assert(ref.hash !== plain.hash, "reference-loader is another experiment");
   assertEquals(load(["data.augment_draws=philox"]).hash, plain.hash);
+  for (
+    const [set, why] of [
+      ["data.augment=false", "data.augment is false"],
+      ["train.labeled_fraction=0.5", "labeled_fraction < 1"],
+      ["seed=4294967290", "exceeds numpy's 32-bit seeds"],
+    ]
+  ) {
+    expectError(
+      set,
+      InputError,
+      () => load(["data.augment_draws=reference-loader", set]),
+      "data.augment_draws 'reference-loader' cannot be used",
+      why,
+    );
+  }
   expectError(
     "unknown draws",
     InputError,

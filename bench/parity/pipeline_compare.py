@@ -54,6 +54,8 @@ for pos in t8["positions"]:
 print(f"  official under torch 1.8 (requirements.txt; workers keep numpy's seed-666 state): per "
       f"epoch {t8['per_epoch_counts']}, {a['official_1_8_distinct_ops']} distinct ops, the same "
       f"every epoch: {dist}")
+print(f"  data.augment_draws reference-loader vs that table: "
+      f"{a['reference_loader_positions_differing']} of {len(t8['positions'])} positions differ")
 
 print("\n3. Loss WeightedDiceBCE(0.5, 0.5) vs segLoss (CPU backend)")
 for c, v in our["loss"].items():

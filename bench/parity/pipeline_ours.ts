@@ -3,6 +3,7 @@
 // norm and dropout on what pipeline_official.py wrote to $PARITY_OUT/pipeline/, and writes
 // ours.json with one figure per check (pipeline_compare.py prints them).
 // usage: deno run --allow-read --allow-write --allow-env --allow-ffi pipeline_ours.ts
+import { referenceLoaderOps } from "../../lib/data/reference_draws.ts";
 import {
   compile,
   dropout,
@@ -231,6 +232,17 @@ report.aug = {
     angle_count_max: Math.max(...angleHist.values()),
   },
   official_1_8_distinct_ops: [...new Set(offPos.map((p) => JSON.stringify(p)))].length,
+  // data.augment_draws: reference-loader replays that table (lib/data/reference_draws.ts).
+  reference_loader_positions_differing:
+    referenceLoaderOps(offPos.length, 2, 666).filter((op, i) =>
+      JSON.stringify(
+        op.kind === "none"
+          ? [0, 0, 0]
+          : op.kind === "rotflip"
+          ? [1, op.k, op.axis]
+          : [2, op.angle, 0],
+      ) !== JSON.stringify(offPos[i])
+    ).length,
 };
 
 // -----------------------------------------------------------------------------------------

@@ -378,27 +378,44 @@ def build(args):
 
 def serve(args, model: nn.Module, step) -> None:
     """Paired timing (bench/main.ts --paired): the caller alternates our step and this one, so
-    both are timed under the same host load. A step that fails (Debian's torch 1.13 sometimes
-    produces a NaN in the BCE input on 2 threads) is reported as such; its NaN weights would
-    poison every later step, so the model and its optimizer are built again from the seed."""
-    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": args.threads,
-                      **counts(model)}), flush=True)
+    both are timed under the same host load. Answers go to a private copy of stdout, one JSON
+    line per command, and anything else printed goes to stderr, so that a stray print cannot
+    shift the answers. A step that fails (Debian's torch 1.13 sometimes produces a NaN in the
+    BCE input on 2 threads) leaves NaN weights that would poison every later step: the model and
+    its optimizer are built again from the seed and warmed before the failure is reported, so
+    that the rebuild does not overlap the caller's next step."""
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    sys.stdout = sys.stderr
+
+    def answer(obj: dict) -> None:
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    answer({"ready": True, "torch": torch.__version__, "threads": args.threads, **counts(model)})
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "quit":
             break
         if cmd != "step":
-            print(json.dumps({"step_error": f"unknown command {cmd!r}"}), flush=True)
+            answer({"step_error": f"unknown command {cmd!r}"})
             continue
         t0 = time.perf_counter()
         try:
             loss = step()
         except RuntimeError as exc:
-            print(json.dumps({"step_error": str(exc).splitlines()[0]}), flush=True)
-            model, step = build(args)
-            step()  # warm the new optimizer state before timing resumes
+            why = str(exc).splitlines()[0]
+            for _ in range(3):
+                try:
+                    model, step = build(args)
+                    step()  # warm the new optimizer state before timing resumes
+                    break
+                except RuntimeError as again:
+                    why += f"; the rebuilt model failed too: {str(again).splitlines()[0]}"
+            else:
+                raise RuntimeError(why)
+            answer({"step_error": why})
             continue
-        print(json.dumps({"ms": (time.perf_counter() - t0) * 1000.0, "loss": loss}), flush=True)
+        answer({"ms": (time.perf_counter() - t0) * 1000.0, "loss": loss})
 
 
 def main() -> None:
@@ -418,6 +435,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.size % 16 != 0 or args.size < 64 or args.runs < 1 or args.batch < 1:
         ap.error("--size must be a multiple of 16 and >= 64, --runs and --batch >= 1")
+    if args.serve and args.warmup < 1:
+        # The ready line counts the parameters that hold a gradient, which needs a step.
+        ap.error("--serve needs --warmup >= 1")
 
     # A fixed thread count keeps the peer comparable across machines and runs.
     torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@
  */
 
 import type { PeerResult } from "./types.ts";
-import { runPythonPeer, startPythonServer } from "./python.ts";
+import { PeerEndedError, runPythonPeer, startPythonServer } from "./python.ts";
 
 export type { PeerResult };
 
@@ -72,17 +72,32 @@ export async function benchTorchLvit(opts: TorchLvitOptions): Promise<RetriedPee
   return { ...r, retried };
 }
 
+/** The script's arguments for `opts` (the image size is the reference's 224). */
+function scriptArgs(batch: number, warmup: number): string[] {
+  return ["--size", "224", "--batch", String(batch), "--warmup", String(warmup)];
+}
+
+/**
+ * Why a peer report's parameter counts are not ours (null when they are): a timing is only
+ * comparable with ours if the peer trains the same network, or a silent architecture drift
+ * would show up as a speed difference.
+ */
+function countsMismatch(report: Record<string, unknown>): string | null {
+  if (
+    report.params_trained === LVIT_PARAMS_TRAINED &&
+    report.params_registered === LVIT_PARAMS_REGISTERED
+  ) return null;
+  return `torch_lvit.py built a different network: ${report.params_trained} trained / ` +
+    `${report.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
+    `${LVIT_PARAMS_REGISTERED}`;
+}
+
 /** Like {@link benchTorchLvit}, also returning the torch version and parameter counts. */
 export async function runTorchLvit(
   opts: TorchLvitOptions,
 ): Promise<{ result: PeerResult; info: TorchLvitInfo }> {
   const { result, report } = await runPythonPeer(SCRIPT, [
-    "--size",
-    "224",
-    "--batch",
-    String(opts.batch),
-    "--warmup",
-    String(opts.warmup),
+    ...scriptArgs(opts.batch, opts.warmup),
     "--runs",
     String(opts.runs),
   ]);
@@ -94,78 +109,71 @@ export async function runTorchLvit(
       : undefined,
   };
   if (!result.ok) return { result, info };
-  // A timing is only comparable with ours if the peer trains the same network: a silent
-  // architecture drift would otherwise show up as a speed difference.
-  if (
-    info.params_trained !== LVIT_PARAMS_TRAINED ||
-    info.params_registered !== LVIT_PARAMS_REGISTERED
-  ) {
-    const reason = `torch_lvit.py built a different network: ${info.params_trained} trained / ` +
-      `${info.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
-      `${LVIT_PARAMS_REGISTERED}`;
-    return { result: { ok: false, reason }, info };
-  }
+  const mismatch = countsMismatch(report);
+  if (mismatch) return { result: { ok: false, reason: mismatch }, info };
   return { result, info };
 }
 
-/** One step of a {@link TorchLvitServer}: its time, or why it failed. */
-export type PeerStep = { ok: true; ms: number } | { ok: false; reason: string };
+/**
+ * One step of a {@link TorchLvitServer}: its time, or why it failed; `ended` when the process is
+ * gone (no further step can run), else the model was rebuilt and the next step may run.
+ */
+export type PeerStep = { ok: true; ms: number } | { ok: false; reason: string; ended: boolean };
 
 /** The reference LViT-T training step in a PyTorch process kept running between steps. */
 export interface TorchLvitServer {
-  /** Times one training step; a failed one (see {@link benchTorchLvit}) rebuilds the model. */
+  /** Times one training step. */
   step(): Promise<PeerStep>;
   /** Ends the process. */
   close(): Promise<void>;
 }
 
 /**
- * Starts `torch_lvit.py --serve` (2 intra-op threads, `warmup` untimed steps first) so that the
- * caller can alternate its own steps with the peer's one by one (`deno task bench --paired N`):
- * both sides of each pair then run under the same host load. Refuses a network whose parameter
- * counts differ from ours, as {@link runTorchLvit} does.
+ * Starts `torch_lvit.py --serve` (2 intra-op threads, `warmup` >= 1 untimed steps first) so that
+ * the caller can alternate its own steps with the peer's one by one (`deno task bench --paired
+ * N`): both sides of each pair then run under the same host load. Refuses a network whose
+ * parameter counts differ from ours, as {@link runTorchLvit} does. A start that fails (the
+ * warm-up can hit the NaN {@link benchTorchLvit} retries) is tried twice more.
  */
 export async function startTorchLvit(
   opts: Omit<TorchLvitOptions, "runs">,
 ): Promise<{ ok: true; server: TorchLvitServer } | { ok: false; reason: string }> {
-  const started = await startPythonServer(SCRIPT, [
-    "--size",
-    "224",
-    "--batch",
-    String(opts.batch),
-    "--warmup",
-    String(opts.warmup),
-    "--serve",
-  ]);
-  if (!started.ok) return started;
-  const { server, ready } = started;
-  if (
-    ready.params_trained !== LVIT_PARAMS_TRAINED ||
-    ready.params_registered !== LVIT_PARAMS_REGISTERED
-  ) {
-    await server.close();
+  const failures: string[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const started = await startPythonServer(SCRIPT, [
+      ...scriptArgs(opts.batch, opts.warmup),
+      "--serve",
+    ]);
+    if (!started.ok) {
+      failures.push(started.reason);
+      // Only a script that died (e.g. the NaN) may pass on a second try.
+      if (started.reason.startsWith("torch_lvit.py ended")) continue;
+      return { ok: false, reason: failures.join("; ") };
+    }
+    const { server, ready } = started;
+    const mismatch = countsMismatch(ready);
+    if (mismatch) {
+      await server.close();
+      return { ok: false, reason: mismatch };
+    }
     return {
-      ok: false,
-      reason: `torch_lvit.py built a different network: ${ready.params_trained} trained / ` +
-        `${ready.params_registered} registered parameters, expected ${LVIT_PARAMS_TRAINED} / ` +
-        `${LVIT_PARAMS_REGISTERED}`,
+      ok: true,
+      server: {
+        async step() {
+          try {
+            const r = await server.request("step");
+            if (typeof r.ms === "number") return { ok: true, ms: r.ms };
+            return { ok: false, reason: String(r.step_error ?? JSON.stringify(r)), ended: false };
+          } catch (e) {
+            if (e instanceof PeerEndedError) return { ok: false, reason: e.message, ended: true };
+            throw e;
+          }
+        },
+        close: () => server.close(),
+      },
     };
   }
-  return {
-    ok: true,
-    server: {
-      async step() {
-        try {
-          const r = await server.request("step");
-          if (typeof r.ms === "number") return { ok: true, ms: r.ms };
-          return { ok: false, reason: String(r.step_error ?? JSON.stringify(r)) };
-        } catch (e) {
-          return { ok: false, reason: e instanceof Error ? e.message : String(e) };
-        }
-      },
-      close: () => server.close(),
-    },
-  };
+  return { ok: false, reason: failures.join("; ") };
 }
 
 if (import.meta.main) {

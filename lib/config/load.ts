@@ -16,9 +16,11 @@
  *   file set it: `file:line:col: ...` (or `--set a.b=c: ...`), with the key path and the allowed
  *   keys or values. All problems are listed, one per line, in file order.
  * - The hash is sha256 of the resolved config as canonical JSON (keys sorted at every level),
- *   less the keys of NON_IDENTITY_KEYS (how a run is executed, not what it computes);
+ *   less the keys of NON_IDENTITY_KEYS (how a run is executed, not what it computes) and the
+ *   ABSENT_MEANS keys written with the value their absence means;
  *   `hash` is its first 8 hex digits, the run folder's name (design.md 5).
  */
+import { AUGMENT_DRAW_MODES } from "../data/augment.ts";
 import { createHash } from "node:crypto";
 import {
   isAlias,
@@ -410,7 +412,7 @@ export const NON_IDENTITY_KEYS: readonly (readonly string[])[] = [["train", "tim
  * out with that value they are left out of the hash too, so the experiment keeps its folder.
  */
 export const ABSENT_MEANS: readonly { path: readonly string[]; value: unknown }[] = [
-  { path: ["data", "augment_draws"], value: "philox" },
+  { path: ["data", "augment_draws"], value: AUGMENT_DRAW_MODES[0] },
 ];
 
 /**

@@ -15,6 +15,8 @@
  * Positions (file:line:col) are not the schema's business: lib/config/load.ts maps each issue's
  * key path back to the YAML node that set it.
  */
+import { AUGMENT_DRAW_MODES, type AugmentDrawMode } from "../data/augment.ts";
+import { REFERENCE_WORKERS } from "../data/reference_draws.ts";
 import { z } from "../deps.ts";
 import {
   type ModelDeclaration,
@@ -211,8 +213,8 @@ const shapeWith = (model: z.ZodType<ModelConfig>) => ({
     ),
     // Optional (absent: philox), so that configs without it keep their hash.
     augment_draws: expects(
-      z.enum(["philox", "reference-loader"]),
-      'one of "philox", "reference-loader"',
+      z.enum(AUGMENT_DRAW_MODES),
+      `one of ${AUGMENT_DRAW_MODES.map((m) => `"${m}"`).join(", ")}`,
     ).optional().describe(
       "How augmentations are drawn: philox (default), afresh per epoch and image; " +
         "reference-loader, as the reference's DataLoader did under its torch 1.8 (8 workers " +
@@ -402,7 +404,7 @@ export interface DataConfig {
   /** Whether the train split is augmented as the reference's RandomGenerator does. */
   augment: boolean;
   /** How augmentations are drawn (absent: philox); see lib/data/reference_draws.ts. */
-  augment_draws?: "philox" | "reference-loader";
+  augment_draws?: AugmentDrawMode;
   /** The generated data set (used when `dataset` is `synth`). */
   synth: {
     /** Seed of the generated images. */
@@ -546,6 +548,25 @@ export function experimentSchema(models: ModelDeclarations): z.ZodType<Experimen
         path: ["text", "model"],
         message: "set text.model or text.model_dir, not both",
       });
+    }
+    if (cfg.data.augment_draws === "reference-loader") {
+      // The replay is of the reference's supervised loader: nothing to replay without
+      // augmentation or in semi-supervised epochs (the reference released no such loader).
+      const why = !cfg.data.augment
+        ? "data.augment is false"
+        : cfg.train.labeled_fraction < 1
+        ? "train.labeled_fraction < 1 (the reference has no semi-supervised loader to replay)"
+        : cfg.seed + REFERENCE_WORKERS > 0xffffffff
+        ? `seed ${cfg.seed} + ${REFERENCE_WORKERS} workers exceeds numpy's 32-bit seeds`
+        : null;
+      if (why) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["data", "augment_draws"],
+          message: `data.augment_draws 'reference-loader' cannot be used: ${why}; remove it ` +
+            "or use 'philox'",
+        });
+      }
     }
     const m = cfg.model as Record<string, unknown>;
     if (typeof m?.init_prefix === "string" && typeof m.init_from !== "string") {

@@ -29,9 +29,12 @@ export type AugmentDraw = (slot: number, index: number) => AugmentOp;
 /**
  * How training draws its augmentations (`data.augment_draws`): `philox`, afresh per (seed, epoch,
  * sample); `reference-loader`, the reference DataLoader's fixed per-position transforms
- * (reference_draws.ts).
+ * (reference_draws.ts). The first is the default.
  */
-export type AugmentDraws = "philox" | "reference-loader";
+export const AUGMENT_DRAW_MODES = ["philox", "reference-loader"] as const;
+
+/** One of {@link AUGMENT_DRAW_MODES}. */
+export type AugmentDrawMode = typeof AUGMENT_DRAW_MODES[number];
 
 const TWO_32 = 4294967296;
 const words = new Uint32Array(4);

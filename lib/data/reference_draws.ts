@@ -16,8 +16,11 @@
  * Every draw therefore depends only on the sample's position in the epoch (batch, slot), not on
  * the epoch or the image: each epoch applies the same list of transforms, and the shuffle only
  * decides which image gets which. For MoNuSeg (24 images, batch 2) that list holds 9 "none", 5
- * rotations and 10 rot90/flips, all flips along axis 0 (bench/parity/README.md measured it with
- * the official code). Our default (`philox`) draws every sample afresh per epoch instead.
+ * rotations and 10 rot90/flips, all flips along axis 0. bench/parity/pipeline_official.py gets
+ * the same list by running the official `RandomGenerator` and `worker_init_fn` in-process with
+ * the worker states described above (a simulation of torch 1.8's worker seeding, not a torch 1.8
+ * DataLoader; it assumes, as train_model.py bears out, that the main process draws nothing from
+ * numpy between seeding and forking). Our default (`philox`) draws every sample afresh per epoch.
  */
 import type { AugmentOp } from "./augment.ts";
 import { Mt19937 } from "../rng/mt19937.ts";

@@ -19,10 +19,16 @@ export class Mt19937 {
 
   private constructor() {}
 
-  /** `init_genrand(seed)`: numpy's legacy `RandomState(seed)` for an integer seed. */
+  /**
+   * `init_genrand(seed)`: numpy's legacy `RandomState(seed)` for an integer seed in [0, 2^32)
+   * (numpy refuses others too).
+   */
   static fromInt(seed: number): Mt19937 {
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+      throw new RangeError(`numpy seed ${seed} is not in [0, 2^32)`);
+    }
     const g = new Mt19937();
-    g.initGenrand(seed >>> 0);
+    g.initGenrand(seed);
     return g;
   }
 

@@ -4,16 +4,18 @@
  * a "best" checkpoint only from `min_save_epoch` on, early stopping after `patience` epochs
  * without a new best.
  *
- * Everything random is a pure function of (seed, epoch, index) and the Adam step count, and the
- * host keeps no other state than `TrainerState`; so a run resumed from a checkpoint of the
+ * Everything random is a pure function of (seed, epoch, index) and the Adam step count (with
+ * `data.augment_draws: reference-loader`, augmentations are one of (seed, batch position)), and
+ * the host keeps no other state than `TrainerState`; so a run resumed from a checkpoint of the
  * device leaves plus that state continues bitwise as if it had never stopped. Files are the
  * caller's business (hooks): this module never touches the disk.
  */
 import { permutation } from "../rng/shuffle.ts";
 import {
   applyAugment,
+  AUGMENT_DRAW_MODES,
   type AugmentDraw,
-  type AugmentDraws,
+  type AugmentDrawMode,
   type AugmentOp,
   drawAugment,
   transformPlanes,
@@ -381,7 +383,7 @@ export function epochDraw(
   b: number,
   steps: number,
   batch: number,
-  draws: AugmentDraws = "philox",
+  draws: AugmentDrawMode = AUGMENT_DRAW_MODES[0],
 ): AugmentDraw {
   if (draws === "philox") return (_k, index) => drawAugment(seed, e, index);
   const key = `${seed}:${steps}:${batch}`;
@@ -467,7 +469,7 @@ export async function train(
     geometry: Geometry;
     augment: boolean;
     /** How augmentations are drawn (`data.augment_draws`); default philox. */
-    augmentDraws?: AugmentDraws;
+    augmentDraws?: AugmentDrawMode;
     plan?: SemiPlan;
   },
   state: TrainerState,
