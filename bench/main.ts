@@ -73,10 +73,6 @@ const backendFlag = flag("backend");
 const targets: Target[] = backendFlag === "cpu" || backendFlag === "webgpu"
   ? [backendFlag]
   : ["webgpu", "cpu"];
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 /** The f-quantile of `xs` by linear interpolation between order statistics. */
 const quantile = (xs: number[], f: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -84,6 +80,7 @@ const quantile = (xs: number[], f: number) => {
   const lo = Math.floor(at);
   return lo + 1 < s.length ? s[lo] + (at - lo) * (s[lo + 1] - s[lo]) : s[lo];
 };
+const median = (xs: number[]) => quantile(xs, 0.5);
 const profiles: string[] = [];
 
 interface StepBench {

@@ -93,7 +93,7 @@ Deno.test("trainer: reference-loader draws by position only; philox by epoch and
   const table = referenceLoaderOps(24, 2, 666);
   for (const e of [1, 2, 37]) {
     for (let b = 0; b < 12; b++) {
-      const draw = epochDraw(666, e, b, 12, 2, "reference-loader");
+      const draw = epochDraw(666, e, b, 2, table);
       for (let k = 0; k < 2; k++) {
         // Any image in that slot gets the slot's transform, in every epoch.
         assertEquals(draw(k, 5), table[2 * b + k]);
@@ -101,7 +101,7 @@ Deno.test("trainer: reference-loader draws by position only; philox by epoch and
       }
     }
   }
-  const philox = epochDraw(666, 3, 4, 12, 2);
+  const philox = epochDraw(666, 3, 4, 2);
   assertEquals(philox(0, 9), drawAugment(666, 3, 9));
   assertEquals(philox(1, 9), drawAugment(666, 3, 9));
 });

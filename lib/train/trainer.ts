@@ -13,7 +13,6 @@
 import { permutation } from "../rng/shuffle.ts";
 import {
   applyAugment,
-  AUGMENT_DRAW_MODES,
   type AugmentDraw,
   type AugmentDrawMode,
   type AugmentOp,
@@ -369,27 +368,19 @@ class Batcher {
   }
 }
 
-// The reference loader's transforms per epoch position, by the epoch's step count.
-const referenceTables = new Map<string, AugmentOp[]>();
-
 /**
- * The augmentation of batch `b` of epoch `e`: drawn per (seed, epoch, image) through Philox, or
- * (`reference-loader`) the transform the reference's loader gives slot k of batch b in every
- * epoch (lib/data/reference_draws.ts).
+ * The augmentation of batch `b` (of `batch` samples) of epoch `e`: drawn per (seed, epoch, image)
+ * through Philox, or, given the reference loader's per-position `table` (reference_draws.ts),
+ * the transform it gives slot k of batch b in every epoch.
  */
 export function epochDraw(
   seed: number,
   e: number,
   b: number,
-  steps: number,
   batch: number,
-  draws: AugmentDrawMode = AUGMENT_DRAW_MODES[0],
+  table: readonly AugmentOp[] | null = null,
 ): AugmentDraw {
-  if (draws === "philox") return (_k, index) => drawAugment(seed, e, index);
-  const key = `${seed}:${steps}:${batch}`;
-  let ops = referenceTables.get(key);
-  if (!ops) referenceTables.set(key, ops = referenceLoaderOps(steps * batch, batch, seed));
-  const table = ops;
+  if (table === null) return (_k, index) => drawAugment(seed, e, index);
   return (k) => table[b * batch + k];
 }
 
@@ -486,6 +477,11 @@ export async function train(
     throw new RangeError(`the recipe's batch ${r.batch} is not the programs' ${o.geometry.batch}`);
   }
   const batcher = new Batcher(data.train, o.geometry);
+  // The config allows reference-loader only in supervised runs, whose epochs all have the
+  // same batches (stepsInEpoch is the same for every epoch).
+  const table = o.augmentDraws === "reference-loader"
+    ? referenceLoaderOps(stepsInEpoch(plan, r, 1) * r.batch, r.batch, o.seed)
+    : null;
   const cBuf = new Float32Array(r.batch * o.geometry.size ** 2);
   let pseudo: Float32Array | null = null;
   let lastLoss: number | null = null;
@@ -499,7 +495,7 @@ export async function train(
     if (isSemiEpoch(plan, e)) pseudo = await pseudoLabels(s, data.train, plan, o, e, st, hooks);
     for (let b = st.stepInEpoch; b < steps; b++) {
       const bp = batches[b];
-      const aug = o.augment ? epochDraw(o.seed, e, b, steps, r.batch, o.augmentDraws) : null;
+      const aug = o.augment ? epochDraw(o.seed, e, b, r.batch, table) : null;
       if (bp.unlabeled) {
         const idx = bp.pos.map((p) => plan.unlabeled[p]);
         const extra = await batcher.loadUnlabeled(
