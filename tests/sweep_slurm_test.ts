@@ -112,8 +112,8 @@ async function status(dir: string, out = "runs"): Promise<PointStatusRow[]> {
 }
 
 /**
- * Polls `--status` until every point is finished (fails on a failed point or after `secs`);
- * returns every snapshot seen.
+ * Polls `--status` until every point is finished and its task has left the queue with its
+ * record written (fails on a failed point or after `secs`); returns every snapshot seen.
  */
 async function waitFinished(dir: string, secs = 150): Promise<PointStatusRow[][]> {
   const seen: PointStatusRow[][] = [];
@@ -123,7 +123,10 @@ async function waitFinished(dir: string, secs = 150): Promise<PointStatusRow[][]
     seen.push(rows);
     const failed = rows.find((r) => r.state === "failed");
     assert(!failed, `point failed: ${JSON.stringify(failed)}`);
-    if (rows.every((r) => r.state === "finished")) return seen;
+    // A point's run folder says finished (summary.json) a moment before its task exits and the
+    // batch script appends the task's record: wait until the task has left the queue too.
+    const done = (r: PointStatusRow) => r.state === "finished" && !r.slurm && r.last_task;
+    if (rows.every(done)) return seen;
     if (Date.now() > end) {
       const q = await sh("squeue", ["-h", "-r", "-o", "%i %T %r"]);
       throw new Error(`not finished after ${secs} s: ${JSON.stringify(rows)}\n${q.stdout}`);
