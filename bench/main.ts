@@ -23,7 +23,12 @@ import { unet } from "../lib/models/unet.ts";
 import { programFlops } from "../lib/models/count.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { benchTorchUnet } from "./peers/torch_unet.ts";
-import { benchTorchLvit, startTorchLvit, type TorchLvitServer } from "./peers/torch_lvit.ts";
+import {
+  benchTorchLvit,
+  startTorchLvit,
+  type TorchLvitServer,
+  writeTorchLvitBatch,
+} from "./peers/torch_lvit.ts";
 import type { PeerResult } from "./peers/types.ts";
 import { type Profilable, profileFamilies, profileTable } from "./profile.ts";
 
@@ -83,6 +88,13 @@ const quantile = (xs: number[], f: number) => {
 const median = (xs: number[]) => quantile(xs, 0.5);
 const profiles: string[] = [];
 
+/** A side's training loss over the paired steps: first, middle and last. */
+function lossTrail(who: string, losses: number[]): string {
+  if (losses.length === 0) return `${who} loss -`;
+  const at = [0, Math.floor((losses.length - 1) / 2), losses.length - 1];
+  return `${who} loss ${at.map((i) => losses[i].toFixed(4)).join(" > ")}`;
+}
+
 interface StepBench {
   name: string;
   shape: string;
@@ -107,6 +119,7 @@ async function trainStep(
   rounds = 1,
   between?: (round: number, ours: number[]) => Promise<void>,
   before?: (round: number) => Promise<void>,
+  losses?: number[],
 ): Promise<Row | null> {
   const backend = await selectBackend(target, true);
   if (b.hardwareOnly && backend.name === "webgpu" && backend.gpu?.software) {
@@ -129,7 +142,13 @@ async function trainStep(
       const t0 = performance.now();
       s.step(d.images, d.masks, 1e-3, b.extra);
       await s.rt.sync();
-      if (r > 0 || i >= WARMUP) round.push(performance.now() - t0);
+      const ms = performance.now() - t0;
+      // Read after the clock stops (a sync of its own); each read resets the sum.
+      const loss = losses ? await s.takeLossSum() : NaN;
+      if (r > 0 || i >= WARMUP) {
+        round.push(ms);
+        losses?.push(loss);
+      }
     }
     times.push(...round);
     await between?.(r, round);
@@ -320,9 +339,14 @@ if (!quick && wanted(LVIT_STEP.name)) {
   // Failed peer runs that a retry replaced, reported in the peer's row.
   const peerRetries: string[] = [];
   let peerFailed: PeerResult | null = null;
+  // The peer trains on the batch our step trains on (trainStep's blobs and LVIT_STEP's text).
+  const blobs = blobSet(1, 0, LVIT_STEP.batch, LVIT_STEP.size);
+  const data = await Deno.makeTempFile({ prefix: "lvit-bench-", suffix: ".f32" });
+  await writeTorchLvitBatch(data, blobs.images, LVIT_STEP.extra[TEXT_INPUT], blobs.masks);
+  const peerOpts = { batch: LVIT_STEP.batch, warmup: WARMUP, data };
   const peerRound = async (round: number, ours: number[]) => {
     if (!peers || peerFailed) return;
-    const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+    const r = await benchTorchLvit({ ...peerOpts, runs: LVIT_STEP.runs });
     peerRetries.push(...r.retried.map((why) => `round ${round + 1}: ${why}`));
     if (!r.ok) {
       peerFailed = r;
@@ -337,12 +361,15 @@ if (!quick && wanted(LVIT_STEP.name)) {
   let server: TorchLvitServer | null = null;
   const pairRatios: number[] = [];
   let theirs: number | null = null;
+  const ourLosses: number[] = [];
+  const peerLosses: number[] = [];
   const peerTurn = async (pair: number) => {
     theirs = null;
     if (server === null) return;
     const r = await server.step();
     if (r.ok) {
       theirs = r.ms;
+      peerLosses.push(r.loss);
       return;
     }
     peerRetries.push(`pair ${pair + 1}: ${r.reason}`);
@@ -364,7 +391,7 @@ if (!quick && wanted(LVIT_STEP.name)) {
   };
   try {
     if (PAIRED > 0 && peers) {
-      const started = await startTorchLvit({ batch: 2, warmup: WARMUP });
+      const started = await startTorchLvit(peerOpts);
       if (started.ok) server = started.server;
       else peerFailed = started;
     }
@@ -373,13 +400,14 @@ if (!quick && wanted(LVIT_STEP.name)) {
       const r = i > 0
         ? await trainStep(t, LVIT_STEP)
         : PAIRED > 0
-        ? await trainStep(t, { ...LVIT_STEP, runs: 1 }, PAIRED, pairAfter, pairBefore)
+        ? await trainStep(t, { ...LVIT_STEP, runs: 1 }, PAIRED, pairAfter, pairBefore, ourLosses)
         : await trainStep(t, LVIT_STEP, ROUNDS, peerRound);
       if (r) {
         if (i === 0 && PAIRED > 0 && pairRatios.length > 0) {
           const q = (f: number) => quantile(pairRatios, f).toFixed(3);
           r.note = `ours / torch-cpu over ${pairRatios.length} adjacent pairs: median ${q(0.5)} ` +
-            `(quartiles ${q(0.25)}-${q(0.75)})` +
+            `(quartiles ${q(0.25)}-${q(0.75)}); ${lossTrail("ours", ourLosses)}, ` +
+            `${lossTrail("torch", peerLosses)}` +
             (peerFailed ? "; the peer then failed, see its row" : "");
         } else if (i === 0 && ROUNDS > 1 && ratios.length > 0) {
           r.note = `ours / torch-cpu per round: ${ratios.join(", ")}`;
@@ -407,12 +435,13 @@ if (!quick && wanted(LVIT_STEP.name)) {
       });
     } else {
       // No target timed a round (e.g. webgpu skipped on a software adapter): the peer alone.
-      const r = await benchTorchLvit({ batch: 2, warmup: WARMUP, runs: LVIT_STEP.runs });
+      const r = await benchTorchLvit({ ...peerOpts, runs: LVIT_STEP.runs });
       const row = peerRow(LVIT_STEP.name, "torch-cpu", LVIT_STEP.shape, r);
       if (r.ok && r.retried.length) row.note = `failed runs retried (${r.retried.join("; ")})`;
       rows.push(row);
     }
   }
+  await Deno.remove(data);
 }
 
 if (!quick && wanted("lvit-t-forward-224x224-b1")) {

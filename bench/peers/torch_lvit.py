@@ -18,6 +18,7 @@ Run with Debian's interpreter (/usr/bin/python3), where python3-torch is install
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 try:
+    import numpy
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -356,14 +358,37 @@ def counts(model: nn.Module) -> dict:
     }
 
 
+def batch_data(args):
+    """The fixed batch every step trains on: `--data FILE` (what bench/main.ts writes: the images,
+    text and masks our timed step trains on, float32 little-endian, in that order), else uniform
+    random images and text with random labels. Random labels cannot be learned, so weights
+    trained on them drift in a way ours (on learnable blobs) do not: the paired benchmark gives
+    both sides the same batch."""
+    shapes = [(args.batch, 3, args.size, args.size), (args.batch, TEXT_TOKENS, TEXT_DIM),
+              (args.batch, 1, args.size, args.size)]
+    if args.data is None:
+        torch.manual_seed(0)
+        x = torch.rand(*shapes[0])
+        text = torch.randn(*shapes[1])
+        y = (torch.rand(*shapes[2]) > 0.5).float()
+        return x, text, y
+    sizes = [math.prod(s) for s in shapes]
+    with open(args.data, "rb") as f:
+        raw = f.read()
+    if len(raw) != 4 * sum(sizes):
+        raise SystemExit(f"--data {args.data}: {len(raw)} bytes, expected {4 * sum(sizes)} "
+                         f"(images, text, masks of batch {args.batch} at {args.size})")
+    flat = torch.from_numpy(numpy.frombuffer(raw, dtype="<f4").astype(numpy.float32))
+    parts = torch.split(flat, sizes)
+    return tuple(p.reshape(s).clone() for p, s in zip(parts, shapes))
+
+
 def build(args):
-    """The seeded model, in training mode, and its training step on fixed random data."""
+    """The seeded model, in training mode, and its training step on the fixed batch."""
+    x, text, y = batch_data(args)
     torch.manual_seed(0)
     model = LViT(args.size).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
-    x = torch.rand(args.batch, 3, args.size, args.size)
-    text = torch.randn(args.batch, TEXT_TOKENS, TEXT_DIM)
-    y = (torch.rand(args.batch, 1, args.size, args.size) > 0.5).float()
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
@@ -427,6 +452,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", help="train on this batch (float32 little-endian images, text and "
+                                    "masks, as bench/main.ts writes it) instead of random data")
     ap.add_argument("--state-dict", action="store_true",
                     help="print the state_dict names and shapes as JSON and exit (no training)")
     ap.add_argument("--serve", action="store_true",

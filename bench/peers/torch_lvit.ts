@@ -22,6 +22,31 @@ export interface TorchLvitOptions {
   warmup: number;
   /** Timed steps; each one is timed on its own. */
   runs: number;
+  /**
+   * The batch to train on: float32 little-endian images [B,3,224,224], text [B,10,768] and
+   * masks [B,1,224,224], in that order (see {@link writeTorchLvitBatch}); random data without.
+   */
+  data?: string;
+}
+
+/**
+ * Writes the batch `--data` reads, so that the peer trains on what our timed step trains on:
+ * random labels cannot be learned, and a model trained on them drifts (towards the NaN its
+ * retries handle) in a way a model trained on the blobs does not.
+ */
+export async function writeTorchLvitBatch(
+  path: string,
+  images: Float32Array,
+  text: Float32Array,
+  masks: Float32Array,
+): Promise<void> {
+  const out = new Uint8Array(4 * (images.length + text.length + masks.length));
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const a of [images, text, masks]) {
+    for (const v of a) view.setFloat32((o++) * 4, v, true);
+  }
+  await Deno.writeFile(path, out);
 }
 
 /**
@@ -73,8 +98,16 @@ export async function benchTorchLvit(opts: TorchLvitOptions): Promise<RetriedPee
 }
 
 /** The script's arguments for `opts` (the image size is the reference's 224). */
-function scriptArgs(batch: number, warmup: number): string[] {
-  return ["--size", "224", "--batch", String(batch), "--warmup", String(warmup)];
+function scriptArgs(batch: number, warmup: number, data?: string): string[] {
+  return [
+    "--size",
+    "224",
+    "--batch",
+    String(batch),
+    "--warmup",
+    String(warmup),
+    ...(data === undefined ? [] : ["--data", data]),
+  ];
 }
 
 /**
@@ -97,7 +130,7 @@ export async function runTorchLvit(
   opts: TorchLvitOptions,
 ): Promise<{ result: PeerResult; info: TorchLvitInfo }> {
   const { result, report } = await runPythonPeer(SCRIPT, [
-    ...scriptArgs(opts.batch, opts.warmup),
+    ...scriptArgs(opts.batch, opts.warmup, opts.data),
     "--runs",
     String(opts.runs),
   ]);
@@ -118,7 +151,9 @@ export async function runTorchLvit(
  * One step of a {@link TorchLvitServer}: its time, or why it failed; `ended` when the process is
  * gone (no further step can run), else the model was rebuilt and the next step may run.
  */
-export type PeerStep = { ok: true; ms: number } | { ok: false; reason: string; ended: boolean };
+export type PeerStep =
+  | { ok: true; ms: number; loss: number }
+  | { ok: false; reason: string; ended: boolean };
 
 /** The reference LViT-T training step in a PyTorch process kept running between steps. */
 export interface TorchLvitServer {
@@ -141,7 +176,7 @@ export async function startTorchLvit(
   const failures: string[] = [];
   for (let attempt = 0; attempt < 3; attempt++) {
     const started = await startPythonServer(SCRIPT, [
-      ...scriptArgs(opts.batch, opts.warmup),
+      ...scriptArgs(opts.batch, opts.warmup, opts.data),
       "--serve",
     ]);
     if (!started.ok) {
@@ -162,7 +197,9 @@ export async function startTorchLvit(
         async step() {
           try {
             const r = await server.request("step");
-            if (typeof r.ms === "number") return { ok: true, ms: r.ms };
+            if (typeof r.ms === "number") {
+              return { ok: true, ms: r.ms, loss: typeof r.loss === "number" ? r.loss : NaN };
+            }
             return { ok: false, reason: String(r.step_error ?? JSON.stringify(r)), ended: false };
           } catch (e) {
             if (e instanceof PeerEndedError) return { ok: false, reason: e.message, ended: true };
