@@ -2,7 +2,8 @@
  * Re-evaluates a checkpoint of a run folder on a split with the reference's test rules
  * (lvit-reference.md 6: prob > 0.5, per-image Dice and IoU, plain mean) and the pooled Dice and
  * IoU (pixel counts summed over the split), writing the prediction PNGs and an
- * `eval/<split>-<checkpoint>.json` next to the run's other files.
+ * `eval/<split>-<checkpoint>.json` next to the run's other files; `textAblation` scores a
+ * text-guided model with other images' texts or none, to show how much it relies on them.
  */
 import { basename, dirname, join } from "node:path";
 import { MAX_CONFIG_BYTES, resolveExperimentText } from "../config/load.ts";
@@ -24,6 +25,7 @@ import { checkDataIdentity } from "./checkpoint_meta.ts";
 import { holdForReading } from "./state.ts";
 import type { ExperimentConfig } from "../config/schema.ts";
 import { fileExists, savePrediction, writeAtomic } from "./folder.ts";
+import { ablateTexts, changedTexts, type TextAblation } from "./text_ablation.ts";
 
 /** Options of `evaluate`. */
 export interface EvalOptions {
@@ -42,6 +44,12 @@ export interface EvalOptions {
    * the run folder's model and data instead of the folder's own checkpoint.
    */
   checkpoint?: string;
+  /**
+   * Score with texts that are not the images' own (lib/run/text_ablation.ts): `shift` gives each
+   * image the next image's text, `zeros` all-zero features. Written to
+   * `eval/<split>-<checkpoint>-text-<mode>.json`; refused (exit 2) for a model that reads no text.
+   */
+  textAblation?: TextAblation;
 }
 
 /** The scores `evaluate` computed, as written to the run folder. */
@@ -58,6 +66,8 @@ export interface EvalResult {
   iou: number;
   /** Per-image mean F1 (equal to `dice`, reported under both names as the reference does). */
   f1: number;
+  /** The text ablation scored with, if any, and how many images got features not their own. */
+  text_ablation?: { mode: TextAblation; changed: number };
   /** Dice and IoU of the pixel counts summed over the split. */
   pooled: { dice: number; iou: number };
 }
@@ -147,11 +157,27 @@ async function evaluateHeld(
     const text = await textFeaturesFor(cfg, s, encoder.open, ds, log).finally(encoder.close);
     const geo = geometryOf(cfg), size = geo.size;
     const keys = ds.splits[split].keys;
-    const name = basename(ckpt).replace(/\.(safetensors|pth\.tar|pth|pt|ckpt)$/, "");
+    const name = basename(ckpt).replace(/\.(safetensors|pth\.tar|pth|pt|ckpt)$/, "") +
+      (o.textAblation ? `-text-${o.textAblation}` : "");
     const predDir = join(dir, "eval", `${split}-${name}`);
+    let texts = text[split];
+    let ablation: EvalResult["text_ablation"];
+    if (o.textAblation) {
+      if (texts === null) {
+        throw new InputError(
+          `--text-ablation ${o.textAblation}: ${cfg.model.name} reads no text; nothing to ablate`,
+        );
+      }
+      ablation = { mode: o.textAblation, changed: changedTexts(texts, o.textAblation) };
+      texts = ablateTexts(texts, o.textAblation);
+      log(
+        `text ablation ${o.textAblation}: ${ablation.changed} of ${texts.length} images scored ` +
+          "with text features not their own",
+      );
+    }
     const res = await scoreSplit(
       s,
-      samples(ds.splits[split], text[split]),
+      samples(ds.splits[split], texts),
       geo,
       "test",
       async (i, p) => {
@@ -166,6 +192,7 @@ async function evaluateHeld(
       iou: res.mean.iou,
       f1: res.mean.dice,
       pooled: { dice: res.pooled.dice, iou: res.pooled.iou },
+      ...(ablation ? { text_ablation: ablation } : {}),
     };
     await writeAtomic(
       join(dir, "eval", `${split}-${name}.json`),
