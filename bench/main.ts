@@ -108,6 +108,9 @@ interface StepBench {
   hardwareOnly?: boolean;
 }
 
+/** The batch every timed step of `b` trains on (and the PyTorch LViT-T peer, through a file). */
+const stepBatch = (b: StepBench) => blobSet(1, 0, b.batch, b.size);
+
 /**
  * Times `b`'s training step (forward, loss, backward, Adam) on one of our backends: `b.runs`
  * steps per round, with `before(r)` awaited before round r's timed steps and `between(r)` after
@@ -133,7 +136,7 @@ async function trainStep(
     width: b.size,
     seed: 1,
   });
-  const d = blobSet(1, 0, b.batch, b.size);
+  const d = stepBatch(b);
   const times: number[] = [];
   for (let r = 0; r < rounds; r++) {
     const round: number[] = [];
@@ -339,8 +342,8 @@ if (!quick && wanted(LVIT_STEP.name)) {
   // Failed peer runs that a retry replaced, reported in the peer's row.
   const peerRetries: string[] = [];
   let peerFailed: PeerResult | null = null;
-  // The peer trains on the batch our step trains on (trainStep's blobs and LVIT_STEP's text).
-  const blobs = blobSet(1, 0, LVIT_STEP.batch, LVIT_STEP.size);
+  // The peer trains on the batch our step trains on.
+  const blobs = stepBatch(LVIT_STEP);
   const data = await Deno.makeTempFile({ prefix: "lvit-bench-", suffix: ".f32" });
   await writeTorchLvitBatch(data, blobs.images, LVIT_STEP.extra[TEXT_INPUT], blobs.masks);
   const peerOpts = { batch: LVIT_STEP.batch, warmup: WARMUP, data };
