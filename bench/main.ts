@@ -21,6 +21,7 @@ import type { Target } from "../lib/backends/compile.ts";
 import { type Model, Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
 import { programFlops } from "../lib/models/count.ts";
+import { matmul } from "../lib/graph/ops/transformer.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { benchTorchUnet } from "./peers/torch_unet.ts";
 import {
@@ -199,6 +200,15 @@ const LVIT_STEP: StepBench = {
   hardwareOnly: true,
 };
 
+/** The same step at batch 4, issue 13's GPU yardstick (no peer: the paired row is batch 2's). */
+const LVIT_STEP_B4: StepBench = {
+  ...LVIT_STEP,
+  name: "lvit-t-train-step-224x224-b4",
+  shape: "4x3x224x224+4x10x768",
+  batch: 4,
+  extra: { [TEXT_INPUT]: new Float32Array(4 * 10 * 768).map((_, i) => ((i % 13) - 6) / 10) },
+};
+
 /**
  * Eval-mode forward of the reference-sized LViT-T (224x224, batch 1, text 10x768): the model of
  * issue 4 on our backends. Skipped on a software adapter, where it takes ~2 minutes.
@@ -243,6 +253,54 @@ async function lvitForward(target: Target): Promise<Row | null> {
     max_ms: Math.max(...times),
     runs,
     gflops: programFlops(program.order) / med / 1e6,
+    ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
+    adapter: backend.device,
+  };
+}
+
+/** Side of the square f32 GEMM row (issue 13's yardstick of a backend's matmul throughput). */
+const GEMM_N = 4096;
+
+/**
+ * `gemm-f32-4096`: C = A B with A, B [4096, 4096] held on the backend (written once, like
+ * parameters), timed from submit to completion without reading C back, so that on a GPU the row
+ * measures the kernel rather than 64 MB transfers. Skipped on a software adapter (seconds per run
+ * there, and no GPU figure).
+ */
+async function gemmRow(target: Target): Promise<Row | null> {
+  const backend = await selectBackend(target, true);
+  const name = `gemm-f32-${GEMM_N}`;
+  if (backend.name === "webgpu" && backend.gpu?.software) {
+    console.error(`bench: ${name} on webgpu skipped (software adapter)`);
+    return null;
+  }
+  const g = new Graph();
+  const spec = { kind: "uniform", bound: 1 } as const;
+  const c = matmul(g.param("a", [GEMM_N, GEMM_N], spec), g.param("b", [GEMM_N, GEMM_N], spec));
+  const rt = backend.runtime();
+  const program = compile({ c }, [], backend.limits, backend.name);
+  const exe = await rt.load(program);
+  g.leaves().forEach((t, i) => rt.write(t.name!, initValues(t.init!, t.shape, 1, i)));
+  const times: number[] = [];
+  const runs = Math.min(RUNS, 5);
+  for (let i = 0; i < WARMUP + runs; i++) {
+    const t0 = performance.now();
+    exe.run();
+    await rt.sync();
+    if (i >= WARMUP) times.push(performance.now() - t0);
+  }
+  exe.destroy();
+  rt.destroy();
+  const med = median(times);
+  return {
+    name,
+    backend: target,
+    shape: `${GEMM_N}x${GEMM_N}x${GEMM_N}`,
+    median_ms: med,
+    min_ms: Math.min(...times),
+    max_ms: Math.max(...times),
+    runs,
+    gflops: (2 * GEMM_N ** 3) / med / 1e6,
     ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
     adapter: backend.device,
   };
@@ -445,6 +503,21 @@ if (!quick && wanted(LVIT_STEP.name)) {
     }
   }
   await Deno.remove(data);
+}
+
+if (!quick && wanted(LVIT_STEP_B4.name)) {
+  console.error(`bench: ${LVIT_STEP_B4.name} ...`);
+  for (const t of targets) {
+    const r = await trainStep(t, LVIT_STEP_B4);
+    if (r) rows.push(r);
+  }
+}
+
+if (!quick && wanted(`gemm-f32-${GEMM_N}`)) {
+  for (const t of targets) {
+    const r = await gemmRow(t);
+    if (r) rows.push(r);
+  }
 }
 
 if (!quick && wanted("lvit-t-forward-224x224-b1")) {
