@@ -1,20 +1,25 @@
 /**
- * Convolution kernels as implicit GEMMs (see gemm.ts). Backward passes are gathers: each
- * gradient element is summed by one invocation, never scattered with atomics (design.md 4).
+ * Convolution kernels as implicit GEMMs (see gemm.ts), for either adapter class: `t` picks the
+ * generator and its tile sizes. Backward passes are gathers: each gradient element is summed by
+ * one invocation, never scattered with atomics (design.md 4).
  */
 import type { ConvGeom, ConvTGeom } from "../../lib/graph/ops/conv.ts";
-import type { KernelPlan } from "./types.ts";
-import { gemmKernel } from "./gemm.ts";
+import { type KernelPlan, type KernelTarget, SOFTWARE_TARGET } from "./types.ts";
+import { gemm } from "./gemm.ts";
 import { u32 } from "./common.ts";
 
 const ro = (b: number, name: string) =>
   `@group(0) @binding(${b}) var<storage, read> ${name}: array<f32>;`;
 
 /** y = conv2d(x, w) + bias. M = O, N = B*OH*OW, K = C*KH*KW. */
-export function conv2dForward(g: ConvGeom, hasBias: boolean): KernelPlan {
+export function conv2dForward(
+  g: ConvGeom,
+  hasBias: boolean,
+  t: KernelTarget = SOFTWARE_TARGET,
+): KernelPlan {
   const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
   const KK = KH * KW;
-  return gemmKernel({
+  return gemm({
     M: O,
     N: g.B * OH * OW,
     K: C * KK,
@@ -42,14 +47,14 @@ export function conv2dForward(g: ConvGeom, hasBias: boolean): KernelPlan {
       `out[b${j} * ${u32(O * OH * OW)} + m${i} * ${u32(OH * OW)} + r${j}] = ${v}${
         hasBias ? ` + bias[m${i}]` : ""
       };`,
-  });
+  }, t);
 }
 
 /** dx from dy and w. M = C, N = B*H*W, K = O*KH*KW; a gather over the taps that hit (iy, ix). */
-export function conv2dBackwardData(g: ConvGeom): KernelPlan {
+export function conv2dBackwardData(g: ConvGeom, t: KernelTarget = SOFTWARE_TARGET): KernelPlan {
   const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
   const KK = KH * KW;
-  return gemmKernel({
+  return gemm({
     M: C,
     N: g.B * H * W,
     K: O * KK,
@@ -75,14 +80,14 @@ export function conv2dBackwardData(g: ConvGeom): KernelPlan {
       } + u32(clamp(${ox}, 0, ${OW - 1}))], ${ok})`;
     },
     store: (i, j, v) => `out[b${j} * ${u32(C * H * W)} + m${i} * ${u32(H * W)} + r${j}] = ${v};`,
-  });
+  }, t);
 }
 
 /** dw from x and dy. M = O, N = C*KH*KW, K = B*OH*OW (split over K when the grid is small). */
-export function conv2dBackwardWeight(g: ConvGeom): KernelPlan {
+export function conv2dBackwardWeight(g: ConvGeom, t: KernelTarget = SOFTWARE_TARGET): KernelPlan {
   const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
   const KK = KH * KW;
-  return gemmKernel({
+  return gemm({
     M: O,
     N: C * KK,
     K: g.B * OH * OW,
@@ -108,16 +113,21 @@ export function conv2dBackwardWeight(g: ConvGeom): KernelPlan {
       } + u32(clamp(${x}, 0, ${W - 1}))], ${ok})`;
     },
     store: (i, j, v) => `out[m${i} * ${u32(C * KK)} + n${j}] = ${v};`,
-  });
+    contigB: "k", // x along (b, oy, ox): neighbouring k are neighbouring pixels
+  }, t);
 }
 
 /** Transposed conv with kernel = stride = f: every output pixel comes from one input pixel. */
-export function convTForward(g: ConvTGeom, hasBias: boolean): KernelPlan {
+export function convTForward(
+  g: ConvTGeom,
+  hasBias: boolean,
+  t: KernelTarget = SOFTWARE_TARGET,
+): KernelPlan {
   const { B, C, H, W, O, f } = g;
   const ff = f * f;
   const HO = H * f;
   const WO = W * f;
-  return gemmKernel({
+  return gemm({
     M: O * ff,
     N: B * H * W,
     K: C,
@@ -139,16 +149,16 @@ export function convTForward(g: ConvTGeom, hasBias: boolean): KernelPlan {
         hasBias ? ` + bias[${o}]` : ""
       };`;
     },
-  });
+  }, t);
 }
 
 /** dx[b,c,i,j] = sum over (o, a, b') of dy[b, o, i*f+a, j*f+b'] * w[c, o, a, b']. */
-export function convTBackwardData(g: ConvTGeom): KernelPlan {
+export function convTBackwardData(g: ConvTGeom, t: KernelTarget = SOFTWARE_TARGET): KernelPlan {
   const { B, C, H, W, O, f } = g;
   const ff = f * f;
   const HO = H * f;
   const WO = W * f;
-  return gemmKernel({
+  return gemm({
     M: C,
     N: B * H * W,
     K: O * ff,
@@ -165,16 +175,16 @@ export function convTBackwardData(g: ConvTGeom): KernelPlan {
     loadA: (i) => `w[m${i} * ${u32(O * ff)} + k]`,
     loadB: (j) => `dy[db${j} + ko]`,
     store: (i, j, v) => `out[b${j} * ${u32(C * H * W)} + m${i} * ${u32(H * W)} + r${j}] = ${v};`,
-  });
+  }, t);
 }
 
 /** dw[c, (o,a,b')] = sum over (b, i, j) of x[b,c,i,j] * dy[b, o, i*f+a, j*f+b']. */
-export function convTBackwardWeight(g: ConvTGeom): KernelPlan {
+export function convTBackwardWeight(g: ConvTGeom, t: KernelTarget = SOFTWARE_TARGET): KernelPlan {
   const { B, C, H, W, O, f } = g;
   const ff = f * f;
   const HO = H * f;
   const WO = W * f;
-  return gemmKernel({
+  return gemm({
     M: C,
     N: O * ff,
     K: B * H * W,
@@ -192,5 +202,6 @@ export function convTBackwardWeight(g: ConvTGeom): KernelPlan {
     loadA: (i) => `x[xk + m${i} * ${u32(H * W)}]`,
     loadB: (j) => `dy[dk + no${j}]`,
     store: (i, j, v) => `out[m${i} * ${u32(O * ff)} + n${j}] = ${v};`,
-  });
+    contigB: "k", // dy along (b, i, j): neighbouring k are f apart, neighbouring n jump rows
+  }, t);
 }

@@ -28,3 +28,29 @@ export interface KernelPlan {
   /** Sizes (in f32 elements) of temporaries the kernels share; they live only for this node. */
   scratch?: number[];
 }
+
+/**
+ * Which kernels a program gets (design.md 3.4): `software` for CPU rasterizers (lavapipe,
+ * llvmpipe, SwiftShader: register blocks, no workgroup memory) or `hardware` for GPUs (GEMMs
+ * tiled through workgroup memory).
+ */
+export type KernelClass = "software" | "hardware";
+
+/**
+ * What a generator may specialise on besides shapes: the adapter class and the device limits
+ * that size workgroup tiles. The same target and shapes always give the same WGSL.
+ */
+export interface KernelTarget {
+  kernels: KernelClass;
+  /** Bytes of `var<workgroup>` memory one workgroup may use (spec default 16384). */
+  maxComputeWorkgroupStorageSize: number;
+  /** Invocations one workgroup may have (spec default 256). */
+  maxComputeInvocationsPerWorkgroup: number;
+}
+
+/** Today's kernels with the spec's default limits: what a program gets without a device. */
+export const SOFTWARE_TARGET: KernelTarget = {
+  kernels: "software",
+  maxComputeWorkgroupStorageSize: 16384,
+  maxComputeInvocationsPerWorkgroup: 256,
+};

@@ -5,8 +5,8 @@
  * its `name` and `limits`.
  */
 import type { Tensor } from "../graph/graph.ts";
-import { type DeviceLimits, SPEC_LIMITS } from "../graph/plan.ts";
-import { lower as lowerWebGpu, type WebGpuProgram } from "./webgpu/lower.ts";
+import { SPEC_LIMITS } from "../graph/plan.ts";
+import { lower as lowerWebGpu, type WebGpuLimits, type WebGpuProgram } from "./webgpu/lower.ts";
 import { type CpuProgram, lower as lowerCpu } from "./cpu/lower.ts";
 
 /** The backend a program is lowered for. */
@@ -15,11 +15,14 @@ export type Target = "webgpu" | "cpu";
 /** A planned and lowered graph, ready for the `load` of its target's runtime. */
 export type Program = WebGpuProgram | CpuProgram;
 
-/** Plans `outputs` and `effects` and lowers the plan for `target` (see the module doc). */
+/**
+ * Plans `outputs` and `effects` and lowers the plan for `target` (see the module doc). WebGPU
+ * programs get the kernels of `limits.kernels`' class (a device's limits carry its class).
+ */
 export function compile(
   outputs: Record<string, Tensor>,
   effects: readonly Tensor[] = [],
-  limits: DeviceLimits = SPEC_LIMITS,
+  limits: WebGpuLimits = SPEC_LIMITS,
   target: Target = "webgpu",
 ): Program {
   return target === "cpu"

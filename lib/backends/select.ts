@@ -15,7 +15,8 @@ export type { BufferPlan, DeviceLimits, Plan, PlannedNode } from "../graph/plan.
 export type { Program, Target } from "./compile.ts";
 export type { Step, WebGpuProgram } from "./webgpu/lower.ts";
 export type { CpuProgram, CpuStep } from "./cpu/lower.ts";
-export type { Binding, WgslKernel } from "../../kernels/webgpu/types.ts";
+export type { Binding, KernelClass, WgslKernel } from "../../kernels/webgpu/types.ts";
+import type { KernelClass } from "../../kernels/webgpu/types.ts";
 export type { CpuKernel } from "../../kernels/cpu/types.ts";
 export type { Attrs, Graph, InitSpec, Shape, Tensor, TensorKind } from "../graph/mod.ts";
 export type { GpuContext } from "./webgpu/device.ts";
@@ -90,10 +91,12 @@ function cpuBackend(why: string): Backend {
 }
 
 function gpuBackend(gpu: GpuContext, why: string): Backend {
+  const own: KernelClass = gpu.software ? "software" : "hardware";
   return {
     name: "webgpu",
     why,
-    device: gpu.adapter,
+    // The kernel class is part of what results depend on: named where it is not the adapter's.
+    device: gpu.kernels === own ? gpu.adapter : `${gpu.adapter}, ${gpu.kernels} kernels`,
     gpu,
     limits: gpu.limits,
     runtime: () => {
@@ -101,6 +104,15 @@ function gpuBackend(gpu: GpuContext, why: string): Backend {
       return Object.assign(rt, { sync: () => gpu.device.queue.onSubmittedWorkDone() });
     },
   };
+}
+
+/**
+ * `b` with programs compiled for another kernel class (webgpu; the CPU backend is returned as
+ * is): what LVIT_WEBGPU_KERNELS does for a whole process, for one backend value.
+ */
+export function withKernelClass(b: Backend, kernels: KernelClass): Backend {
+  if (b.name !== "webgpu" || !b.gpu) return b;
+  return gpuBackend({ ...b.gpu, kernels, limits: { ...b.gpu.limits, kernels } }, b.why);
 }
 
 /** Resolves a backend request; prints the choice and why unless `quiet`. */

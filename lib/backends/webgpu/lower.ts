@@ -3,6 +3,11 @@
  * to the WGSL kernels of kernels/webgpu/, and `lower`, which plans a graph (lib/graph/plan.ts)
  * and turns every planned node into its dispatches with their buffer bindings. Device limits
  * per dispatch (storage buffers, writable aliasing) are checked here, naming the node.
+ *
+ * The adapter class (`limits.kernels`, set by lib/backends/webgpu/device.ts from the adapter or
+ * LVIT_WEBGPU_KERNELS) picks the GEMM generator of the conv family and matmul: `software`
+ * (register blocks) or `hardware` (tiled through workgroup memory, tiles sized from the limits).
+ * The program records its class; the same class, limits and shapes give the same program.
  */
 import { type Attrs, getOp, type OpDef, type Tensor } from "../../graph/graph.ts";
 import { type DeviceLimits, type Plan, plan, SPEC_LIMITS } from "../../graph/plan.ts";
@@ -82,7 +87,13 @@ import {
   maxAxisDef,
   maxAxisGradDef,
 } from "../../graph/ops/misc.ts";
-import type { KernelPlan, WgslKernel } from "../../../kernels/webgpu/types.ts";
+import {
+  type KernelClass,
+  type KernelPlan,
+  type KernelTarget,
+  SOFTWARE_TARGET,
+  type WgslKernel,
+} from "../../../kernels/webgpu/types.ts";
 import { f32 } from "../../../kernels/webgpu/common.ts";
 import { elementwiseKernel } from "../../../kernels/webgpu/elementwise.ts";
 import { sumKernel } from "../../../kernels/webgpu/reduce.ts";
@@ -129,12 +140,39 @@ import {
   maxAxisForward,
 } from "../../../kernels/webgpu/misc.ts";
 
-/** Makes one node's WGSL dispatches from its static input shapes, attributes and output shape. */
+/**
+ * Makes one node's WGSL dispatches from its static input shapes, attributes and output shape,
+ * for the kernel class and limits of `target`.
+ */
 export type WgslLowering<A extends Attrs = Attrs> = (
   ins: Shape[],
   attrs: A,
   outShape: Shape,
+  target: KernelTarget,
 ) => KernelPlan;
+
+/**
+ * Limits as the WebGPU lowering reads them: the plan's, plus the kernel class and what sizes
+ * workgroup tiles. Absent fields mean the software class and the spec's defaults (compiling
+ * without a device: inspect, counts, tests).
+ */
+export interface WebGpuLimits extends DeviceLimits {
+  /** The adapter class whose kernels the program gets. */
+  kernels?: KernelClass;
+  maxComputeWorkgroupStorageSize?: number;
+  maxComputeInvocationsPerWorkgroup?: number;
+}
+
+/** The kernel target (class and tile-sizing limits) of a lowering's limits. */
+export function kernelTarget(l: WebGpuLimits): KernelTarget {
+  return {
+    kernels: l.kernels ?? "software",
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize ??
+      SOFTWARE_TARGET.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup ??
+      SOFTWARE_TARGET.maxComputeInvocationsPerWorkgroup,
+  };
+}
 
 /**
  * The lowering table: one entry per op that runs on WebGPU. Alias ops (`reshape`) have none:
@@ -187,13 +225,19 @@ on(sliceDef, (ins, a) => sliceKernel(ins[0], a.axis, a.start, a.size));
 on(padDef, (ins, a) => padKernel(ins[0], a.axis, a.before, a.after));
 on(concatDef, (ins, a) => concatKernel(ins, a.axis));
 
-// Convolutions.
-on(conv2dDef, (ins, a) => conv2dForward(convGeom(ins[0], ins[1], a), ins.length === 3));
-on(conv2dBwdDataDef, (ins, a) => conv2dBackwardData(convGeom(a.inShape, ins[1], a)));
-on(conv2dBwdWeightDef, (ins, a) => conv2dBackwardWeight(convGeom(ins[0], a.wShape, a)));
-on(convTransposeDef, (ins) => convTForward(convTGeom(ins[0], ins[1]), ins.length === 3));
-on(convTransposeBwdDataDef, (ins, _a, out) => convTBackwardData(convTGeom(out, ins[1])));
-on(convTransposeBwdWeightDef, (ins, a) => convTBackwardWeight(convTGeom(ins[0], a.wShape)));
+// Convolutions: implicit GEMMs of the target's class.
+on(conv2dDef, (ins, a, _o, t) => conv2dForward(convGeom(ins[0], ins[1], a), ins.length === 3, t));
+on(conv2dBwdDataDef, (ins, a, _o, t) => conv2dBackwardData(convGeom(a.inShape, ins[1], a), t));
+on(conv2dBwdWeightDef, (ins, a, _o, t) => conv2dBackwardWeight(convGeom(ins[0], a.wShape, a), t));
+on(
+  convTransposeDef,
+  (ins, _a, _o, t) => convTForward(convTGeom(ins[0], ins[1]), ins.length === 3, t),
+);
+on(convTransposeBwdDataDef, (ins, _a, out, t) => convTBackwardData(convTGeom(out, ins[1]), t));
+on(
+  convTransposeBwdWeightDef,
+  (ins, a, _o, t) => convTBackwardWeight(convTGeom(ins[0], a.wShape), t),
+);
 
 // Pooling and resampling.
 on(maxpool2dDef, (ins, a) => maxpoolForward(poolGeom("maxpool2d", ins, a)));
@@ -219,7 +263,7 @@ on(bnBwdDataDef, (ins, a) => bnBackwardData(bnGeom("bn_bwd_data", ins), a.eps, !
 on(bnRunningUpdateDef, (ins, a) => runningUpdate(ins[0][0], a.momentum, a.unbiased));
 
 // Transformer: matmul, permute, softmax.
-on(matmulDef, (ins, a) => matmulKernel(mmGeom(ins, a)));
+on(matmulDef, (ins, a, _o, t) => matmulKernel(mmGeom(ins, a), t));
 on(permuteDef, (ins, a) => {
   const p = permPlan(ins[0], a.perm);
   return permuteKernel(p.sizes, p.strides);
@@ -258,11 +302,20 @@ on(dropoutDef, (ins, a) => dropoutKernel(dropoutGeom(ins, a)));
 on(maxAxisDef, (ins, a) => maxAxisForward(axisGeom("max_axis", ins, a)));
 on(maxAxisGradDef, (ins, a) => maxAxisBackward(axisGeom("max_axis_grad", ins, a)));
 
-/** The WGSL plan of one node of `op`; throws for an op without a webgpu lowering. */
-export function wgslPlan(op: OpDef, ins: Shape[], attrs: Attrs, outShape: Shape): KernelPlan {
+/**
+ * The WGSL plan of one node of `op` for a target (default: software class, spec limits); throws
+ * for an op without a webgpu lowering.
+ */
+export function wgslPlan(
+  op: OpDef,
+  ins: Shape[],
+  attrs: Attrs,
+  outShape: Shape,
+  target: KernelTarget = SOFTWARE_TARGET,
+): KernelPlan {
   const f = wgslLowerings.get(op);
   if (!f) throw new Error(`op '${op.name}' has no webgpu kernel`);
-  return f(ins, attrs, outShape);
+  return f(ins, attrs, outShape, target);
 }
 
 /** One WebGPU dispatch of a program: its kernel and the buffers bound to it. */
@@ -279,22 +332,26 @@ export interface Step {
 export interface WebGpuProgram extends Plan {
   /** The backend the steps were made for. */
   target: "webgpu";
+  /** The adapter class whose kernels the steps use. */
+  kernels: KernelClass;
   /** The dispatches, in order (a node may have several). */
   steps: Step[];
 }
 
 /**
  * Plans a graph (lib/graph/plan.ts, with each node's WGSL scratch) and lowers every planned node
- * to its dispatches. Throws, naming the node, where a dispatch breaks a device limit.
+ * to its dispatches, with the kernels of `limits.kernels`' class (default software). Throws,
+ * naming the node, where a dispatch breaks a device limit.
  */
 export function lower(
   outputs: Record<string, Tensor>,
   effects: readonly Tensor[] = [],
-  limits: DeviceLimits = SPEC_LIMITS,
+  limits: WebGpuLimits = SPEC_LIMITS,
 ): WebGpuProgram {
+  const target = kernelTarget(limits);
   const kernels = new Map<Tensor, KernelPlan>();
   const p = plan(outputs, effects, limits, (t) => {
-    const k = wgslPlan(getOp(t.op), t.inputs.map((x) => x.shape), t.attrs, t.shape);
+    const k = wgslPlan(getOp(t.op), t.inputs.map((x) => x.shape), t.attrs, t.shape, target);
     kernels.set(t, k);
     return k.scratch ?? [];
   });
@@ -312,7 +369,7 @@ export function lower(
       steps.push({ label: n.label, kernel: k, buffers: bs });
     }
   }
-  return { ...p, target: "webgpu", steps };
+  return { ...p, target: "webgpu", kernels: target.kernels, steps };
 }
 
 function checkBindings(label: string, bs: { buffer: number; write: boolean }[], l: DeviceLimits) {
