@@ -9,7 +9,7 @@ import { assertClose } from "./harness.ts";
 import { at4, numelOf, OpSuite, refRun } from "./op_suite.ts";
 import { CONV_TABLE } from "./op_info/conv.ts";
 
-const suite = new OpSuite("conv_ops_test.ts");
+const suite = new OpSuite("conv_ops_test.ts", { hardware: true });
 suite.table(CONV_TABLE);
 
 interface ConvOpts {

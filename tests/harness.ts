@@ -7,7 +7,8 @@ import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { gradients, Graph, mul, sum, type Tensor } from "../lib/graph/mod.ts";
 import { compile } from "../lib/backends/compile.ts";
-import type { Target } from "../lib/backends/compile.ts";
+import type { Program, Target } from "../lib/backends/compile.ts";
+import type { KernelClass } from "../kernels/webgpu/types.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { fillNormal } from "../lib/rng/philox.ts";
 
@@ -103,17 +104,30 @@ export function buildCase(c: OpCase, seed = 1): CaseGraph {
 }
 
 /**
+ * The device's limits with a kernel class forced (LVIT_WEBGPU_KERNELS for one compile), or the
+ * device's own when `kernels` is undefined.
+ */
+export function gpuLimits(kernels?: KernelClass) {
+  if (!gpu) return undefined;
+  return kernels ? { ...gpu.limits, kernels } : gpu.limits;
+}
+
+/**
  * Runs `outputs` on one backend with the given leaf values (rounded to f32); effects update
- * `leaves` in place, as the reference interpreter does.
+ * `leaves` in place, as the reference interpreter does. `kernels` forces a WebGPU kernel class;
+ * `onProgram` sees the compiled program.
  */
 export async function runOn(
   target: Target,
   outputs: Record<string, Tensor>,
   leaves: Map<string, Float64Array>,
   effects: Tensor[] = [],
+  kernels?: KernelClass,
+  onProgram?: (p: Program) => void,
 ): Promise<Record<string, Float32Array>> {
   if (target === "webgpu" && !gpu) throw new Error("no GPU");
-  const prog = compile(outputs, effects, gpu?.limits, target);
+  const prog = compile(outputs, effects, gpuLimits(kernels), target);
+  onProgram?.(prog);
   // A fresh runtime per call: leaves are shared by name within a runtime.
   const rt = target === "webgpu" ? new WebGPURuntime(gpu!) : new CpuRuntime();
   const exe = await rt.load(prog);
@@ -136,17 +150,25 @@ export const runGpu = (o: Record<string, Tensor>, l: Map<string, Float64Array>, 
 export const runCpu = (o: Record<string, Tensor>, l: Map<string, Float64Array>, e: Tensor[] = []) =>
   runOn("cpu", o, l, e);
 
-/** Forward and backward of one case on a backend against float64, within the case's tolerance. */
-export async function checkOp(c: OpCase, target: Target = "webgpu") {
+/**
+ * Forward and backward of one case on a backend against float64, within the case's tolerance;
+ * on WebGPU with the device's kernel class or the one `kernels` forces.
+ */
+export async function checkOp(c: OpCase, target: Target = "webgpu", kernels?: KernelClass) {
   const cg = buildCase(c);
   const outs = { y: cg.y, ...cg.grads };
   const f32Leaves = new Map(
     [...cg.leaves].map(([k, v]) => [k, Float64Array.from(Float32Array.from(v))]),
   );
   const want = runRef(outs, f32Leaves);
-  const got = await runOn(target, outs, f32Leaves);
+  let prog: Program | undefined;
+  const got = await runOn(target, outs, f32Leaves, [], kernels, (p) => (prog = p));
+  if (kernels && prog?.target === "webgpu" && prog.kernels !== kernels) {
+    throw new Error(`${c.name}: compiled with ${prog.kernels} kernels, not ${kernels}`);
+  }
+  const where = kernels ? `${target} ${kernels}` : target;
   for (const k of Object.keys(outs)) {
-    assertClose(`${c.name} ${k} [${target}]`, got[k], want[k], c.atol ?? 1e-5, c.rtol ?? 1e-4);
+    assertClose(`${c.name} ${k} [${where}]`, got[k], want[k], c.atol ?? 1e-5, c.rtol ?? 1e-4);
   }
 }
 

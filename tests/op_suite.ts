@@ -1,7 +1,10 @@
 /**
  * Registration and coverage bookkeeping shared by the op test files: each case runs on WebGPU,
  * on the CPU and (when differentiable) by finite differences, and the file's last test checks
- * that every op it owns (tests/op_coverage.ts) was exercised each way.
+ * that every op it owns (tests/op_coverage.ts) was exercised each way. Suites created with
+ * `{ hardware: true }` also run every case that contains a GEMM (the conv family, matmul) on
+ * WebGPU with the hardware kernel class forced (workgroup-memory tiled GEMMs, which CI can check
+ * on a software adapter only this way).
  */
 import { allOps, getOp, Graph, type Tensor } from "../lib/graph/mod.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
@@ -11,6 +14,17 @@ import { buildCase, checkOp, fdCheck, noGpu, type OpCase, randn } from "./harnes
 import type { Shape } from "../lib/graph/mod.ts";
 
 type Where = "webgpu" | "cpu";
+
+/** The ops whose WebGPU kernels are implicit GEMMs, generated per kernel class (gemm.ts). */
+export const GEMM_OPS: ReadonlySet<string> = new Set([
+  "conv2d",
+  "conv2d_bwd_data",
+  "conv2d_bwd_weight",
+  "conv_transpose",
+  "conv_transpose_bwd_data",
+  "conv_transpose_bwd_weight",
+  "matmul",
+]);
 type Tol = { atol: number; rtol: number };
 
 export interface SuiteCase extends OpCase {
@@ -85,14 +99,24 @@ export class OpSuite {
   readonly fdForward = new Set<string>();
   /** Effect ops (in-place updates) run on a backend against the reference. */
   readonly effects = { webgpu: new Set<string>(), cpu: new Set<string>() };
+  /**
+   * Ops run with the hardware kernel class: in a case's forward, and in the forward of a case
+   * whose backward was compared too.
+   */
+  readonly hardware = { forward: new Set<string>(), backward: new Set<string>() };
 
-  constructor(readonly owner: string) {}
+  constructor(readonly owner: string, readonly opts: { hardware?: boolean } = {}) {}
 
-  record = (c: OpCase, where: Where | "fd"): void => {
+  record = (c: OpCase, where: Where | "fd" | "hardware"): void => {
     const cg = buildCase(c);
     for (const t of cg.g.nodes) {
       if (t.kind !== "node") continue;
-      if (t.id <= cg.y.id) {
+      if (where === "hardware") {
+        if (t.id <= cg.y.id) {
+          this.hardware.forward.add(t.op);
+          if (!c.forwardOnly) this.hardware.backward.add(t.op);
+        }
+      } else if (t.id <= cg.y.id) {
         if (where === "fd") this.fdForward.add(t.op);
         else {
           this.forward[where].add(t.op);
@@ -101,6 +125,12 @@ export class OpSuite {
       } else if (where !== "fd" && t.id > cg.loss.id) this.inBackward[where].add(t.op);
     }
   };
+
+  /** Whether a case's graph, forward or backward, contains a GEMM op. */
+  private hasGemm(c: OpCase): boolean {
+    const cg = buildCase(c);
+    return cg.g.nodes.some((t) => t.kind === "node" && GEMM_OPS.has(t.op));
+  }
 
   /** Registers every group of a family's sample table (see `cases`). */
   table = (t: OpTable): void => {
@@ -119,6 +149,16 @@ export class OpSuite {
           await checkOp(c, "webgpu");
         },
       });
+      if (this.opts.hardware && this.hasGemm(c)) {
+        Deno.test({
+          name: `${c.name} [webgpu hardware]`,
+          ignore: noGpu,
+          fn: async () => {
+            this.record(c, "hardware");
+            await checkOp(c, "webgpu", "hardware");
+          },
+        });
+      }
       Deno.test(`${c.name} [cpu]`, async () => {
         this.record(c, "cpu");
         await checkOp(c, "cpu");
@@ -163,6 +203,18 @@ export class OpSuite {
       for (const name of viaAutodiff) {
         for (const w of targets) {
           if (!this.inBackward[w].has(name)) missing.push(`${name} (inside a ${w} backward)`);
+        }
+      }
+      // The hardware kernel class: every GEMM op this file owns, forward and backward.
+      if (this.opts.hardware && !noGpu) {
+        for (const op of ops) {
+          if (!GEMM_OPS.has(op.name)) continue;
+          if (!this.hardware.forward.has(op.name)) {
+            missing.push(`${op.name} (webgpu hardware forward)`);
+          }
+          if (op.grad && !this.hardware.backward.has(op.name)) {
+            missing.push(`${op.name} (webgpu hardware backward)`);
+          }
         }
       }
       if (missing.length) throw new Error(`untested ops: ${missing.join(", ")}`);

@@ -24,6 +24,7 @@ import {
 import { softmaxGrad } from "../lib/graph/ops/transformer.ts";
 
 import { matmulFold, matmulKernel } from "../kernels/webgpu/transformer.ts";
+import { SOFTWARE_TARGET } from "../kernels/webgpu/types.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { OpSuite } from "./op_suite.ts";
 import { assertClose, randn } from "./harness.ts";
@@ -31,8 +32,11 @@ import { expectShapeError } from "./assert.ts";
 import { TRANSFORMER_TABLE } from "./op_info/transformer.ts";
 
 // Registration and coverage bookkeeping (tests/op_suite.ts).
-const suite = new OpSuite("transformer_ops_test.ts");
+const suite = new OpSuite("transformer_ops_test.ts", { hardware: true });
 suite.table(TRANSFORMER_TABLE);
+
+/** The hardware kernel class with the spec's default limits. */
+const HARDWARE = { ...SOFTWARE_TARGET, kernels: "hardware" as const };
 
 Deno.test("matmul: the tested shapes reach every batch folding of the GEMM", () => {
   const geom = (B: number, M: number, N: number, batchA: boolean, batchB: boolean) => ({
@@ -54,20 +58,33 @@ Deno.test("matmul: the tested shapes reach every batch folding of the GEMM", () 
     [geom(3, 5, 4, false, true), "N4"], // shared A: columns of all batches
     [geom(1, 4, 5, true, true), "M4"], // a batch of one is a 2-D product
   ];
-  for (const [g, w] of want) {
-    const f = matmulFold(g);
-    if (`${f.axis}${f.pad}` !== w) {
-      throw new Error(`fold of ${JSON.stringify(g)}: ${f.axis}${f.pad}`);
+  // The hardware class pads each batch to its 64 x 64 workgroup tile instead.
+  const hwWant: [ReturnType<typeof geom>, string][] = [
+    [geom(2, 11, 10, true, true), "M64"],
+    [geom(2, 9, 15, true, true), "N64"],
+    [geom(16, 196, 16, true, true), "M256"],
+    [geom(3, 5, 4, true, false), "M5"],
+    [geom(3, 5, 4, false, true), "N4"],
+  ];
+  for (const [list, t] of [[want, SOFTWARE_TARGET], [hwWant, HARDWARE]] as const) {
+    for (const [g, w] of list) {
+      const f = matmulFold(g, t);
+      if (`${f.axis}${f.pad}` !== w) {
+        throw new Error(`${t.kernels} fold of ${JSON.stringify(g)}: ${f.axis}${f.pad}`);
+      }
     }
   }
-  // The split-K shapes above really take the two-pass path.
-  const split = (B: number, M: number, N: number, K: number, bA: boolean, bB: boolean) =>
-    matmulKernel({ B, M, N, K, transA: false, transB: false, batchA: bA, batchB: bB })
-      .kernels.length;
-  if (split(1, 3, 5, 300, false, false) !== 2) throw new Error("2-D split-K not split");
-  if (split(2, 3, 2, 260, true, true) !== 2) throw new Error("batched split-K not split");
-  if (split(3, 2, 3, 270, true, false) !== 2) throw new Error("shared-B split-K not split");
-  if (split(1, 5, 6, 300, false, false) !== 2) throw new Error("linear dW split-K not split");
+  // The split-K shapes above really take the two-pass path, in both kernel classes.
+  for (const t of [SOFTWARE_TARGET, HARDWARE]) {
+    const split = (B: number, M: number, N: number, K: number, bA: boolean, bB: boolean) =>
+      matmulKernel({ B, M, N, K, transA: false, transB: false, batchA: bA, batchB: bB }, t)
+        .kernels.length;
+    const c = t.kernels;
+    if (split(1, 3, 5, 300, false, false) !== 2) throw new Error(`${c}: 2-D split-K not split`);
+    if (split(2, 3, 2, 260, true, true) !== 2) throw new Error(`${c}: batched split-K not split`);
+    if (split(3, 2, 3, 270, true, false) !== 2) throw new Error(`${c}: shared-B split-K`);
+    if (split(1, 5, 6, 300, false, false) !== 2) throw new Error(`${c}: linear dW not split`);
+  }
 });
 
 Deno.test("matmul reference: transposes equal explicit permutes, batches equal 2-D products", () => {
