@@ -11,7 +11,8 @@
  * the step's dispatches once, which jax-js's README recommends for long op sequences on a GPU.
  *
  * What jax-js provides, and what is written out here:
- * - conv: `lax.conv` ("SAME" 3x3, "VALID" 1x1).
+ * - conv: `lax.conv` ("SAME" 3x3, 1x1), split into bands of rows on maps over 32,768 pixels
+ *   ({@link convSame}), because jax-js's conv weight gradient is wrong on maps over ~46,341 pixels.
  * - conv transpose (2x2, stride 2): written as a matmul and a pixel shuffle ({@link upsample2x2}),
  *   because `lax.convTranspose` computes wrong values on jax-js's WebGPU device.
  * - max pool: no dedicated op; `lax.reduceWindow(x, np.max, [2, 2], [2, 2])`, the pooling jax-js's
@@ -156,10 +157,43 @@ function upsample2x2(jax: Jax, x: Arr, w: Arr): Arr {
     .reshape([n, cout, 2 * h, 2 * wd]);
 }
 
+/**
+ * Largest feature map (H * W pixels) that jax-js 0.1.25 convolves with a correct weight gradient.
+ * Above sqrt(2^31) ~ 46,341 pixels the weight gradient of `lax.conv` is wrong on the wasm and
+ * WebGPU devices alike (208x208 right, 216x216 wrong; PyTorch as the reference), which looks
+ * like int32 overflow in the generated index arithmetic. 32,768 leaves a margin.
+ */
+const MAX_CONV_PIXELS = 32768;
+
+/**
+ * A stride-1 "SAME" convolution with an odd k x k kernel (`lax.conv(x, w, [1, 1], "SAME")`).
+ * Maps larger than {@link MAX_CONV_PIXELS} (the 224x224 level of the 224x224 row) are padded once
+ * and convolved in bands of rows, each with its (k - 1)-row halo, then concatenated: the same
+ * values, and each band's weight gradient stays below the size where jax-js gets it wrong.
+ */
+function convSame(jax: Jax, x: Arr, w: Arr): Arr {
+  const { numpy: np, lax } = jax;
+  const [, , h, wd] = x.shape;
+  if (h * wd <= MAX_CONV_PIXELS) return lax.conv(x, w, [1, 1], "SAME");
+  const k = w.shape[2];
+  const half = (k - 1) / 2;
+  const bands = Math.ceil((h * wd) / MAX_CONV_PIXELS);
+  const rows = Math.ceil(h / bands);
+  const xp = np.pad(x, [[0, 0], [0, 0], [half, half], [half, half]]);
+  const outs: Arr[] = [];
+  for (let r0 = 0; r0 < h; r0 += rows) {
+    const band = xp.ref.slice([], [], [r0, Math.min(h, r0 + rows) + 2 * half], []);
+    outs.push(lax.conv(band, w.ref, [1, 1], "VALID"));
+  }
+  xp.dispose();
+  w.dispose();
+  return np.concatenate(outs, 2);
+}
+
 function forward(jax: Jax, p: Params, x: Arr, stats: Moments[]): Arr {
   const { numpy: np, lax, nn } = jax;
   const cbrF = (l: Cbr, h: Arr): Arr => {
-    const z = lax.conv(h, l.w, [1, 1], "SAME").add(chan(l.b));
+    const z = convSame(jax, h, l.w).add(chan(l.b));
     const [n, c, hh, ww] = z.shape;
     const count = n * hh * ww;
     const mean = z.ref.mean([0, 2, 3], { keepdims: true });
@@ -185,7 +219,7 @@ function forward(jax: Jax, p: Params, x: Arr, stats: Moments[]): Arr {
     const u = upsample2x2(jax, h, stage.wt).add(chan(stage.bt));
     h = doubleF(stage.conv, np.concatenate([u, skips[k]], 1));
   });
-  const logits = lax.conv(h, p.outW, [1, 1], "VALID").add(chan(p.outB));
+  const logits = convSame(jax, h, p.outW).add(chan(p.outB));
   return nn.sigmoid(logits);
 }
 
