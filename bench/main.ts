@@ -1,8 +1,8 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
  * [--only SUBSTRING] [--profile] [--rounds R] [--paired N]`: training steps on our backends
- * and, in the same run, the peers (PyTorch CPU, TF.js webgpu and wasm) on the same networks,
- * printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
+ * and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
+ * same networks, printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
  * and matmul FLOPs counted from the compiled graph) and, on WebGPU, dispatches per step.
  *
@@ -306,18 +306,34 @@ async function gemmRow(target: Target): Promise<Row | null> {
   };
 }
 
-/** TF.js runs in its own process: it installs globals and owns its own WebGPU device. */
-async function tfjs(backend: "webgpu" | "wasm", size: number, batch: number): Promise<PeerResult> {
-  const script = new URL("./peers/tfjs_unet.ts", import.meta.url).pathname;
-  const runs = backend === "webgpu" ? Math.min(RUNS, 5) : RUNS;
+/** The in-process JavaScript peers: script, label for failures, and backends. */
+const JS_PEERS = {
+  tfjs: { script: "./peers/tfjs_unet.ts", label: "TF.js" },
+  jaxjs: { script: "./peers/jaxjs_unet.ts", label: "jax-js" },
+} as const;
+
+/**
+ * A JavaScript peer (TF.js, jax-js) runs in its own process: it installs globals, owns its own
+ * WebGPU device, and jax-js's wasm device keeps worker threads alive.
+ */
+async function jsPeer(
+  peer: keyof typeof JS_PEERS,
+  backend: "webgpu" | "wasm",
+  size: number,
+  batch: number,
+): Promise<PeerResult> {
+  const { script, label } = JS_PEERS[peer];
+  const path = new URL(script, import.meta.url).pathname;
+  // jax-js's wasm step takes seconds; TF.js's wasm step fails at once (no backprop kernel).
+  const runs = backend === "webgpu" || peer === "jaxjs" ? Math.min(RUNS, 5) : RUNS;
   try {
     const out = await new Deno.Command(Deno.execPath(), {
-      // --no-lock: TF.js is a bench-only peer and stays out of the project's lock file.
+      // --no-lock: the peers are bench-only and stay out of the project's lock file.
       args: [
         "run",
         "-A",
         "--no-lock",
-        script,
+        path,
         "--backend",
         backend,
         "--size",
@@ -334,7 +350,7 @@ async function tfjs(backend: "webgpu" | "wasm", size: number, batch: number): Pr
     const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
     return JSON.parse(line) as PeerResult;
   } catch (e) {
-    return { ok: false, reason: `TF.js ${backend} did not run: ${(e as Error).message}` };
+    return { ok: false, reason: `${label} ${backend} did not run: ${(e as Error).message}` };
   }
 }
 
@@ -386,9 +402,15 @@ for (const [size, batch] of sizes) {
       await benchTorchUnet({ size, batch, warmup: 3, runs: 10 }),
     ),
   );
-  rows.push(peerRow(b.name, "tfjs-webgpu", b.shape, await tfjs("webgpu", size, batch)));
-  if (size === 64) {
-    rows.push(peerRow(b.name, "tfjs-wasm", b.shape, await tfjs("wasm", size, batch)));
+  // The wasm peers only at 64x64: jax-js's wasm step takes seconds there, and 224x224 has 12x
+  // the pixels.
+  for (const peer of ["tfjs", "jaxjs"] as const) {
+    rows.push(
+      peerRow(b.name, `${peer}-webgpu`, b.shape, await jsPeer(peer, "webgpu", size, batch)),
+    );
+    if (size === 64) {
+      rows.push(peerRow(b.name, `${peer}-wasm`, b.shape, await jsPeer(peer, "wasm", size, batch)));
+    }
   }
 }
 
