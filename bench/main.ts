@@ -12,12 +12,12 @@
  * the rows whose name contains SUBSTRING; `--profile` prints, for each of our CPU rows, the time
  * per op family (bench/profile.ts).
  */
-import { selectBackend } from "../lib/backends/select.ts";
+import { type Backend, selectBackend } from "../lib/backends/select.ts";
 import { Graph, initValues } from "../lib/graph/mod.ts";
 import { compile } from "../lib/backends/compile.ts";
 import { buildModel } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
-import type { Target } from "../lib/backends/compile.ts";
+import type { Program, Target } from "../lib/backends/compile.ts";
 import { type Model, Session } from "../lib/train/session.ts";
 import { unet } from "../lib/models/unet.ts";
 import { programFlops } from "../lib/models/count.ts";
@@ -243,18 +243,33 @@ async function lvitForward(target: Target): Promise<Row | null> {
   }
   exe.destroy();
   rt.destroy();
+  return timedRow(name, target, "1x3x224x224+1x10x768", times, programFlops(program.order), {
+    backend,
+    program,
+  });
+}
+
+/** A row of ours from its step times: GFLOP/s at the median, dispatches on webgpu, adapter. */
+function timedRow(
+  name: string,
+  target: Target,
+  shape: string,
+  times: number[],
+  flops: number,
+  on: { backend: Backend; program: Program },
+): Row {
   const med = median(times);
   return {
     name,
     backend: target,
-    shape: "1x3x224x224+1x10x768",
+    shape,
     median_ms: med,
     min_ms: Math.min(...times),
     max_ms: Math.max(...times),
-    runs,
-    gflops: programFlops(program.order) / med / 1e6,
-    ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
-    adapter: backend.device,
+    runs: times.length,
+    gflops: flops / med / 1e6,
+    ...(on.backend.name === "webgpu" ? { dispatches: on.program.steps.length } : {}),
+    adapter: on.backend.device,
   };
 }
 
@@ -291,19 +306,10 @@ async function gemmRow(target: Target): Promise<Row | null> {
   }
   exe.destroy();
   rt.destroy();
-  const med = median(times);
-  return {
-    name,
-    backend: target,
-    shape: `${GEMM_N}x${GEMM_N}x${GEMM_N}`,
-    median_ms: med,
-    min_ms: Math.min(...times),
-    max_ms: Math.max(...times),
-    runs,
-    gflops: (2 * GEMM_N ** 3) / med / 1e6,
-    ...(backend.name === "webgpu" ? { dispatches: program.steps.length } : {}),
-    adapter: backend.device,
-  };
+  return timedRow(name, target, `${GEMM_N}x${GEMM_N}x${GEMM_N}`, times, 2 * GEMM_N ** 3, {
+    backend,
+    program,
+  });
 }
 
 /** The in-process JavaScript peers: script, label for failures, and backends. */

@@ -35,7 +35,7 @@
  * @module
  */
 
-import type { PeerResult } from "./types.ts";
+import { errorText, type PeerResult, timeSteps } from "./types.ts";
 
 export type { PeerResult };
 
@@ -64,17 +64,6 @@ const LR = 1e-3;
 const BETA1 = 0.9;
 const BETA2 = 0.999;
 const ADAM_EPS = 1e-8;
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** Median of a non-empty list. */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 // JsTree shapes: `type` aliases, not interfaces, so jax-js's tree types map over them.
 type Cbr = { w: Arr; b: Arr; gamma: Arr; beta: Arr };
@@ -388,20 +377,7 @@ async function runJaxjsUnet(
     }
     for (let i = 1; i < warmup; i++) await step();
 
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t0 = performance.now();
-      await step();
-      times.push(performance.now() - t0);
-    }
-    const result: PeerResult = {
-      ok: true,
-      median_ms: median(times),
-      min_ms: Math.min(...times),
-      max_ms: Math.max(...times),
-      runs,
-      times_ms: times,
-    };
+    const result = await timeSteps(step, runs);
     return { result, params: count, losses, firstMs };
   } finally {
     try {

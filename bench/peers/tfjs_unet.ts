@@ -10,7 +10,7 @@
  * @module
  */
 
-import type { PeerResult } from "./types.ts";
+import { errorText, type PeerResult, timeSteps } from "./types.ts";
 
 export type { PeerResult };
 
@@ -36,17 +36,6 @@ type Scalar = import("npm:@tensorflow/tfjs@4").Scalar;
 
 const BN_EPS = 1e-5;
 const BN_MOMENTUM = 0.1;
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-/** Median of a non-empty list. */
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 interface Cbr {
   w: Variable;
@@ -282,19 +271,7 @@ async function runTfjsUnet(
     }
     for (let i = 1; i < warmup; i++) await step();
 
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const t0 = performance.now();
-      await step();
-      times.push(performance.now() - t0);
-    }
-    const result: PeerResult = {
-      ok: true,
-      median_ms: median(times),
-      min_ms: Math.min(...times),
-      max_ms: Math.max(...times),
-      runs,
-    };
+    const result = await timeSteps(step, runs);
     return { result, params };
   } finally {
     opt.dispose();
