@@ -35,23 +35,18 @@
  * @module
  */
 
-import { errorText, type PeerResult, timeSteps } from "./types.ts";
+import {
+  errorText,
+  type PeerResult,
+  timeSteps,
+  unetPeerArgs,
+  type UnetPeerOptions,
+} from "./types.ts";
 
 export type { PeerResult };
 
 /** Options for {@link benchJaxjsUnet}. */
-export interface JaxjsUnetOptions {
-  /** jax-js device to train on. */
-  backend: "webgpu" | "wasm";
-  /** Spatial size S of the square S x S input; must be divisible by 8. */
-  size: number;
-  /** Batch size B. */
-  batch: number;
-  /** Untimed steps run first (the first one traces and compiles the jitted step). */
-  warmup: number;
-  /** Timed steps; each one is timed on its own. */
-  runs: number;
-}
+export type JaxjsUnetOptions = UnetPeerOptions;
 
 // Pinned to the release measured: jax-js is pre-1.0, and the WebGPU workaround in upsample2x2 is
 // specific to it.
@@ -392,23 +387,9 @@ async function runJaxjsUnet(
 }
 
 if (import.meta.main) {
-  const args = Deno.args;
-  const flag = (name: string, fallback: string): string => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-  };
-  const backend = flag("backend", "webgpu");
-  if (backend !== "webgpu" && backend !== "wasm") {
-    console.error(`unknown --backend ${backend} (expected webgpu or wasm)`);
-    Deno.exit(2);
-  }
-  const { result, params, losses, firstMs } = await runJaxjsUnet({
-    backend,
-    size: Number(flag("size", "64")),
-    batch: Number(flag("batch", "2")),
-    warmup: Number(flag("warmup", "2")),
-    runs: Number(flag("runs", "5")),
-  });
+  const opts = unetPeerArgs(Deno.args);
+  const backend = opts.backend;
+  const { result, params, losses, firstMs } = await runJaxjsUnet(opts);
   if (losses) {
     console.error(`jaxjs_unet: losses ${losses.map((l) => l.toFixed(4)).join(" ")}`);
     console.error(`jaxjs_unet: first step (trace + compile) ${firstMs?.toFixed(0)} ms`);

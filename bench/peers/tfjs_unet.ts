@@ -10,23 +10,18 @@
  * @module
  */
 
-import { errorText, type PeerResult, timeSteps } from "./types.ts";
+import {
+  errorText,
+  type PeerResult,
+  timeSteps,
+  unetPeerArgs,
+  type UnetPeerOptions,
+} from "./types.ts";
 
 export type { PeerResult };
 
 /** Options for {@link benchTfjsUnet}. */
-export interface TfjsUnetOptions {
-  /** TF.js backend to train on. */
-  backend: "webgpu" | "wasm";
-  /** Spatial size S of the square S x S input; must be divisible by 8. */
-  size: number;
-  /** Batch size B. */
-  batch: number;
-  /** Untimed steps run first (webgpu compiles its shaders during these). */
-  warmup: number;
-  /** Timed steps; each one is timed on its own. */
-  runs: number;
-}
+export type TfjsUnetOptions = UnetPeerOptions;
 
 type Tf = typeof import("npm:@tensorflow/tfjs@4");
 type Tensor = import("npm:@tensorflow/tfjs@4").Tensor;
@@ -281,22 +276,8 @@ async function runTfjsUnet(
 }
 
 if (import.meta.main) {
-  const args = Deno.args;
-  const flag = (name: string, fallback: string): string => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
-  };
-  const backend = flag("backend", "webgpu");
-  if (backend !== "webgpu" && backend !== "wasm") {
-    console.error(`unknown --backend ${backend} (expected webgpu or wasm)`);
-    Deno.exit(2);
-  }
-  const { result, params } = await runTfjsUnet({
-    backend,
-    size: Number(flag("size", "64")),
-    batch: Number(flag("batch", "2")),
-    warmup: Number(flag("warmup", "2")),
-    runs: Number(flag("runs", "5")),
-  });
+  const opts = unetPeerArgs(Deno.args);
+  const backend = opts.backend;
+  const { result, params } = await runTfjsUnet(opts);
   console.log(JSON.stringify({ backend, ...result, params }));
 }

@@ -17,6 +17,43 @@ export type PeerResult =
   }
   | { ok: false; reason: string };
 
+/** Options of an in-process U-Net peer (TF.js, jax-js): the same step as our unet-small row. */
+export interface UnetPeerOptions {
+  /** The library's backend (device) to train on. */
+  backend: "webgpu" | "wasm";
+  /** Spatial size S of the square S x S input; must be divisible by 8. */
+  size: number;
+  /** Batch size B. */
+  batch: number;
+  /** Untimed steps run first (shaders are compiled, and jitted steps traced, during these). */
+  warmup: number;
+  /** Timed steps; each one is timed on its own. */
+  runs: number;
+}
+
+/**
+ * A U-Net peer's command line (`--backend webgpu|wasm --size S --batch B --warmup W --runs R`);
+ * an unknown backend prints why and exits 2.
+ */
+export function unetPeerArgs(args: string[]): UnetPeerOptions {
+  const flag = (name: string, fallback: string): string => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+  };
+  const backend = flag("backend", "webgpu");
+  if (backend !== "webgpu" && backend !== "wasm") {
+    console.error(`unknown --backend ${backend} (expected webgpu or wasm)`);
+    Deno.exit(2);
+  }
+  return {
+    backend,
+    size: Number(flag("size", "64")),
+    batch: Number(flag("batch", "2")),
+    warmup: Number(flag("warmup", "2")),
+    runs: Number(flag("runs", "5")),
+  };
+}
+
 /** The message of a thrown value. */
 export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
