@@ -1,6 +1,6 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--rounds R] [--paired N]`: training steps on our backends
+ * [--only SUBSTRING] [--profile] [--rounds R] [--paired N] [--model NAME,...]`: training steps on our backends
  * and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
  * same networks, printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
@@ -9,13 +9,14 @@
  * Rows: `unet-small-train-step-{64x64-b2,224x224-b1}` (the engine's 0.48 M U-Net),
  * `lvit-t-train-step-224x224-b2` (the reference LViT-T, 29.9 M parameters, text 10x768; on
  * webgpu only on a hardware adapter) and `lvit-t-forward-224x224-b1` (eval mode). `--only` keeps
- * the rows whose name contains SUBSTRING; `--profile` prints, for each of our CPU rows, the time
- * per op family (bench/profile.ts).
+ * the rows whose name contains SUBSTRING (or one of a comma-separated list); `--profile` prints,
+ * for each of our CPU rows, the time per op family (bench/profile.ts). `--model NAME,...` times
+ * any registry models' steps instead (see there; with --only, beside the rows it keeps).
  */
 import { type Backend, selectBackend } from "../lib/backends/select.ts";
 import { Graph, initValues } from "../lib/graph/mod.ts";
 import { compile } from "../lib/backends/compile.ts";
-import { buildModel } from "../lib/models/registry.ts";
+import { buildModel, MODEL_NAMES, type ModelName, MODELS } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import type { Program, Target } from "../lib/backends/compile.ts";
 import { type Model, Session } from "../lib/train/session.ts";
@@ -73,8 +74,11 @@ const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
 const profile = args.includes("--profile");
-const only = flag("only");
-const wanted = (name: string) => only === undefined || name.includes(only);
+const only = flag("only")?.split(",");
+const models = (flag("model") ?? "").split(",").filter((n) => n !== "");
+/** --only keeps rows whose name contains one of its substrings; --model alone keeps its own. */
+const wanted = (name: string) =>
+  only === undefined ? models.length === 0 : only.some((o) => name.includes(o));
 const backendFlag = flag("backend");
 const targets: Target[] = backendFlag === "cpu" || backendFlag === "webgpu"
   ? [backendFlag]
@@ -537,6 +541,37 @@ if (!quick && wanted(LVIT_STEP_B4.name)) {
   console.error(`bench: ${LVIT_STEP_B4.name} ...`);
   for (const t of targets) {
     const r = await trainStep(t, LVIT_STEP_B4);
+    if (r) rows.push(r);
+  }
+}
+
+/**
+ * `--model NAME[,NAME...]`: a training-step row `<name>-train-step-<S>x<S>-b2` of any registry
+ * model at its default image size S (batch 2, the MoNuSeg recipe's), on each target, without a
+ * peer; with --profile, its per-family profile. Alone it replaces the default rows; with --only,
+ * only the named models whose row --only keeps run, beside the default rows it keeps. This times the models of the paper's MoNuSeg table
+ * (issue 19) before a run is planned. Skipped on a software adapter, like the LViT-T row.
+ */
+for (const name of models) {
+  const entry = MODELS[name as ModelName];
+  if (!entry) {
+    throw new RangeError(`--model: unknown model '${name}'; known: ${MODEL_NAMES.join(", ")}`);
+  }
+  const size = (entry.defaults as { imageSize?: number }).imageSize ?? 224;
+  const b: StepBench = {
+    name: `${name}-train-step-${size}x${size}-b2`,
+    shape: `2x3x${size}x${size}${entry.usesText ? "+2x10x768" : ""}`,
+    model: buildModel(name as ModelName),
+    batch: 2,
+    size,
+    extra: entry.usesText ? { [TEXT_INPUT]: LVIT_STEP.extra[TEXT_INPUT] } : {},
+    runs: Math.min(RUNS, 5),
+    hardwareOnly: true,
+  };
+  if (only !== undefined && !wanted(b.name)) continue;
+  console.error(`bench: ${b.name} ...`);
+  for (const t of targets) {
+    const r = await trainStep(t, b);
     if (r) rows.push(r);
   }
 }

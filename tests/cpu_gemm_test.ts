@@ -171,6 +171,8 @@ const CONVS: number[][] = [
   [2, 3, 5, 4, 4, 1, 1, 1, 0, 1], // pointwise
   [1, 3, 5, 4, 2, 1, 1, 1, 1, 1], // 1x1 kernel, padded
   [2, 3, 9, 8, 5, 3, 3, 2, 1, 1], // stride 2: im2col whatever is asked
+  [9, 3, 7, 6, 4, 3, 3, 2, 1, 1], // many small maps, stride 2: batched by default
+  [250, 512, 3, 3, 2, 3, 3, 1, 1, 1], // batched in chunks of 101, 101 and 48 images
 ];
 
 function runKernel(k: CpuKernel, ins: Float32Array[], outSize: number): Float32Array {
@@ -196,7 +198,13 @@ function compare(what: string, got: Float32Array, want: Float64Array) {
 }
 
 for (
-  const force of [undefined, "im2col", "shifted", "shifted-rows"] as (ConvMethod | undefined)[]
+  const force of [
+    undefined,
+    "im2col",
+    "batched",
+    "shifted",
+    "shifted-rows",
+  ] as (ConvMethod | undefined)[]
 ) {
   Deno.test(`conv2d cpu kernels, method ${force ?? "auto"}, against the float64 reference`, () => {
     for (const [n, c] of CONVS.entries()) {

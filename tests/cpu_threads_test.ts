@@ -14,7 +14,7 @@ import type { Shape } from "../lib/graph/shape.ts";
 import { type Backend, selectBackend } from "../lib/backends/select.ts";
 import { CpuRuntime } from "../lib/backends/cpu/executor.ts";
 import { Session } from "../lib/train/session.ts";
-import { buildModel } from "../lib/models/registry.ts";
+import { buildModel, type ModelFn } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { assert, assertEquals } from "./assert.ts";
@@ -257,54 +257,79 @@ async function cpuWith(threads: number): Promise<Backend> {
   };
 }
 
-Deno.test("cpu threads: a LViT-T training session gives the same bits on 2 threads twice, and on 1 where BLAS blocks are exact", async () => {
+/** A model of the thread test: LViT-T, and GT U-Net for the batched convs of its 4x4 windows. */
+interface ThreadCase {
+  name: string;
+  model: ModelFn;
+  size: number;
+  extra: Record<string, Float32Array>;
+}
+
+const THREAD_CASES: ThreadCase[] = [
   // Base 16 at 128x128: the largest GEMMs (~25 MFLOP) are split into blocks too.
-  const model = buildModel("lvit-t", { baseChannels: 16, imageSize: 128, textTokens: 4 });
-  const B = 2, S = 128;
-  const d = blobSet(3, 0, B, S);
-  const text = values(B * 4 * 768);
-  const results: Map<string, Float32Array>[] = [];
-  for (const threads of [2, 2, 1]) {
-    const s = await Session.create(await cpuWith(threads), model, {
-      batch: B,
-      channels: 3,
-      height: S,
-      width: S,
-      seed: 5,
-    });
-    try {
-      const rt = s.rt as unknown as CpuRuntime;
-      assert((rt.threads === null) === (threads === 1), "helpers start when asked for");
-      for (let i = 0; i < 3; i++) s.step(d.images, d.masks, 1e-3, { [TEXT_INPUT]: text });
-      const p = await s.predict(d.images, { [TEXT_INPUT]: text });
-      if (rt.threads) {
-        assert(rt.threads.splits > 100, `steps ran in parts: ${rt.threads.splits}`);
-        if (rt.threads.splitsGemms) {
-          assert(rt.threads.gemmSplits > 10, `GEMMs ran in blocks: ${rt.threads.gemmSplits}`);
+  {
+    name: "LViT-T",
+    model: buildModel("lvit-t", { baseChannels: 16, imageSize: 128, textTokens: 4 }),
+    size: 128,
+    extra: { [TEXT_INPUT]: values(2 * 4 * 768) },
+  },
+  // 512 windows of 4x4 at the first level: the convs there run batched (kernels/cpu/conv.ts).
+  {
+    name: "GT U-Net",
+    model: buildModel("gtunet", { baseChannels: 16, imageSize: 64 }),
+    size: 64,
+    extra: {},
+  },
+];
+
+for (const c of THREAD_CASES) {
+  Deno.test(`cpu threads: a ${c.name} training session gives the same bits on 2 threads twice, and on 1 where BLAS blocks are exact`, async () => {
+    const B = 2, S = c.size;
+    const d = blobSet(3, 0, B, S);
+    const results: Map<string, Float32Array>[] = [];
+    for (const threads of [2, 2, 1]) {
+      const s = await Session.create(await cpuWith(threads), c.model, {
+        batch: B,
+        channels: 3,
+        height: S,
+        width: S,
+        seed: 5,
+      });
+      try {
+        const rt = s.rt as unknown as CpuRuntime;
+        assert((rt.threads === null) === (threads === 1), "helpers start when asked for");
+        for (let i = 0; i < 3; i++) s.step(d.images, d.masks, 1e-3, c.extra);
+        const p = await s.predict(d.images, c.extra);
+        if (rt.threads) {
+          assert(rt.threads.splits > 100, `steps ran in parts: ${rt.threads.splits}`);
+          if (rt.threads.splitsGemms) {
+            assert(rt.threads.gemmSplits > 10, `GEMMs ran in blocks: ${rt.threads.gemmSplits}`);
+          }
         }
+        const state = await s.parameters();
+        state.set("__predictions", p);
+        results.push(state);
+      } finally {
+        s.destroy();
       }
-      const state = await s.parameters();
-      state.set("__predictions", p);
-      results.push(state);
-    } finally {
-      s.destroy();
     }
-  }
-  assertEquals([...results[1].keys()], [...results[0].keys()]);
-  for (const [name, v] of results[0]) sameBits(results[1].get(name), v, name);
-  // One thread (whole GEMMs) against two (GEMMs in blocks): the same bits where the BLAS kernels
-  // give blocks the whole call's bits, else the same training up to rounding: an Adam step of
-  // lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ by 6e-3.
-  const exact = blockError(sgemmArgs) === 0;
-  for (const [name, v] of results[0]) {
-    const w = results[2].get(name)!;
-    if (exact) sameBits(w, v, `${name}, 1 thread`);
-    else {
-      const worst = v.reduce((m, x, i) => Math.max(m, Math.abs(x - w[i])), 0);
-      assert(
-        worst < 6e-3 || name === "__predictions",
-        `${name}: 1 and 2 threads differ by ${worst}`,
-      );
+    assertEquals([...results[1].keys()], [...results[0].keys()]);
+    for (const [name, v] of results[0]) sameBits(results[1].get(name), v, name);
+    // One thread (whole GEMMs) against two (GEMMs in blocks): the same bits where the BLAS
+    // kernels give blocks the whole call's bits, else the same training up to rounding: an Adam
+    // step of lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ
+    // by 6e-3.
+    const exact = blockError(sgemmArgs) === 0;
+    for (const [name, v] of results[0]) {
+      const w = results[2].get(name)!;
+      if (exact) sameBits(w, v, `${name}, 1 thread`);
+      else {
+        const worst = v.reduce((m, x, i) => Math.max(m, Math.abs(x - w[i])), 0);
+        assert(
+          worst < 6e-3 || name === "__predictions",
+          `${name}: 1 and 2 threads differ by ${worst}`,
+        );
+      }
     }
-  }
-});
+  });
+}

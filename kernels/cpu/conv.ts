@@ -622,16 +622,329 @@ function staged(
   };
 }
 
+/**
+ * Many small images (GT U-Net's 4x4 windows: B = 8192 at 256x256) as few wide GEMMs. Per image,
+ * a 4x4 map gives GEMMs of 16 columns, too small to reach BLAS speed or to be split over threads,
+ * so `n` images at a time sit side by side ([rows, n*plane], image j at column j*plane) and one
+ * GEMM covers them all. The panel is built on the side with fewer channels, since a 3x3 panel
+ * holds 9 copies of it: the forward conv of C channels into O either im2cols x (C <= O) or
+ * multiplies x as it is by every tap's weights and adds the 9 products, shifted, into y (C > O);
+ * the data gradient either im2cols dy in the flipped geometry (a stride-1 conv of O channels into
+ * C) or col2ims W^T dy; the weight gradient pairs dy with im2col(x), or im2col(dy) in the flipped
+ * geometry with x. The chunk size depends only on the shapes, so results do not depend on the
+ * number of threads.
+ */
+interface Batched {
+  g: ConvGeom;
+  /** Taps of x (the conv's own geometry). */
+  T: Int32Array;
+  /** Taps of dy in the flipped geometry (stride 1, padding d*(k-1) - p), or null. */
+  F: Int32Array | null;
+  /** Images per chunk. */
+  n: number;
+  kk: number;
+  hw: number;
+  ohw: number;
+}
+
+/** Panel columns a chunk aims for, and the most elements (16 MiB) one panel may take. */
+const BATCH_COLUMNS = 4096, BATCH_PANEL = 1 << 22;
+
+/** Batched applies to maps under 64 outputs (no GEMM of one image reaches a register tile). */
+function batchedApplies(g: ConvGeom): boolean {
+  return g.OH * g.OW < 64 && g.B >= 8;
+}
+
+function batched(g: ConvGeom): Batched {
+  const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
+  const kk = KH * KW, hw = H * W, ohw = OH * OW;
+  const flippable = s === 1 && p <= d * (KH - 1) && p <= d * (KW - 1);
+  const F = flippable
+    ? taps({ ...g, C: O, H: OH, W: OW, O: C, OH: H, OW: W, padding: d * (KH - 1) - p })
+    : null;
+  // Rows of the largest panel any of the three kernels builds, over columns of either plane.
+  const rows = Math.max(C, O) * kk, plane = Math.max(hw, ohw);
+  const cols = Math.min(BATCH_COLUMNS, Math.floor(BATCH_PANEL / rows));
+  const n = Math.max(1, Math.min(g.B, Math.floor(cols / plane)));
+  return { g, T: taps(g), F, n, kk, hw, ohw };
+}
+
+/**
+ * For tap t = ky*KW + kx and output q = oy*OW + ox, the input offset iy*W + ix that it reads
+ * (iy = oy*s - p + ky*d, likewise ix), or -1 in the padding: on maps of a few pixels a lookup per
+ * element beats im2col's per-row ranges and fills.
+ */
+function taps(g: ConvGeom): Int32Array {
+  const { H, W, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
+  const T = new Int32Array(KH * KW * OH * OW);
+  let i = 0;
+  for (let ky = 0; ky < KH; ky++) {
+    for (let kx = 0; kx < KW; kx++) {
+      for (let oy = 0; oy < OH; oy++) {
+        for (let ox = 0; ox < OW; ox++, i++) {
+          const iy = oy * s - p + ky * d, ix = ox * s - p + kx * d;
+          T[i] = iy >= 0 && iy < H && ix >= 0 && ix < W ? iy * W + ix : -1;
+        }
+      }
+    }
+  }
+  return T;
+}
+
+/**
+ * im2col through a tap table T of `ohw` outputs per tap: row c*kk + t of col (rows `ld` apart,
+ * from column c0) holds, for each output, what tap t reads of plane c of the image at xOff.
+ */
+function im2colTaps(
+  T: Int32Array,
+  ohw: number,
+  C: number,
+  hw: number,
+  x: Float32Array,
+  xOff: number,
+  col: Float32Array,
+  ld: number,
+  c0: number,
+): void {
+  const kk = T.length / ohw;
+  for (let c = 0; c < C; c++) {
+    const xc = xOff + c * hw;
+    for (let t = 0; t < kk; t++) {
+      const r = c0 + (c * kk + t) * ld, tb = t * ohw;
+      for (let q = 0; q < ohw; q++) {
+        const i = T[tb + q];
+        col[r + q] = i < 0 ? 0 : x[xc + i];
+      }
+    }
+  }
+}
+
+/** The adjoint of im2colTaps: dx planes (zeroed first) get the col entries that read them. */
+function col2imTaps(
+  T: Int32Array,
+  ohw: number,
+  C: number,
+  hw: number,
+  col: Float32Array,
+  dx: Float32Array,
+  dxOff: number,
+  ld: number,
+  c0: number,
+): void {
+  const kk = T.length / ohw;
+  dx.fill(0, dxOff, dxOff + C * hw);
+  for (let c = 0; c < C; c++) {
+    const xc = dxOff + c * hw;
+    for (let t = 0; t < kk; t++) {
+      const r = c0 + (c * kk + t) * ld, tb = t * ohw;
+      for (let q = 0; q < ohw; q++) {
+        const i = T[tb + q];
+        if (i >= 0) dx[xc + i] += col[r + q];
+      }
+    }
+  }
+}
+
+/**
+ * Moves chunk data between per-image planes (images b0.. b0+n-1 of `planes`, each [R, plane])
+ * and the chunk layout chunk[r*n*plane + j*plane + q]; `toChunk` false goes back, adding
+ * bias[r] where given.
+ */
+function chunkPlanes(
+  planes: Float32Array,
+  chunk: Float32Array,
+  R: number,
+  plane: number,
+  b0: number,
+  n: number,
+  toChunk: boolean,
+  bias?: Float32Array,
+): void {
+  const N = n * plane;
+  for (let j = 0; j < n; j++) {
+    for (let r = 0; r < R; r++) {
+      // Plain loops: planes of 16 values would spend more on subarray views than on copying.
+      const pi = ((b0 + j) * R + r) * plane, ci = r * N + j * plane;
+      if (toChunk) { for (let q = 0; q < plane; q++) chunk[ci + q] = planes[pi + q]; }
+      else {
+        const bv = bias ? bias[r] : 0;
+        for (let q = 0; q < plane; q++) planes[pi + q] = chunk[ci + q] + bv;
+      }
+    }
+  }
+}
+
+/** wt[(t*O + o)*C + c] = w[(o*C + c)*kk + t]: each tap's [O, C] weights, stacked. */
+function packTaps(w: Float32Array, wt: Float32Array, O: number, C: number, kk: number): void {
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      for (let t = 0; t < kk; t++) wt[(t * O + o) * C + c] = w[(o * C + c) * kk + t];
+    }
+  }
+}
+
+/** wf[(c*O + o)*kk + t] = w[(o*C + c)*kk + kk-1-t]: the flipped conv's weights, [C, O, KH, KW]. */
+function packFlipped(w: Float32Array, wf: Float32Array, O: number, C: number, kk: number): void {
+  for (let o = 0; o < O; o++) {
+    for (let c = 0; c < C; c++) {
+      for (let t = 0; t < kk; t++) wf[(c * O + o) * kk + t] = w[(o * C + c) * kk + kk - 1 - t];
+    }
+  }
+}
+
+/**
+ * y[b0+j, o, q] = bias[o] + sum over taps t, in order, of z[(t*O + o), j*hw + T[t, q]] (taps in
+ * the padding skipped): the tap products added, shifted.
+ */
+function addTaps(
+  S: Batched,
+  z: Float32Array,
+  y: Float32Array,
+  b0: number,
+  m: number,
+  bias?: Float32Array,
+) {
+  const { g, T, kk, hw, ohw } = S, O = g.O;
+  const N = m * hw;
+  for (let j = 0; j < m; j++) {
+    for (let o = 0; o < O; o++) {
+      const yo = ((b0 + j) * O + o) * ohw;
+      y.fill(bias ? bias[o] : 0, yo, yo + ohw);
+      for (let t = 0; t < kk; t++) {
+        const zr = (t * O + o) * N + j * hw, tb = t * ohw;
+        for (let q = 0; q < ohw; q++) {
+          const i = T[tb + q];
+          if (i >= 0) y[yo + q] += z[zr + i];
+        }
+      }
+    }
+  }
+}
+
+/** conv2d forward over chunks of images (see `Batched`). */
+function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
+  const { g, T, n, kk, hw, ohw } = S, { B, C, O } = g;
+  const K = C * kk;
+  if (C <= O) {
+    return {
+      scratch: [K * n * ohw, O * n * ohw],
+      run(ins, out, [cols, yc]) {
+        const x = ins[0], w = ins[1];
+        for (let b0 = 0; b0 < B; b0 += n) {
+          const m = Math.min(n, B - b0), N = m * ohw;
+          for (let j = 0; j < m; j++) {
+            im2colTaps(T, ohw, C, hw, x, (b0 + j) * C * hw, cols, N, j * ohw);
+          }
+          sgemm(false, false, O, N, K, 1, w, K, cols, N, 0, yc, N);
+          chunkPlanes(out, yc, O, ohw, b0, m, false, hasBias ? ins[2] : undefined);
+        }
+      },
+    };
+  }
+  return {
+    scratch: [kk * O * C, C * n * hw, kk * O * n * hw],
+    run(ins, out, [wt, xc, z]) {
+      packTaps(ins[1], wt, O, C, kk);
+      for (let b0 = 0; b0 < B; b0 += n) {
+        const m = Math.min(n, B - b0), N = m * hw;
+        chunkPlanes(ins[0], xc, C, hw, b0, m, true);
+        sgemm(false, false, kk * O, N, C, 1, wt, C, xc, N, 0, z, N);
+        addTaps(S, z, out, b0, m, hasBias ? ins[2] : undefined);
+      }
+    },
+  };
+}
+
+/** conv2d_bwd_data over chunks of images (see `Batched`). */
+function batchedBwdData(S: Batched): CpuKernel {
+  const { g, T, F, n, kk, hw, ohw } = S, { B, C, O } = g;
+  if (F && O <= C) {
+    const K = O * kk;
+    return {
+      scratch: [C * K, K * n * hw, C * n * hw],
+      run(ins, out, [wf, cols, dxc]) {
+        packFlipped(ins[1], wf, O, C, kk);
+        for (let b0 = 0; b0 < B; b0 += n) {
+          const m = Math.min(n, B - b0), N = m * hw;
+          for (let j = 0; j < m; j++) {
+            im2colTaps(F, hw, O, ohw, ins[0], (b0 + j) * O * ohw, cols, N, j * hw);
+          }
+          sgemm(false, false, C, N, K, 1, wf, K, cols, N, 0, dxc, N);
+          chunkPlanes(out, dxc, C, hw, b0, m, false);
+        }
+      },
+    };
+  }
+  const K = C * kk;
+  return {
+    scratch: [K * n * ohw, O * n * ohw],
+    run(ins, out, [cols, dyc]) {
+      const w = ins[1];
+      for (let b0 = 0; b0 < B; b0 += n) {
+        const m = Math.min(n, B - b0), N = m * ohw;
+        chunkPlanes(ins[0], dyc, O, ohw, b0, m, true);
+        sgemm(true, false, K, N, O, 1, w, K, dyc, N, 0, cols, N);
+        for (let j = 0; j < m; j++) {
+          col2imTaps(T, ohw, C, hw, cols, out, (b0 + j) * C * hw, N, j * ohw);
+        }
+      }
+    },
+  };
+}
+
+/** conv2d_bwd_weight over chunks of images, summed in chunk order (see `Batched`). */
+function batchedBwdWeight(S: Batched): CpuKernel {
+  const { g, T, F, n, kk, hw, ohw } = S, { B, C, O } = g;
+  if (F && O < C) {
+    const K = O * kk;
+    return {
+      scratch: [K * n * hw, C * n * hw, K * C],
+      run(ins, out, [cols, xc, dwf]) {
+        for (let b0 = 0; b0 < B; b0 += n) {
+          const m = Math.min(n, B - b0), N = m * hw;
+          for (let j = 0; j < m; j++) {
+            im2colTaps(F, hw, O, ohw, ins[1], (b0 + j) * O * ohw, cols, N, j * hw);
+          }
+          chunkPlanes(ins[0], xc, C, hw, b0, m, true);
+          sgemm(false, true, K, C, N, 1, cols, N, xc, N, b0 === 0 ? 0 : 1, dwf, C);
+        }
+        // dwf[(o*kk + t')*C + c] is dW[o, c] at the flipped tap t' = kk-1-t.
+        for (let o = 0; o < O; o++) {
+          for (let c = 0; c < C; c++) {
+            for (let t = 0; t < kk; t++) {
+              out[(o * C + c) * kk + t] = dwf[(o * kk + kk - 1 - t) * C + c];
+            }
+          }
+        }
+      },
+    };
+  }
+  const K = C * kk;
+  return {
+    scratch: [K * n * ohw, O * n * ohw],
+    run(ins, out, [cols, dyc]) {
+      for (let b0 = 0; b0 < B; b0 += n) {
+        const m = Math.min(n, B - b0), N = m * ohw;
+        for (let j = 0; j < m; j++) {
+          im2colTaps(T, ohw, C, hw, ins[0], (b0 + j) * C * hw, cols, N, j * ohw);
+        }
+        chunkPlanes(ins[1], dyc, O, ohw, b0, m, true);
+        sgemm(false, true, O, K, N, 1, dyc, N, cols, N, b0 === 0 ? 0 : 1, out, K);
+      }
+    },
+  };
+}
+
 /** How a conv's GEMMs are formed: the input itself, im2col panels, or shifted GEMMs. */
-type Method = "pointwise" | "im2col" | "same" | { G: number };
+type Method = "pointwise" | "im2col" | "same" | "batched" | { G: number };
 
 /**
  * A method to use instead of the automatic choice (tests cover every path with it): "im2col",
- * "shifted" (one GEMM per tap) or "shifted-rows" (one per kernel row, kx folded into the depth).
- * Where shifted GEMMs do not apply (stride > 1, or the data gradient of padding > d*(k-1)),
- * im2col is used.
+ * "batched" (im2col over chunks of images, see `Batched`), "shifted" (one GEMM per tap) or
+ * "shifted-rows" (one per kernel row, kx folded into the depth). Where shifted GEMMs do not apply
+ * (stride > 1, or the data gradient of padding > d*(k-1)), im2col is used.
  */
-export type ConvMethod = "im2col" | "shifted" | "shifted-rows";
+export type ConvMethod = "im2col" | "batched" | "shifted" | "shifted-rows";
 
 /**
  * Picks the method of one of the three conv2d ops (thresholds from OpenBLAS timings of the
@@ -646,6 +959,7 @@ export type ConvMethod = "im2col" | "shifted" | "shifted-rows";
 function method(g: ConvGeom, op: "fwd" | "data" | "weight", force?: ConvMethod): Method {
   const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
   if (force === "im2col") return "im2col";
+  if (force === "batched" || (!force && batchedApplies(g))) return "batched";
   if (KH === 1 && KW === 1 && s === 1 && p === 0 && !force) return "pointwise";
   if (s !== 1) return "im2col";
   if (op === "data" && (p > d * (KH - 1) || p > d * (KW - 1))) return "im2col";
@@ -663,6 +977,7 @@ export function conv2dCpu(g: ConvGeom, hasBias: boolean, force?: ConvMethod): Cp
   const { B, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW, ohw = OH * OW;
   const m = method(g, "fwd", force);
+  if (m === "batched") return batchedConv(batched(g), hasBias);
   if (m === "same") {
     const p = g.padding, d = g.dilation;
     return sameConv(same(B, C, H, W, O, KH, KW, p, p, d), false, hasBias);
@@ -698,6 +1013,7 @@ export function conv2dBwdDataCpu(g: ConvGeom, force?: ConvMethod): CpuKernel {
   const { B, C, H, W, O, KH, KW, OH, OW, padding: p, dilation: d } = g;
   const K = C * KH * KW, ohw = OH * OW;
   const m = method(g, "data", force);
+  if (m === "batched") return batchedBwdData(batched(g));
   if (m === "same") {
     const S = same(B, O, OH, OW, C, KH, KW, d * (KH - 1) - p, d * (KW - 1) - p, d);
     return sameConv(S, true, false);
@@ -734,6 +1050,7 @@ export function conv2dBwdWeightCpu(g: ConvGeom, force?: ConvMethod): CpuKernel {
   const { B, C, H, W, O, KH, KW, OH, OW } = g;
   const K = C * KH * KW, ohw = OH * OW;
   const m = method(g, "weight", force);
+  if (m === "batched") return batchedBwdWeight(batched(g));
   if (m === "same") {
     const p = g.padding;
     return sameBwdWeight(same(B, C, H, W, O, KH, KW, p, p, g.dilation));
