@@ -9,6 +9,7 @@ import {
   wordToUniform,
 } from "../lib/rng/philox.ts";
 import { PHILOX_WGSL } from "../kernels/webgpu/philox.ts";
+import { PHILOX_BLOCKS_MAX, philoxBlocks } from "../lib/rng/philox_blocks.ts";
 import { assert, assertEquals } from "./assert.ts";
 
 const hex = (a: Uint32Array) => Array.from(a, (w) => w.toString(16).padStart(8, "0")).join(" ");
@@ -64,6 +65,43 @@ Deno.test("philox4x32 agrees with a BigInt reference on varied inputs", () => {
       hex(philoxBig(c, k)),
     );
   }
+});
+
+Deno.test("philoxBlocks (WebAssembly) gives philoxInto's words for runs of counters", () => {
+  for (const [c, k] of KAT) {
+    assertEquals(
+      hex(philoxBlocks(c[0], 1, c[1], c[2], c[3], k[0], k[1])),
+      hex(philox4x32(
+        c as [number, number, number, number],
+        k as [number, number],
+      )),
+    );
+  }
+  const w = new Uint32Array(4);
+  // Runs that wrap the first counter word past 2^32, all-ones words, the dropout keying.
+  const runs = [
+    [0xffffff00, PHILOX_BLOCKS_MAX, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff],
+    [0, 1000, 0, 12345, 0, 2 ** 32 - 7, Stream.dropout],
+    [777, 3, 5, 6, 7, 8, 9],
+  ];
+  for (const [b0, n, c1, c2, c3, k0, k1] of runs) {
+    const got = philoxBlocks(b0, n, c1, c2, c3, k0, k1);
+    assertEquals(got.length, 4 * n);
+    for (let i = 0; i < n; i++) {
+      philoxInto(w, b0 + i, c1, c2, c3, k0, k1);
+      for (let j = 0; j < 4; j++) {
+        if (got[4 * i + j] !== w[j]) throw new Error(`block ${b0}+${i} word ${j} differs`);
+      }
+    }
+  }
+  assertEquals(philoxBlocks(5, 0, 0, 0, 0, 0, 0).length, 0);
+  let refused = false;
+  try {
+    philoxBlocks(0, PHILOX_BLOCKS_MAX + 1, 0, 0, 0, 0, 0);
+  } catch (e) {
+    refused = e instanceof RangeError;
+  }
+  assert(refused, "more blocks than the module's memory holds are refused");
 });
 
 Deno.test("draws are a pure function of (seed, stream, step, index)", () => {

@@ -7,7 +7,7 @@
 import type { CpuKernel } from "./types.ts";
 import { ERFC_COEFFS } from "../webgpu/misc.ts";
 import { type AxisGeom, type DropoutGeom, stepToU32 } from "../../lib/graph/ops/misc.ts";
-import { philoxInto } from "../../lib/rng/philox.ts";
+import { PHILOX_BLOCKS_MAX, philoxBlocks } from "../../lib/rng/philox_blocks.ts";
 import { partOf, ranged } from "./parts.ts";
 import { expF64 } from "./exp.ts";
 
@@ -64,9 +64,8 @@ export function geluGradCpu(n: number): CpuKernel {
  */
 export function dropoutCpu(g: DropoutGeom): CpuKernel {
   const { n, thr, scale, seed, stream } = g;
-  const words = new Uint32Array(4);
   const blocks = Math.ceil(n / 4);
-  // Philox blocks [b0, b1), each masking 4 elements.
+  // Philox blocks [b0, b1), each masking 4 elements, drawn PHILOX_BLOCKS_MAX at a time.
   const range = (
     x: Float32Array,
     stepv: Float32Array,
@@ -75,10 +74,11 @@ export function dropoutCpu(g: DropoutGeom): CpuKernel {
     b1: number,
   ) => {
     const step = stepToU32(stepv[0]);
-    for (let b = b0, i = 4 * b0; b < b1; b++, i += 4) {
-      philoxInto(words, b, 0, step, 0, seed, stream);
-      const m = Math.min(4, n - i);
-      for (let k = 0; k < m; k++) out[i + k] = x[i + k] * (+(words[k] >>> 8 >= thr) * scale);
+    for (let c = b0; c < b1; c += PHILOX_BLOCKS_MAX) {
+      const e = Math.min(b1, c + PHILOX_BLOCKS_MAX);
+      const words = philoxBlocks(c, e - c, 0, step, 0, seed, stream);
+      const i0 = 4 * c, i1 = Math.min(n, 4 * e);
+      for (let i = i0; i < i1; i++) out[i] = x[i] * (+(words[i - i0] >>> 8 >= thr) * scale);
     }
   };
   return {
