@@ -959,7 +959,7 @@ export type ConvMethod = "im2col" | "batched" | "shifted" | "shifted-rows";
  * the image size: exact GEMMs like im2col's with a KW-fold copy instead of KH*KW, and no crop or
  * dy repack; in the U-Net step it cut the conv time by about a fifth against the shifted GEMMs.
  * Before all of these, a batch of 8 or more maps under 64 outputs runs batched (`Batched`): in GT
- * U-Net's step it cut the window convs' time 2-6x against the per-image methods.
+ * U-Net's step it cut the window convs' times 1.2-7x against the per-image methods.
  */
 function method(g: ConvGeom, op: "fwd" | "data" | "weight", force?: ConvMethod): Method {
   const { C, H, W, O, KH, KW, OH, OW, stride: s, padding: p, dilation: d } = g;
