@@ -777,6 +777,19 @@ function chunkPlanes(
   }
 }
 
+/** Calls f for each chunk of `n` images in order: first image b0, m images, N = m*plane columns. */
+function eachChunk(
+  B: number,
+  n: number,
+  plane: number,
+  f: (b0: number, m: number, N: number) => void,
+): void {
+  for (let b0 = 0; b0 < B; b0 += n) {
+    const m = Math.min(n, B - b0);
+    f(b0, m, m * plane);
+  }
+}
+
 /** wt[(t*O + o)*C + c] = w[(o*C + c)*kk + t]: each tap's [O, C] weights, stacked. */
 function packTaps(w: Float32Array, wt: Float32Array, O: number, C: number, kk: number): void {
   for (let o = 0; o < O; o++) {
@@ -833,14 +846,13 @@ function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
       scratch: [K * n * ohw, O * n * ohw],
       run(ins, out, [cols, yc]) {
         const x = ins[0], w = ins[1];
-        for (let b0 = 0; b0 < B; b0 += n) {
-          const m = Math.min(n, B - b0), N = m * ohw;
+        eachChunk(B, n, ohw, (b0, m, N) => {
           for (let j = 0; j < m; j++) {
             im2colTaps(T, ohw, C, hw, x, (b0 + j) * C * hw, cols, N, j * ohw);
           }
           sgemm(false, false, O, N, K, 1, w, K, cols, N, 0, yc, N);
           chunkPlanes(out, yc, O, ohw, b0, m, false, hasBias ? ins[2] : undefined);
-        }
+        });
       },
     };
   }
@@ -848,12 +860,11 @@ function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
     scratch: [kk * O * C, C * n * hw, kk * O * n * hw],
     run(ins, out, [wt, xc, z]) {
       packTaps(ins[1], wt, O, C, kk);
-      for (let b0 = 0; b0 < B; b0 += n) {
-        const m = Math.min(n, B - b0), N = m * hw;
+      eachChunk(B, n, hw, (b0, m, N) => {
         chunkPlanes(ins[0], xc, C, hw, b0, m, true);
         sgemm(false, false, kk * O, N, C, 1, wt, C, xc, N, 0, z, N);
         addTaps(S, z, out, b0, m, hasBias ? ins[2] : undefined);
-      }
+      });
     },
   };
 }
@@ -867,14 +878,13 @@ function batchedBwdData(S: Batched): CpuKernel {
       scratch: [C * K, K * n * hw, C * n * hw],
       run(ins, out, [wf, cols, dxc]) {
         packFlipped(ins[1], wf, O, C, kk);
-        for (let b0 = 0; b0 < B; b0 += n) {
-          const m = Math.min(n, B - b0), N = m * hw;
+        eachChunk(B, n, hw, (b0, m, N) => {
           for (let j = 0; j < m; j++) {
             im2colTaps(F, hw, O, ohw, ins[0], (b0 + j) * O * ohw, cols, N, j * hw);
           }
           sgemm(false, false, C, N, K, 1, wf, K, cols, N, 0, dxc, N);
           chunkPlanes(out, dxc, C, hw, b0, m, false);
-        }
+        });
       },
     };
   }
@@ -883,14 +893,13 @@ function batchedBwdData(S: Batched): CpuKernel {
     scratch: [K * n * ohw, O * n * ohw],
     run(ins, out, [cols, dyc]) {
       const w = ins[1];
-      for (let b0 = 0; b0 < B; b0 += n) {
-        const m = Math.min(n, B - b0), N = m * ohw;
+      eachChunk(B, n, ohw, (b0, m, N) => {
         chunkPlanes(ins[0], dyc, O, ohw, b0, m, true);
         sgemm(true, false, K, N, O, 1, w, K, dyc, N, 0, cols, N);
         for (let j = 0; j < m; j++) {
           col2imTaps(T, ohw, C, hw, cols, out, (b0 + j) * C * hw, N, j * ohw);
         }
-      }
+      });
     },
   };
 }
@@ -903,14 +912,13 @@ function batchedBwdWeight(S: Batched): CpuKernel {
     return {
       scratch: [K * n * hw, C * n * hw, K * C],
       run(ins, out, [cols, xc, dwf]) {
-        for (let b0 = 0; b0 < B; b0 += n) {
-          const m = Math.min(n, B - b0), N = m * hw;
+        eachChunk(B, n, hw, (b0, m, N) => {
           for (let j = 0; j < m; j++) {
             im2colTaps(F, hw, O, ohw, ins[1], (b0 + j) * O * ohw, cols, N, j * hw);
           }
           chunkPlanes(ins[0], xc, C, hw, b0, m, true);
           sgemm(false, true, K, C, N, 1, cols, N, xc, N, b0 === 0 ? 0 : 1, dwf, C);
-        }
+        });
         // dwf[(o*kk + t')*C + c] is dW[o, c] at the flipped tap t' = kk-1-t.
         for (let o = 0; o < O; o++) {
           for (let c = 0; c < C; c++) {
@@ -926,14 +934,13 @@ function batchedBwdWeight(S: Batched): CpuKernel {
   return {
     scratch: [K * n * ohw, O * n * ohw],
     run(ins, out, [cols, dyc]) {
-      for (let b0 = 0; b0 < B; b0 += n) {
-        const m = Math.min(n, B - b0), N = m * ohw;
+      eachChunk(B, n, ohw, (b0, m, N) => {
         for (let j = 0; j < m; j++) {
           im2colTaps(T, ohw, C, hw, ins[0], (b0 + j) * C * hw, cols, N, j * ohw);
         }
         chunkPlanes(ins[1], dyc, O, ohw, b0, m, true);
         sgemm(false, true, O, K, N, 1, dyc, N, cols, N, b0 === 0 ? 0 : 1, out, K);
-      }
+      });
     },
   };
 }

@@ -108,15 +108,8 @@ const MODULE = new Uint8Array([
   ...section(10, [1, ...uleb(LOCALS.length + BODY.length), ...LOCALS, ...BODY]),
 ]);
 
-type Fill = (
-  b0: number,
-  n: number,
-  c1: number,
-  c2: number,
-  c3: number,
-  k0: number,
-  k1: number,
-) => void;
+/** The module's `fill`: philoxBlocks' arguments, writing the words to its memory. */
+type Fill = (...args: Parameters<typeof philoxBlocks>) => void;
 
 let fill: Fill | null = null;
 let words: Uint32Array;
