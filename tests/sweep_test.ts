@@ -18,7 +18,6 @@ import {
   setArg,
 } from "../lib/sweep/spec.ts";
 import { aggregate, fixed, meanSd, summaryCsv, summarySvg } from "../lib/sweep/aggregate.ts";
-import { pointThreads } from "../lib/sweep/exec.ts";
 import type { Summary } from "../lib/run/runner.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -498,16 +497,6 @@ Deno.test("acceptance: a sweep interrupted by SIGTERM finishes with --resume; ta
     }
     const ran = again.text.split("\n").filter((l) => / (start|continue) /.test(l)).length;
     assert(ran === 8 - finished.length, again.text);
-    // The 2 workers shared the cores out (pointThreads): each point's run says how many it had.
-    const threads = pointThreads(2);
-    if (threads !== null) {
-      assert(again.text.includes(`2 at a time, ${threads} CPU thread(s) each`), again.text);
-      for (const p of pj.points) {
-        const env = JSON.parse(await Deno.readTextFile(join(p.dir, "env.json")));
-        const want = `cpu, ${threads} thread${threads === 1 ? "" : "s"},`;
-        assert(env.adapter.startsWith(want), `${p.dir}: ${env.adapter}`);
-      }
-    }
 
     // The table equals the statistics recomputed from the summaries.
     const csv = (await Deno.readTextFile(join(sdir, "sweep-summary.csv"))).trim().split("\n");
@@ -596,20 +585,4 @@ Deno.test("acceptance: a sweep interrupted by SIGTERM finishes with --resume; ta
     );
     assert(await exists(join(sdir, "sweep-summary.svg")), "svg");
   });
-});
-
-Deno.test("pointThreads shares the cores out between parallel points unless LVIT_CPU_THREADS says", () => {
-  const before = Deno.env.get("LVIT_CPU_THREADS");
-  const cores = navigator.hardwareConcurrency || 1;
-  try {
-    Deno.env.delete("LVIT_CPU_THREADS");
-    assertEquals(pointThreads(1), null);
-    assertEquals(pointThreads(2), Math.max(1, Math.floor(cores / 2)));
-    assertEquals(pointThreads(4 * cores), 1);
-    Deno.env.set("LVIT_CPU_THREADS", "3");
-    assertEquals(pointThreads(2), null);
-  } finally {
-    if (before === undefined) Deno.env.delete("LVIT_CPU_THREADS");
-    else Deno.env.set("LVIT_CPU_THREADS", before);
-  }
 });

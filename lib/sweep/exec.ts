@@ -44,24 +44,6 @@ export interface ExecOptions {
   prepareData?: boolean;
 }
 
-/**
- * CPU threads of each point when `workers` run at once: LVIT_CPU_THREADS when set, else the cores
- * shared out (at least 1 each), so that parallel points do not oversubscribe the cores. On the
- * 2-core development machine two one-thread MoNuSeg runs side by side took 43 s (LViT-T) and 24 s
- * (UNet++) per epoch against 32 and 21 s each alone on both cores: about 1.6x the epochs per hour.
- * Results do not depend on the thread count (README "Determinism"). Null: leave the default.
- */
-export function pointThreads(workers: number): number | null {
-  let env: string | undefined;
-  try {
-    env = Deno.env.get("LVIT_CPU_THREADS");
-  } catch {
-    return null;
-  }
-  if (env !== undefined || workers <= 1) return null;
-  return Math.max(1, Math.floor((navigator.hardwareConcurrency || 1) / workers));
-}
-
 /** `<sweep dir>/logs/<variant>-seed<k>.log` */
 export function logPath(sw: ResolvedSweep, p: SweepPoint): string {
   return join(sw.sweepDir, "logs", `${p.variant}-seed${p.seed}.log`);
@@ -111,7 +93,6 @@ function headline(error: string): string {
 export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<number> {
   const log = o.log ?? ((s: string) => console.log(s));
   const workers = Math.max(1, o.workers ?? 1);
-  const threads = pointThreads(workers);
   const states = await pointStates(sw);
   const unfinished = states.filter((s) => s.status === "unfinished");
   if (unfinished.length && !o.resume) {
@@ -133,8 +114,7 @@ export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<
   log(
     `sweep ${sw.spec.name}: ${states.length} points, ${count("done")} finished before, ` +
       `${unfinished.length} to continue, ${queue.length - unfinished.length} to start; ` +
-      `${workers} at a time${threads === null ? "" : `, ${threads} CPU thread(s) each`}; ` +
-      `tables and logs in ${sw.sweepDir}`,
+      `${workers} at a time; tables and logs in ${sw.sweepDir}`,
   );
   for (const s of states) {
     if (s.status === "done") {
@@ -211,7 +191,6 @@ export async function runSweep(sw: ResolvedSweep, o: ExecOptions = {}): Promise<
     try {
       const child = new Deno.Command(Deno.execPath(), {
         args,
-        env: threads === null ? undefined : { LVIT_CPU_THREADS: String(threads) },
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
