@@ -1,7 +1,7 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--rounds R] [--paired N] [--model NAME,...]`: training steps on our backends
- * and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
+ * [--only SUBSTRING] [--profile] [--rounds R] [--paired N] [--model NAME,...]`: training steps
+ * on our backends and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
  * same networks, printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
  * and matmul FLOPs counted from the compiled graph) and, on WebGPU, dispatches per step.
@@ -76,9 +76,10 @@ const peers = !args.includes("--no-peers");
 const profile = args.includes("--profile");
 const only = flag("only")?.split(",");
 const models = (flag("model") ?? "").split(",").filter((n) => n !== "");
-/** --only keeps rows whose name contains one of its substrings; --model alone keeps its own. */
-const wanted = (name: string) =>
-  only === undefined ? models.length === 0 : only.some((o) => name.includes(o));
+/** Whether --only (comma-separated substrings; absent: every row) keeps a row. */
+const kept = (name: string) => only === undefined || only.some((o) => name.includes(o));
+/** The default rows: skipped when --model is given without --only. */
+const wanted = (name: string) => (only === undefined && models.length > 0 ? false : kept(name));
 const backendFlag = flag("backend");
 const targets: Target[] = backendFlag === "cpu" || backendFlag === "webgpu"
   ? [backendFlag]
@@ -549,13 +550,15 @@ if (!quick && wanted(LVIT_STEP_B4.name)) {
  * `--model NAME[,NAME...]`: a training-step row `<name>-train-step-<S>x<S>-b2` of any registry
  * model at its default image size S (batch 2, the MoNuSeg recipe's), on each target, without a
  * peer; with --profile, its per-family profile. Alone it replaces the default rows; with --only,
- * only the named models whose row --only keeps run, beside the default rows it keeps. This times the models of the paper's MoNuSeg table
- * (issue 19) before a run is planned. Skipped on a software adapter, like the LViT-T row.
+ * only the named models whose row --only keeps run, beside the default rows it keeps. This times
+ * the models of the paper's MoNuSeg table (issue 19) before a run is planned. Skipped on a
+ * software adapter, like the LViT-T row.
  */
 for (const name of models) {
   const entry = MODELS[name as ModelName];
   if (!entry) {
-    throw new RangeError(`--model: unknown model '${name}'; known: ${MODEL_NAMES.join(", ")}`);
+    console.error(`bench: --model: unknown model '${name}'; known: ${MODEL_NAMES.join(", ")}`);
+    Deno.exit(2);
   }
   const size = (entry.defaults as { imageSize?: number }).imageSize ?? 224;
   const b: StepBench = {
@@ -568,7 +571,7 @@ for (const name of models) {
     runs: Math.min(RUNS, 5),
     hardwareOnly: true,
   };
-  if (only !== undefined && !wanted(b.name)) continue;
+  if (!kept(b.name)) continue;
   console.error(`bench: ${b.name} ...`);
   for (const t of targets) {
     const r = await trainStep(t, b);
