@@ -26,7 +26,7 @@ import {
 } from "../lib/graph/mod.ts";
 import { compile } from "../lib/backends/compile.ts";
 import { erfcRef, erfRef } from "../lib/graph/ops/misc.ts";
-import { geluPhi2 } from "../kernels/cpu/misc.ts";
+import { geluCpu, geluGradCpu, geluGradScalar, geluPhi2, geluScalar } from "../kernels/cpu/misc.ts";
 import { expF64 } from "../kernels/cpu/exp.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
@@ -125,6 +125,53 @@ Deno.test("expF64: within 1.2e-11 of Math.exp over [-708, 709], special values a
     f[1] = Math.exp(i / 1000);
     if (Math.abs(f[0] - f[1]) > Math.abs(f[1]) * 1.2e-7) {
       throw new Error(`f32(expF64(${i / 1000})) = ${f[0]} vs ${f[1]}`);
+    }
+  }
+});
+
+// kernels/cpu/gelu_wasm.ts runs the CPU kernels' formulas as WebAssembly SIMD; it must give
+// geluScalar's and geluGradScalar's f32 bits for every input: random bit patterns (NaN, infinities,
+// subnormals), both tails and the specials, over ranges that start and end off the loop's 16-element
+// step and cross the 8192-element chunks, through the kernels' run and runPart.
+Deno.test("gelu, gelu_grad on the CPU: the WebAssembly kernels equal the scalar formulas bit for bit", () => {
+  const n = 3 * 8192 + 37;
+  const x = new Float32Array(n), dy = new Float32Array(n);
+  const xu = new Uint32Array(x.buffer);
+  let st = 7; // an LCG: the test needs varied inputs, not good random numbers
+  const next = () => (st = (Math.imul(st, 1664525) + 1013904223) >>> 0);
+  const unit = () => next() / 2 ** 32;
+  const specials = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 1.2e-38, 3.4e38, -3.4e38];
+  for (let i = 0; i < n; i++) {
+    const r = next(), kind = i % 4;
+    if (i < specials.length) x[i] = specials[i];
+    else if (kind === 0) xu[i] = r; // any bit pattern
+    else x[i] = (unit() - 0.5) * (kind === 1 ? 12 : kind === 2 ? 40 : 400);
+    dy[i] = (unit() - 0.5) * 4;
+  }
+  const bits = (a: Float32Array, i: number) =>
+    Number.isNaN(a[i]) ? "NaN" : new Uint32Array(a.buffer)[i];
+  const want = new Float32Array(n), wantGrad = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    want[i] = geluScalar(x[i]);
+    wantGrad[i] = geluGradScalar(x[i], dy[i]);
+  }
+  for (const parts of [1, 3]) {
+    const y = new Float32Array(n).fill(7), g = new Float32Array(n).fill(7);
+    const k = geluCpu(n), kg = geluGradCpu(n);
+    if (parts === 1) {
+      k.run([x], y, []);
+      kg.run([x, dy], g, []);
+    } else {
+      for (let p = 0; p < parts; p++) {
+        k.runPart!([x], y, [], p, parts);
+        kg.runPart!([x, dy], g, [], p, parts);
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      if (bits(y, i) !== bits(want, i)) throw new Error(`gelu(${x[i]}) = ${y[i]}, want ${want[i]}`);
+      if (bits(g, i) !== bits(wantGrad, i)) {
+        throw new Error(`gelu_grad(${x[i]}, ${dy[i]}) = ${g[i]}, want ${wantGrad[i]}`);
+      }
     }
   }
 });

@@ -13,14 +13,16 @@
  */
 
 // 2^(i - 1075) for i in [0, 2100): 2^-1075 (which rounds to 0) through 2^1024 (Infinity).
-const POW2 = new Float64Array(2100);
+export const POW2 = new Float64Array(2100);
 for (let i = 0; i < POW2.length; i++) POW2[i] = Math.pow(2, i - 1075);
 
-const ROUND = 6755399441055744; // 1.5 * 2^52: x + ROUND - ROUND rounds x to an integer
-const LN2_HI = 0.6931471803691238; // ln 2 to 31 bits: k * LN2_HI is exact for |k| < 2^22
-const LN2_LO = 1.9082149292705877e-10; // ln 2 - LN2_HI
+export const ROUND = 6755399441055744; // 1.5 * 2^52: x + ROUND - ROUND rounds x to an integer
+export const LN2_HI = 0.6931471803691238; // ln 2 to 31 bits: k * LN2_HI is exact for |k| < 2^22
+export const LN2_LO = 1.9082149292705877e-10; // ln 2 - LN2_HI
 const C2 = 1 / 2, C3 = 1 / 6, C4 = 1 / 24, C5 = 1 / 120, C6 = 1 / 720;
 const C7 = 1 / 5040, C8 = 1 / 40320, C9 = 1 / 362880;
+/** The polynomial's coefficients C2..C9, for kernels/cpu/gelu_wasm.ts. */
+export const EXP_COEFFS = [C2, C3, C4, C5, C6, C7, C8, C9];
 
 /**
  * e^x to within 1.2e-11 relative for results in double's normal range; NaN for NaN, 0 for

@@ -10,6 +10,7 @@ import { type AxisGeom, type DropoutGeom, stepToU32 } from "../../lib/graph/ops/
 import { PHILOX_BLOCKS_MAX, philoxBlocks } from "../../lib/rng/philox_blocks.ts";
 import { partOf, ranged } from "./parts.ts";
 import { expF64 } from "./exp.ts";
+import { geluGradRange, geluRange } from "./gelu_wasm.ts";
 
 // The fit's coefficients as the WGSL literals hold them. The conversion constants 1/sqrt 2 and
 // 1/sqrt(2 pi) stay float64: this backend computes in float64, and their f32 rounding would add
@@ -36,24 +37,24 @@ export function geluPhi2(x: number): number {
   return e + +(x >= 0) * (2 - 2 * e);
 }
 
-/** y = x/2 (1 + erf(x / sqrt 2)). */
-export function geluCpu(n: number): CpuKernel {
-  return ranged(n, ([x], out, lo, hi) => {
-    for (let i = lo; i < hi; i++) {
-      const v = x[i];
-      out[i] = 0.5 * v * geluPhi2(v);
-    }
-  });
+/** y = x/2 (1 + erf(x / sqrt 2)) of one element: the formula gelu_wasm.ts runs, as a reference. */
+export function geluScalar(v: number): number {
+  return 0.5 * v * geluPhi2(v);
 }
 
-/** dx = dy (Phi(x) + x phi(x)). */
+/** dx = dy (Phi(x) + x phi(x)) of one element: the formula gelu_wasm.ts runs, as a reference. */
+export function geluGradScalar(v: number, dy: number): number {
+  return dy * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * expF64(-0.5 * v * v));
+}
+
+/** y = x/2 (1 + erf(x / sqrt 2)), by gelu_wasm.ts (geluScalar's bits, ~4x faster). */
+export function geluCpu(n: number): CpuKernel {
+  return ranged(n, ([x], out, lo, hi) => geluRange(x, out, lo, hi));
+}
+
+/** dx = dy (Phi(x) + x phi(x)), by gelu_wasm.ts (geluGradScalar's bits, ~4x faster). */
 export function geluGradCpu(n: number): CpuKernel {
-  return ranged(n, ([x, dy], out, lo, hi) => {
-    for (let i = lo; i < hi; i++) {
-      const v = x[i];
-      out[i] = dy[i] * (0.5 * geluPhi2(v) + v * INV_SQRT_2PI * expF64(-0.5 * v * v));
-    }
-  });
+  return ranged(n, ([x, dy], out, lo, hi) => geluGradRange(x, dy, out, lo, hi));
 }
 
 /**

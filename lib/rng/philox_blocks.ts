@@ -5,51 +5,34 @@
  * those of `philoxInto` bit for bit (tests/rng_test.ts checks it); philox.ts stays the reference
  * and the source of every other draw.
  *
- * The module is assembled below from its opcodes (about 200 bytes), so nothing is fetched or
- * compiled at build time; each thread (worker) instantiates its own on first use.
+ * The module is assembled below from its opcodes (about 200 bytes, lib/wasm/assemble.ts); each
+ * thread (worker) instantiates its own on first use.
  */
+import {
+  assemble,
+  BLOCK,
+  BR,
+  BR_IF,
+  END,
+  get,
+  I32,
+  i32c,
+  I64,
+  i64c,
+  LOOP,
+  set,
+  tee,
+  VOID,
+  type WasmFunc,
+} from "../wasm/assemble.ts";
 
 /** Blocks one call fills: 4 words of 4 bytes each fill the module's single 64 KiB page. */
 export const PHILOX_BLOCKS_MAX = 4096;
 
-/** Unsigned LEB128. */
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-/** Signed LEB128 of an integer (any size; i64 constants go through BigInt). */
-function sleb(v: bigint): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const b = Number(v & 0x7fn);
-    v >>= 7n;
-    const done = (v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0);
-    out.push(done ? b : b | 0x80);
-    if (done) return out;
-  }
-}
-
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
-
-// The opcodes used (WebAssembly core spec, binary format).
-const I32 = 0x7f, I64 = 0x7e;
-const get = (i: number) => [0x20, i],
-  set = (i: number) => [0x21, i],
-  tee = (i: number) => [0x22, i];
-const i32c = (v: number) => [0x41, ...sleb(BigInt(v | 0))];
-const i64c = (v: number) => [0x42, ...sleb(BigInt(v))];
+// The opcodes used besides assemble.ts's (WebAssembly core spec, binary format).
 const [ADD, XOR, SHL, GE_U, LT_U] = [0x6a, 0x73, 0x74, 0x4f, 0x49];
 const [MUL64, SHR_U64, WRAP, EXTEND_U] = [0x7e, 0x88, 0xa7, 0xad];
 const store = (offset: number) => [0x36, 2, offset];
-const [BLOCK, LOOP, END, BR, BR_IF, VOID] = [0x02, 0x03, 0x0b, 0x0c, 0x0d, 0x40];
 
 // fill(b0, n, c1, c2, c3, k0, k1): block i < n (counter b0 + i, c1, c2, c3; key k0, k1) to
 // memory bytes [16 i, 16 i + 16). Locals after the 7 parameters:
@@ -93,20 +76,15 @@ const BODY = [
   BR, 0,
   END,
   END,
-  END,
 ];
 
-const LOCALS = [2, 8, I32, 2, I64];
-
-// deno-fmt-ignore
-const MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  ...section(1, [1, 0x60, 7, I32, I32, I32, I32, I32, I32, I32, 0]),
-  ...section(3, [1, 0]),
-  ...section(5, [1, 0x00, 1]),
-  ...section(7, [2, ...name("fill"), 0x00, 0, ...name("mem"), 0x02, 0]),
-  ...section(10, [1, ...uleb(LOCALS.length + BODY.length), ...LOCALS, ...BODY]),
-]);
+// fill's 7 parameters are i32s; then 8 i32 and 2 i64 locals.
+const FILL: WasmFunc = {
+  name: "fill",
+  params: [I32, I32, I32, I32, I32, I32, I32],
+  locals: [[8, I32], [2, I64]],
+  body: BODY,
+};
 
 /** The module's `fill`: philoxBlocks' arguments, writing the words to its memory. */
 type Fill = (...args: Parameters<typeof philoxBlocks>) => void;
@@ -133,7 +111,7 @@ export function philoxBlocks(
     throw new RangeError(`philoxBlocks: n = ${n}, expected 0..${PHILOX_BLOCKS_MAX}`);
   }
   if (!fill) {
-    const inst = new WebAssembly.Instance(new WebAssembly.Module(MODULE));
+    const inst = new WebAssembly.Instance(assemble([FILL], 1));
     fill = inst.exports.fill as Fill;
     words = new Uint32Array((inst.exports.mem as WebAssembly.Memory).buffer);
   }
