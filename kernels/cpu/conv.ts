@@ -26,6 +26,7 @@ import type { CpuKernel, CpuPartFn } from "./types.ts";
 import type { ConvGeom, ConvTGeom } from "../../lib/graph/ops/conv.ts";
 import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { partOf } from "./parts.ts";
+import { addTaps, chunkPlanes, col2imTaps, im2colTaps } from "./conv_taps_wasm.ts";
 
 /** Subarray views at fixed offsets of a buffer, rebuilt only when the buffer changes. */
 class Views {
@@ -694,89 +695,6 @@ function taps(g: ConvGeom): Int32Array {
   return T;
 }
 
-/**
- * im2col through a tap table T of `ohw` outputs per tap: row c*kk + t of col (rows `ld` apart,
- * from column c0) holds, for each output, what tap t reads of plane c of the image at xOff.
- */
-function im2colTaps(
-  T: Int32Array,
-  ohw: number,
-  C: number,
-  hw: number,
-  x: Float32Array,
-  xOff: number,
-  col: Float32Array,
-  ld: number,
-  c0: number,
-): void {
-  const kk = T.length / ohw;
-  for (let c = 0; c < C; c++) {
-    const xc = xOff + c * hw;
-    for (let t = 0; t < kk; t++) {
-      const r = c0 + (c * kk + t) * ld, tb = t * ohw;
-      for (let q = 0; q < ohw; q++) {
-        const i = T[tb + q];
-        col[r + q] = i < 0 ? 0 : x[xc + i];
-      }
-    }
-  }
-}
-
-/** The adjoint of im2colTaps: dx planes (zeroed first) get the col entries that read them. */
-function col2imTaps(
-  T: Int32Array,
-  ohw: number,
-  C: number,
-  hw: number,
-  col: Float32Array,
-  dx: Float32Array,
-  dxOff: number,
-  ld: number,
-  c0: number,
-): void {
-  const kk = T.length / ohw;
-  dx.fill(0, dxOff, dxOff + C * hw);
-  for (let c = 0; c < C; c++) {
-    const xc = dxOff + c * hw;
-    for (let t = 0; t < kk; t++) {
-      const r = c0 + (c * kk + t) * ld, tb = t * ohw;
-      for (let q = 0; q < ohw; q++) {
-        const i = T[tb + q];
-        if (i >= 0) dx[xc + i] += col[r + q];
-      }
-    }
-  }
-}
-
-/**
- * Moves chunk data between per-image planes (images b0.. b0+n-1 of `planes`, each [R, plane])
- * and the chunk layout chunk[r*n*plane + j*plane + q]; `toChunk` false goes back, adding
- * bias[r] where given.
- */
-function chunkPlanes(
-  planes: Float32Array,
-  chunk: Float32Array,
-  R: number,
-  plane: number,
-  b0: number,
-  n: number,
-  toChunk: boolean,
-  bias?: Float32Array,
-): void {
-  const N = n * plane;
-  for (let j = 0; j < n; j++) {
-    for (let r = 0; r < R; r++) {
-      // Plain loops: planes of 16 values would spend more on subarray views than on copying.
-      const pi = ((b0 + j) * R + r) * plane, ci = r * N + j * plane;
-      if (toChunk) { for (let q = 0; q < plane; q++) chunk[ci + q] = planes[pi + q]; }
-      else {
-        const bv = bias ? bias[r] : 0;
-        for (let q = 0; q < plane; q++) planes[pi + q] = chunk[ci + q] + bv;
-      }
-    }
-  }
-}
-
 /** Calls f for each chunk of `n` images in order: first image b0, m images, N = m*plane columns. */
 function eachChunk(
   B: number,
@@ -808,35 +726,6 @@ function packFlipped(w: Float32Array, wf: Float32Array, O: number, C: number, kk
   }
 }
 
-/**
- * y[b0+j, o, q] = bias[o] + sum over taps t, in order, of z[(t*O + o), j*hw + T[t, q]] (taps in
- * the padding skipped): the tap products added, shifted.
- */
-function addTaps(
-  S: Batched,
-  z: Float32Array,
-  y: Float32Array,
-  b0: number,
-  m: number,
-  bias?: Float32Array,
-) {
-  const { g, T, kk, hw, ohw } = S, O = g.O;
-  const N = m * hw;
-  for (let j = 0; j < m; j++) {
-    for (let o = 0; o < O; o++) {
-      const yo = ((b0 + j) * O + o) * ohw;
-      y.fill(bias ? bias[o] : 0, yo, yo + ohw);
-      for (let t = 0; t < kk; t++) {
-        const zr = (t * O + o) * N + j * hw, tb = t * ohw;
-        for (let q = 0; q < ohw; q++) {
-          const i = T[tb + q];
-          if (i >= 0) y[yo + q] += z[zr + i];
-        }
-      }
-    }
-  }
-}
-
 /** conv2d forward over chunks of images (see `Batched`). */
 function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
   const { g, T, n, kk, hw, ohw } = S, { B, C, O } = g;
@@ -847,11 +736,9 @@ function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
       run(ins, out, [cols, yc]) {
         const x = ins[0], w = ins[1];
         eachChunk(B, n, ohw, (b0, m, N) => {
-          for (let j = 0; j < m; j++) {
-            im2colTaps(T, ohw, C, hw, x, (b0 + j) * C * hw, cols, N, j * ohw);
-          }
+          im2colTaps(T, ohw, C, hw, x, b0 * C * hw, m, cols);
           sgemm(false, false, O, N, K, 1, w, K, cols, N, 0, yc, N);
-          chunkPlanes(out, yc, O, ohw, b0, m, false, hasBias ? ins[2] : undefined);
+          chunkPlanes(out, b0 * O * ohw, yc, O, ohw, m, false, hasBias ? ins[2] : undefined);
         });
       },
     };
@@ -861,9 +748,9 @@ function batchedConv(S: Batched, hasBias: boolean): CpuKernel {
     run(ins, out, [wt, xc, z]) {
       packTaps(ins[1], wt, O, C, kk);
       eachChunk(B, n, hw, (b0, m, N) => {
-        chunkPlanes(ins[0], xc, C, hw, b0, m, true);
+        chunkPlanes(ins[0], b0 * C * hw, xc, C, hw, m, true);
         sgemm(false, false, kk * O, N, C, 1, wt, C, xc, N, 0, z, N);
-        addTaps(S, z, out, b0, m, hasBias ? ins[2] : undefined);
+        addTaps(T, ohw, O, hw, z, m, out, b0 * O * ohw, hasBias ? ins[2] : undefined);
       });
     },
   };
@@ -879,11 +766,9 @@ function batchedBwdData(S: Batched): CpuKernel {
       run(ins, out, [wf, cols, dxc]) {
         packFlipped(ins[1], wf, O, C, kk);
         eachChunk(B, n, hw, (b0, m, N) => {
-          for (let j = 0; j < m; j++) {
-            im2colTaps(F, hw, O, ohw, ins[0], (b0 + j) * O * ohw, cols, N, j * hw);
-          }
+          im2colTaps(F, hw, O, ohw, ins[0], b0 * O * ohw, m, cols);
           sgemm(false, false, C, N, K, 1, wf, K, cols, N, 0, dxc, N);
-          chunkPlanes(out, dxc, C, hw, b0, m, false);
+          chunkPlanes(out, b0 * C * hw, dxc, C, hw, m, false);
         });
       },
     };
@@ -894,11 +779,9 @@ function batchedBwdData(S: Batched): CpuKernel {
     run(ins, out, [cols, dyc]) {
       const w = ins[1];
       eachChunk(B, n, ohw, (b0, m, N) => {
-        chunkPlanes(ins[0], dyc, O, ohw, b0, m, true);
+        chunkPlanes(ins[0], b0 * O * ohw, dyc, O, ohw, m, true);
         sgemm(true, false, K, N, O, 1, w, K, dyc, N, 0, cols, N);
-        for (let j = 0; j < m; j++) {
-          col2imTaps(T, ohw, C, hw, cols, out, (b0 + j) * C * hw, N, j * ohw);
-        }
+        col2imTaps(T, ohw, C, hw, cols, m, out, b0 * C * hw);
       });
     },
   };
@@ -913,10 +796,8 @@ function batchedBwdWeight(S: Batched): CpuKernel {
       scratch: [K * n * hw, C * n * hw, K * C],
       run(ins, out, [cols, xc, dwf]) {
         eachChunk(B, n, hw, (b0, m, N) => {
-          for (let j = 0; j < m; j++) {
-            im2colTaps(F, hw, O, ohw, ins[1], (b0 + j) * O * ohw, cols, N, j * hw);
-          }
-          chunkPlanes(ins[0], xc, C, hw, b0, m, true);
+          im2colTaps(F, hw, O, ohw, ins[1], b0 * O * ohw, m, cols);
+          chunkPlanes(ins[0], b0 * C * hw, xc, C, hw, m, true);
           sgemm(false, true, K, C, N, 1, cols, N, xc, N, b0 === 0 ? 0 : 1, dwf, C);
         });
         // dwf[(o*kk + t')*C + c] is dW[o, c] at the flipped tap t' = kk-1-t.
@@ -935,10 +816,8 @@ function batchedBwdWeight(S: Batched): CpuKernel {
     scratch: [K * n * ohw, O * n * ohw],
     run(ins, out, [cols, dyc]) {
       eachChunk(B, n, ohw, (b0, m, N) => {
-        for (let j = 0; j < m; j++) {
-          im2colTaps(T, ohw, C, hw, ins[0], (b0 + j) * C * hw, cols, N, j * ohw);
-        }
-        chunkPlanes(ins[1], dyc, O, ohw, b0, m, true);
+        im2colTaps(T, ohw, C, hw, ins[0], b0 * C * hw, m, cols);
+        chunkPlanes(ins[1], b0 * O * ohw, dyc, O, ohw, m, true);
         sgemm(false, true, O, K, N, 1, dyc, N, cols, N, b0 === 0 ? 0 : 1, out, K);
       });
     },

@@ -79,3 +79,30 @@ export const get = (i: number) => [0x20, ...uleb(i)],
 export const i32c = (v: number) => [0x41, ...sleb(BigInt(v | 0))];
 export const i64c = (v: number) => [0x42, ...sleb(BigInt(v))];
 export const [BLOCK, LOOP, END, BR, BR_IF, VOID] = [0x02, 0x03, 0x0b, 0x0c, 0x0d, 0x40];
+
+/** i32 arithmetic on code that leaves i32s on the stack. */
+type Code = number[];
+const i32bin = (op: number) => (a: Code, b: Code): Code => [...a, ...b, op];
+export const iadd = i32bin(0x6a), imul = i32bin(0x6c), ishl = i32bin(0x74);
+export const ilt = i32bin(0x48), ige = i32bin(0x4e); // signed
+/** f32.load / f32.store / i32.load at a byte address (memarg alignment 4, offset 0). */
+export const f32load = (addr: Code): Code => [...addr, 0x2a, 2, 0];
+export const i32load = (addr: Code): Code => [...addr, 0x28, 2, 0];
+export const f32store = (addr: Code, v: Code): Code => [...addr, ...v, 0x38, 2, 0];
+export const f32add = (a: Code, b: Code): Code => [...a, ...b, 0x92];
+/** `cond ? a : b` without a branch (both evaluated). */
+export const select = (a: Code, b: Code, cond: Code): Code => [...a, ...b, ...cond, 0x1b];
+export const f32c = (v: number): Code => [0x43, ...new Uint8Array(new Float32Array([v]).buffer)];
+
+/** `for (i = from; i < to; i++) body` over i32 local i (signed comparison). */
+export function forRange(i: number, from: Code, to: Code, body: Code): Code {
+  // deno-fmt-ignore
+  return [
+    ...from, ...set(i),
+    BLOCK, VOID, LOOP, VOID,
+    ...get(i), ...to, 0x4e, BR_IF, 1, // i32.ge_s
+    ...body,
+    ...get(i), ...i32c(1), 0x6a, ...set(i),
+    BR, 0, END, END,
+  ];
+}
