@@ -1,6 +1,7 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--rounds R] [--paired N] [--model NAME,...]`: training steps
+ * [--only SUBSTRING] [--profile] [--profile-nodes N] [--rounds R] [--paired N]
+ * [--model NAME,...]`: training steps
  * on our backends and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
  * same networks, printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
@@ -10,7 +11,8 @@
  * `lvit-t-train-step-224x224-b2` (the reference LViT-T, 29.9 M parameters, text 10x768; on
  * webgpu only on a hardware adapter) and `lvit-t-forward-224x224-b1` (eval mode). `--only` keeps
  * the rows whose name contains SUBSTRING (or one of a comma-separated list); `--profile` prints,
- * for each of our CPU rows, the time per op family (bench/profile.ts). `--model NAME,...` times
+ * for each of our CPU rows, the time per op family (bench/profile.ts), and `--profile-nodes N`
+ * also the N slowest nodes with their shapes. `--model NAME,...` times
  * any registry models' steps instead (see there; with --only, beside the rows it keeps).
  */
 import { type Backend, selectBackend } from "../lib/backends/select.ts";
@@ -32,7 +34,13 @@ import {
   writeTorchLvitBatch,
 } from "./peers/torch_lvit.ts";
 import type { PeerResult } from "./peers/types.ts";
-import { type Profilable, profileFamilies, profileTable } from "./profile.ts";
+import {
+  type Profilable,
+  profileFamilies,
+  profileNodes,
+  profileTable,
+  slowestNodesTable,
+} from "./profile.ts";
 
 interface Row {
   name: string;
@@ -73,7 +81,9 @@ const PAIRED = Math.max(0, Math.floor(Number(flag("paired") ?? 0)) || 0);
 const WARMUP = 2;
 const quick = args.includes("--quick");
 const peers = !args.includes("--no-peers");
-const profile = args.includes("--profile");
+/** `--profile-nodes N`: with the family profile, a table of the N slowest nodes (implies --profile). */
+const PROFILE_NODES = Math.max(0, Math.floor(Number(flag("profile-nodes") ?? 0)) || 0);
+const profile = args.includes("--profile") || PROFILE_NODES > 0;
 const only = flag("only")?.split(",");
 const models = (flag("model") ?? "").split(",").filter((n) => n !== "");
 /** Whether --only (comma-separated substrings; absent: every row) keeps a row. */
@@ -164,8 +174,11 @@ async function trainStep(
   }
   const program = s.train.program;
   if (profile && backend.name === "cpu") {
-    const rows = profileFamilies(s.train as unknown as Profilable);
-    profiles.push(profileTable(`profile ${b.name} (cpu)`, rows));
+    const nodes = profileNodes(s.train as unknown as Profilable);
+    profiles.push(profileTable(`profile ${b.name} (cpu)`, profileFamilies(nodes)));
+    if (PROFILE_NODES > 0) {
+      profiles.push(slowestNodesTable(`nodes ${b.name} (cpu)`, nodes, PROFILE_NODES));
+    }
   }
   s.destroy();
   const med = median(times);

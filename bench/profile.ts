@@ -4,6 +4,7 @@
  * the per-node medians are summed per family, so one slow outlier step does not move a family.
  */
 import type { Program } from "../lib/backends/compile.ts";
+import type { Tensor } from "../lib/graph/graph.ts";
 import { exactMacs } from "../lib/models/count.ts";
 
 /**
@@ -79,24 +80,37 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/**
- * Times every node over `runs` runs (inputs as last written) and sums per-node medians by family,
- * slowest family first.
- */
-export function profileFamilies(exe: Profilable, runs = 3): FamilyTime[] {
+/** One node's median time over the profiled runs, with the tensor it computes (if known). */
+export interface NodeTime {
+  op: string;
+  ms: number;
+  tensor?: Tensor;
+}
+
+/** Times every node over `runs` runs (inputs as last written): per-node medians, in order. */
+export function profileNodes(exe: Profilable, runs = 3): NodeTime[] {
   const samples = Array.from({ length: runs }, () => exe.profile());
   const byId = new Map(exe.program.order.map((t) => [t.id, t]));
-  const fams = new Map<string, { nodes: number; ms: number; flops: number }>();
-  samples[0].forEach((s, i) => {
+  return samples[0].map((s, i) => {
     const [op, id] = s.label.split("#");
-    const t = byId.get(Number(id));
-    const f = familyOf(op);
+    return { op, ms: median(samples.map((r) => r[i].ms)), tensor: byId.get(Number(id)) };
+  });
+}
+
+/** FLOPs a node does where counted (conv, matmul), else 0. */
+const flopsOf = (n: NodeTime) => (n.tensor ? 2 * exactMacs(n.tensor) : 0);
+
+/** Per-node times summed by family, slowest family first. */
+export function profileFamilies(nodes: NodeTime[]): FamilyTime[] {
+  const fams = new Map<string, { nodes: number; ms: number; flops: number }>();
+  for (const n of nodes) {
+    const f = familyOf(n.op);
     const e = fams.get(f) ?? { nodes: 0, ms: 0, flops: 0 };
     e.nodes++;
-    e.ms += median(samples.map((r) => r[i].ms));
-    e.flops += t ? 2 * exactMacs(t) : 0;
+    e.ms += n.ms;
+    e.flops += flopsOf(n);
     fams.set(f, e);
-  });
+  }
   return [...fams.entries()]
     .map(([family, e]) => ({
       family,
@@ -105,6 +119,32 @@ export function profileFamilies(exe: Profilable, runs = 3): FamilyTime[] {
       ...(e.flops > 0 && e.ms > 0 ? { gflops: e.flops / e.ms / 1e6 } : {}),
     }))
     .sort((a, b) => b.ms - a.ms);
+}
+
+/**
+ * A Markdown table of the `top` slowest nodes: op, median ms, share of the summed time, GFLOP/s
+ * where counted, output and input shapes, attributes.
+ */
+export function slowestNodesTable(title: string, nodes: NodeTime[], top: number): string {
+  const total = nodes.reduce((s, n) => s + n.ms, 0);
+  const shape = (t: Tensor) => t.shape.join("x");
+  const lines = [
+    `${title}: the ${top} slowest of ${nodes.length} nodes`,
+    "",
+    "| op | ms | share | GFLOP/s | output | inputs | attributes |",
+    "|---|---:|---:|---:|---|---|---|",
+  ];
+  for (const n of [...nodes].sort((a, b) => b.ms - a.ms).slice(0, top)) {
+    const f = flopsOf(n), t = n.tensor;
+    lines.push(
+      `| ${n.op} | ${n.ms.toFixed(1)} | ${(100 * n.ms / total).toFixed(1)}% | ${
+        f > 0 && n.ms > 0 ? (f / n.ms / 1e6).toFixed(0) : ""
+      } | ${t ? shape(t) : ""} | ${t ? t.inputs.map(shape).join(", ") : ""} | ${
+        t ? JSON.stringify(t.attrs).replaceAll("|", "\\|") : ""
+      } |`,
+    );
+  }
+  return lines.join("\n");
 }
 
 /** A Markdown table of a profile, with each family's share of the summed time. */
