@@ -22,6 +22,8 @@ import {
   type Tensor,
 } from "../lib/graph/mod.ts";
 import { softmaxGrad } from "../lib/graph/ops/transformer.ts";
+import { softmaxCpu, softmaxRowsJs } from "../kernels/cpu/transformer.ts";
+import { SOFTMAX_CHUNK } from "../kernels/cpu/softmax_wasm.ts";
 
 import { matmulFold, matmulKernel } from "../kernels/webgpu/transformer.ts";
 import { SOFTWARE_TARGET } from "../kernels/webgpu/types.ts";
@@ -142,4 +144,41 @@ Deno.test("transformer ops: shape errors at graph-build time name the op and sha
 
 // ---------------------------------------------------------------------------------------------
 // Coverage: every op this file owns was exercised above. Deno runs tests in file order.
+// kernels/cpu/softmax_wasm.ts runs the CPU softmax as WebAssembly; it must give
+// the JavaScript rows' f32 bits: rows of 1, 3, 16, 17 and 960 values (pair loop tails, chunks of
+// whole rows, the chunk limit itself), large and tiny logits, rows with NaN first or last, an
+// infinity, and zero maxima of either sign (where its max's rules differ from Math.max's), through
+// run and runPart.
+Deno.test("softmax on the CPU: the WebAssembly kernel equals the JavaScript bit for bit", () => {
+  let st = 11; // an LCG: varied inputs, not good random numbers
+  const next = () => (st = (Math.imul(st, 1664525) + 1013904223) >>> 0);
+  const unit = () => next() / 2 ** 32 - 0.5;
+  const bits = (a: Float32Array, i: number) =>
+    Number.isNaN(a[i]) ? "NaN" : new Uint32Array(a.buffer, a.byteOffset, a.length)[i];
+  for (const [R, L] of [[5, 1], [7, 3], [300, 16], [129, 17], [37, 960], [2, SOFTMAX_CHUNK]]) {
+    const n = R * L;
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = unit() * [0.1, 4, 90, 1e30][i % 4];
+    if (R > 5) {
+      x[L] = NaN; // row 1 starts with NaN,
+      x[2 * L + L - 1] = NaN; // row 2 ends with one,
+      x[3 * L] = Infinity; // row 3 has +Infinity,
+      for (let j = 0; j < L; j++) x[4 * L + j] = j % 2 ? -0 : -1; // row 4's max is -0,
+      for (let j = 0; j < L; j++) x[5 * L + j] = [-0, 0, -2][j % 3]; // row 5's is 0 and -0
+    }
+    const want = new Float32Array(n);
+    softmaxRowsJs(x, want, 0, R, L);
+    for (const parts of [1, 3]) {
+      const got = new Float32Array(n).fill(7), k = softmaxCpu(R, L);
+      if (parts === 1) k.run([x], got, []);
+      else for (let p = 0; p < parts; p++) k.runPart!([x], got, [], p, parts);
+      for (let i = 0; i < n; i++) {
+        if (bits(got, i) !== bits(want, i)) {
+          throw new Error(`softmax ${R}x${L} [${i}]: ${got[i]}, want ${want[i]}`);
+        }
+      }
+    }
+  }
+});
+
 suite.coverageTest(["softmax_grad", "matmul", "permute"]);
