@@ -155,14 +155,17 @@ function instance(): Module {
   return mod;
 }
 
-/** Softmax of rows [r0, r1) of L values (L <= SOFTMAX_CHUNK) from x into out. */
-export function softmaxRowsWasm(
+/** Softmax of rows [r0, r1) of L values from x into out. */
+export type SoftmaxRows = (
   x: Float32Array,
   out: Float32Array,
   r0: number,
   r1: number,
   L: number,
-): void {
+) => void;
+
+/** Softmax of rows [r0, r1) of L values (L <= SOFTMAX_CHUNK) from x into out. */
+export const softmaxRowsWasm: SoftmaxRows = (x, out, r0, r1, L) => {
   const m = instance(), per = Math.floor(SOFTMAX_CHUNK / L);
   for (let r = r0; r < r1; r += per) {
     const e = Math.min(r1, r + per), n = (e - r) * L;
@@ -170,4 +173,4 @@ export function softmaxRowsWasm(
     m.softmax(e - r, L);
     out.set(m.f32.subarray(OUT_OFF / 4, OUT_OFF / 4 + n), r * L);
   }
-}
+};

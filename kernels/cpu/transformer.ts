@@ -10,7 +10,7 @@ import type { MatmulGeom } from "../../lib/graph/ops/transformer.ts";
 import { sgemm } from "../../lib/backends/cpu/blas.ts";
 import { ranged } from "./parts.ts";
 import { expF64 } from "./exp.ts";
-import { SOFTMAX_CHUNK, softmaxRowsWasm } from "./softmax_wasm.ts";
+import { SOFTMAX_CHUNK, type SoftmaxRows, softmaxRowsWasm } from "./softmax_wasm.ts";
 
 /** Views of `count` consecutive blocks of `size` floats (stride 0: the whole buffer each time). */
 class BatchViews {
@@ -111,13 +111,7 @@ export function permuteCpu(sizes: number[], srcStrides: number[]): CpuKernel {
  * Softmax of rows [r0, r1) of L values (max-subtracted, exp.ts's exp), sums in float64: the
  * formula softmax_wasm.ts runs, kept as its reference and for rows longer than its chunk.
  */
-export function softmaxRowsJs(
-  x: Float32Array,
-  out: Float32Array,
-  r0: number,
-  r1: number,
-  L: number,
-): void {
+export const softmaxRowsJs: SoftmaxRows = (x, out, r0, r1, L) => {
   for (let r = r0; r < r1; r++) {
     const base = r * L, end = base + L;
     let mx = x[base];
@@ -131,7 +125,7 @@ export function softmaxRowsJs(
     const inv = 1 / s;
     for (let j = base; j < end; j++) out[j] *= inv;
   }
-}
+};
 
 /** Softmax over rows of L values: softmax_wasm.ts (softmaxRowsJs's bits) up to its chunk size. */
 export function softmaxCpu(R: number, L: number): CpuKernel {
