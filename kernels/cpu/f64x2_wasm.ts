@@ -18,8 +18,9 @@ import {
   get,
   i32c,
   LOOP,
+  memarg,
   set,
-  uleb,
+  simd,
   V128,
   VOID,
 } from "../../lib/wasm/assemble.ts";
@@ -27,9 +28,6 @@ import { EXP_COEFFS, LN2_HI, LN2_LO, ROUND } from "./exp.ts";
 
 export type Code = number[];
 
-/** A SIMD instruction: prefix 0xfd, then the opcode as unsigned LEB128 (core spec 5.4.7). */
-export const simd = (op: number): Code => [0xfd, ...uleb(op)];
-export const memarg = (align: number, offset: number): Code => [align, ...uleb(offset)];
 const bin = (op: number) => (a: Code, b: Code): Code => [...a, ...b, ...simd(op)];
 export const add = bin(240), sub = bin(241), mul = bin(242), div = bin(243);
 /**

@@ -13,6 +13,22 @@ import type { CpuKernel } from "./types.ts";
 import type { AdamAttrs } from "../../lib/graph/ops/optim.ts";
 import { jitPart, jsNum, partRange } from "./elementwise.ts";
 import { partOf } from "./parts.ts";
+import {
+  assemble,
+  BLOCK,
+  BR,
+  BR_IF,
+  END,
+  F32,
+  get,
+  I32,
+  LOOP,
+  set,
+  simd,
+  tee,
+  V128,
+  VOID,
+} from "../../lib/wasm/assemble.ts";
 
 /** dst <- src (a memmove; `set` is correct even if both view one buffer). */
 export function assignCpu(): CpuKernel {
@@ -51,33 +67,8 @@ for (let i = lo; i < hi; i++) {
 // ---------------------------------------------------------------------------------------------
 // The SIMD loop, emitted as WebAssembly bytecode (one function, no toolchain needed).
 
-/** Unsigned LEB128. */
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-}
-
-/** A section: id, byte length, contents. */
-const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
-/** A vector: count, then the items. */
-const vec = (items: number[][]) => [...leb(items.length), ...items.flat()];
-const str = (s: string) => vec([...s].map((c) => [c.charCodeAt(0)]));
-
-const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
-const get = (i: number) => [0x20, ...leb(i)];
-const set = (i: number) => [0x21, ...leb(i)];
-const tee = (i: number) => [0x22, ...leb(i)];
 const i32 = (v: number) => [0x41, v]; // i32.const, for 0 <= v < 64 (one signed LEB byte)
 const I32_ADD = 0x6a, I32_SHL = 0x74, I32_GE_U = 0x4f;
-const BLOCK = 0x02, LOOP = 0x03, VOID = 0x40, BR = 0x0c, BR_IF = 0x0d, END = 0x0b;
-/** SIMD instructions: prefix 0xfd and a LEB opcode. */
-const simd = (op: number) => [0xfd, ...leb(op)];
 const LOAD = [...simd(0x00), 4, 0]; // v128.load, 16-byte alignment hint, offset 0
 const STORE = [...simd(0x0b), 4, 0]; // v128.store
 const SPLAT = simd(0x13); // f32x4.splat
@@ -91,14 +82,13 @@ const SQRT = simd(0xe3), ADD = simd(0xe4), SUB = simd(0xe5), MUL = simd(0xe6), D
  *   p = p * decay - step * m / (sqrt(v) * inv + eps)
  * (l2 = 0 and decay = 1 switch the weight-decay variants off).
  */
-function adamModule(): Uint8Array<ArrayBuffer> {
+function adamModule(): WebAssembly.Module {
   // Locals after the 14 parameters: the byte index and its end (i32), then v128 temporaries
   // and the splatted scalars (parameters 5..13 in order).
   const I = 14, N = 15, P0 = 16, GR = 17, MV = 18, VV = 19, SPL = 20;
   const [S, INV, DEC, L2, B1, C1, B2, C2, EPS] = Array.from({ length: 9 }, (_, k) => SPL + k);
   const at = (base: number) => [...get(base), ...get(I), I32_ADD]; // address base + i
   const code: number[][] = [
-    vec([[2, I32], [13, V128]]),
     ...Array.from({ length: 9 }, (_, k) => [...get(5 + k), ...SPLAT, ...set(SPL + k)]),
     // N = n4 * 16; block { loop { if (i >= N) break;
     [...get(0), ...i32(4), I32_SHL, ...set(N)],
@@ -116,17 +106,14 @@ function adamModule(): Uint8Array<ArrayBuffer> {
     [...at(1), ...get(P0), ...get(DEC), ...MUL, ...get(S), ...get(MV), ...MUL],
     [...get(VV), ...SQRT, ...get(INV), ...MUL, ...get(EPS), ...ADD, ...DIV, ...SUB, ...STORE],
     // i += 16 } }
-    [...get(I), ...i32(16), I32_ADD, ...set(I), BR, 0, END, END, END],
+    [...get(I), ...i32(16), I32_ADD, ...set(I), BR, 0, END, END],
   ];
-  const body = code.flat();
-  return new Uint8Array([
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
-    ...section(1, vec([[0x60, ...vec([...Array(5).fill([I32]), ...Array(9).fill([F32])]), 0]])),
-    ...section(3, vec([[0]])),
-    ...section(5, vec([[0x00, 1]])),
-    ...section(7, vec([[...str("adam"), 0x00, 0], [...str("mem"), 0x02, 0]])),
-    ...section(10, vec([[...leb(body.length), ...body]])),
-  ]);
+  return assemble([{
+    name: "adam",
+    params: [...Array(5).fill(I32), ...Array(9).fill(F32)],
+    locals: [[2, I32], [13, V128]],
+    body: code.flat(),
+  }], 1);
 }
 
 type AdamFn = (n4: number, p: number, g: number, m: number, v: number, ...s: number[]) => void;
@@ -140,7 +127,7 @@ let wasm: { fn: AdamFn; mem: Float32Array } | null | undefined;
 function wasmAdam() {
   if (wasm === undefined) {
     try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(adamModule()));
+      const inst = new WebAssembly.Instance(adamModule());
       const mem = (inst.exports.mem as WebAssembly.Memory).buffer;
       wasm = { fn: inst.exports.adam as AdamFn, mem: new Float32Array(mem, 0, 4 * CHUNK) };
     } catch {

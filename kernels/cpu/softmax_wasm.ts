@@ -19,6 +19,7 @@ import {
   iadd,
   imul,
   ishl,
+  simd,
   uleb,
   type WasmFunc,
 } from "../../lib/wasm/assemble.ts";
@@ -31,7 +32,6 @@ import {
   loadF64,
   pairLoop,
   pmax,
-  simd,
   storeF32,
   storeF64,
   V128Locals,

@@ -1,6 +1,7 @@
 /**
  * A minimal WebAssembly module writer for the few hot loops that run faster as WebAssembly than as
- * JavaScript (lib/rng/philox_blocks.ts, kernels/cpu/gelu_wasm.ts). Modules are assembled from
+ * JavaScript (lib/rng/philox_blocks.ts, kernels/cpu/*_wasm.ts, the Adam loop of kernels/cpu/optim.ts).
+ * Modules are assembled from
  * opcodes when first used, so nothing is fetched or compiled at build time and no binary sits in
  * git. Opcode numbers are those of the WebAssembly core specification's binary format (2.0, with
  * fixed-width SIMD); `wasm2wat` (Debian's wabt) disassembles a module to check it by eye.
@@ -31,7 +32,7 @@ export function sleb(v: bigint): number[] {
 }
 
 /** Value types. */
-export const I32 = 0x7f, I64 = 0x7e, F64 = 0x7c, V128 = 0x7b;
+export const I32 = 0x7f, I64 = 0x7e, F32 = 0x7d, F64 = 0x7c, V128 = 0x7b;
 
 /** One exported function: parameter types, local declarations as (count, type) pairs, body. */
 export interface WasmFunc {
@@ -79,6 +80,10 @@ export const get = (i: number) => [0x20, ...uleb(i)],
 export const i32c = (v: number) => [0x41, ...sleb(BigInt(v | 0))];
 export const i64c = (v: number) => [0x42, ...sleb(BigInt(v))];
 export const [BLOCK, LOOP, END, BR, BR_IF, VOID] = [0x02, 0x03, 0x0b, 0x0c, 0x0d, 0x40];
+/** A SIMD instruction: prefix 0xfd, then the opcode as unsigned LEB128 (core spec 5.4.7). */
+export const simd = (op: number): number[] => [0xfd, ...uleb(op)];
+/** A memory immediate: alignment (log2 bytes), then the offset. */
+export const memarg = (align: number, offset: number): number[] => [align, ...uleb(offset)];
 
 /** i32 arithmetic on code that leaves i32s on the stack. */
 type Code = number[];
