@@ -1,10 +1,10 @@
 /**
- * A minimal WebAssembly module writer for the few hot loops that run faster as WebAssembly than as
- * JavaScript (lib/rng/philox_blocks.ts, kernels/cpu/*_wasm.ts, the Adam loop of kernels/cpu/optim.ts).
- * Modules are assembled from
- * opcodes when first used, so nothing is fetched or compiled at build time and no binary sits in
- * git. Opcode numbers are those of the WebAssembly core specification's binary format (2.0, with
- * fixed-width SIMD); `wasm2wat` (Debian's wabt) disassembles a module to check it by eye.
+ * A minimal WebAssembly module writer for the few hot loops that run faster as WebAssembly than
+ * as JavaScript (lib/rng/philox_blocks.ts, kernels/cpu/*_wasm.ts, the Adam loop of
+ * kernels/cpu/optim.ts). Modules are assembled from opcodes when first used, so nothing is
+ * fetched or compiled at build time and no binary sits in git. Opcode numbers are those of the
+ * WebAssembly core specification's binary format (2.0, with fixed-width SIMD); `wasm2wat`
+ * (Debian's wabt) disassembles a module to check it by eye.
  */
 
 /** Unsigned LEB128. */
