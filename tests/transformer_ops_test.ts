@@ -21,8 +21,8 @@ import {
   reshape,
   type Tensor,
 } from "../lib/graph/mod.ts";
-import { softmaxGrad } from "../lib/graph/ops/transformer.ts";
-import { softmaxCpu, softmaxRowsJs } from "../kernels/cpu/transformer.ts";
+import { permPlan, softmaxGrad } from "../lib/graph/ops/transformer.ts";
+import { permuteCpu, softmaxCpu, softmaxRowsJs } from "../kernels/cpu/transformer.ts";
 import { SOFTMAX_CHUNK } from "../kernels/cpu/softmax_wasm.ts";
 
 import { matmulFold, matmulKernel } from "../kernels/webgpu/transformer.ts";
@@ -30,7 +30,7 @@ import { SOFTWARE_TARGET } from "../kernels/webgpu/types.ts";
 import { runRef } from "../lib/backends/ref/interpreter.ts";
 import { OpSuite } from "./op_suite.ts";
 import { assertClose, randn } from "./harness.ts";
-import { expectShapeError } from "./assert.ts";
+import { assertEquals, expectShapeError } from "./assert.ts";
 import { TRANSFORMER_TABLE } from "./op_info/transformer.ts";
 
 // Registration and coverage bookkeeping (tests/op_suite.ts).
@@ -177,6 +177,44 @@ Deno.test("softmax on the CPU: the WebAssembly kernel equals the JavaScript bit 
           throw new Error(`softmax ${R}x${L} [${i}]: ${got[i]}, want ${want[i]}`);
         }
       }
+    }
+  }
+});
+
+// The CPU permute copies blocks of its two innermost axes, parts (threads) taking ranges of
+// blocks: every part split must give run's output, which must be the permutation itself.
+Deno.test("permute on the CPU: parts give run's output, the permutation's values", () => {
+  const cases: [number[], number[]][] = [
+    [[64, 4, 16, 4], [0, 1, 3, 2]],
+    [[6, 16, 4, 4], [0, 2, 1, 3]],
+    [[2, 3, 4, 5, 6], [4, 2, 0, 3, 1]],
+    [[3, 5], [1, 0]],
+    [[7], [0]],
+  ];
+  for (const [shape, perm] of cases) {
+    const p = permPlan(shape, perm);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const x = Float32Array.from({ length: n }, (_, i) => i);
+    // The permutation by its definition: out[idx] = x[sum of idx[k] * stride of axis perm[k]].
+    const strides = shape.map((_, k) => shape.slice(k + 1).reduce((a, b) => a * b, 1));
+    const outShape = perm.map((a) => shape[a]);
+    const want = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      let rest = i, src = 0;
+      for (let k = outShape.length - 1; k >= 0; k--) {
+        src += (rest % outShape[k]) * strides[perm[k]];
+        rest = Math.floor(rest / outShape[k]);
+      }
+      want[i] = x[src];
+    }
+    const k = permuteCpu(p.sizes, p.strides);
+    const whole = new Float32Array(n);
+    k.run([x], whole, []);
+    assertEquals(Array.from(whole), Array.from(want));
+    for (const parts of [2, 3, 7]) {
+      const got = new Float32Array(n).fill(-1);
+      for (let q = parts - 1; q >= 0; q--) k.runPart!([x], got, [], q, parts);
+      assertEquals(Array.from(got), Array.from(want));
     }
   }
 });

@@ -8,7 +8,7 @@
 import type { CpuKernel } from "./types.ts";
 import type { MatmulGeom } from "../../lib/graph/ops/transformer.ts";
 import { sgemm } from "../../lib/backends/cpu/blas.ts";
-import { ranged } from "./parts.ts";
+import { partOf, ranged } from "./parts.ts";
 import { expF64 } from "./exp.ts";
 import { SOFTMAX_CHUNK, type SoftmaxRows, softmaxRowsWasm } from "./softmax_wasm.ts";
 
@@ -62,9 +62,10 @@ export function matmulCpu(g: MatmulGeom): CpuKernel {
 
 /**
  * out[i] = x[offset(i)] for a permutation given as the output's (collapsed) axis sizes and the
- * input strides of those axes. The two innermost axes are tight loops; an odometer over the outer
- * axes moves the source offset incrementally. Two levels, not one: GT U-Net's window permutes have
- * innermost axes of 4 or 16, where an odometer step per innermost run cost ~3-5 ns per element.
+ * input strides of those axes. The two innermost axes are tight loops (a block); an odometer over
+ * the outer axes moves the source offset incrementally. Two levels, not one: GT U-Net's window
+ * permutes have innermost axes of 4 or 16, where an odometer step per innermost run cost ~3-5 ns
+ * per element. Parts (threads) take ranges of blocks.
  */
 export function permuteCpu(sizes: number[], srcStrides: number[]): CpuKernel {
   // A leading axis of 1 makes every permutation at least two axes deep.
@@ -75,44 +76,44 @@ export function permuteCpu(sizes: number[], srcStrides: number[]): CpuKernel {
   const n = sz.reduce((a, b) => a * b, 1);
   const n1 = sz[r - 1], s1 = st[r - 1], n2 = sz[r - 2], s2 = st[r - 2];
   const block = n1 * n2;
-  // The odometer over axes 0 .. r-3.
-  const cnt = new Int32Array(r);
-  const step = (src: number): number => {
+  const blocks = n / block;
+  /** The source offset of block `k`: its coordinates on axes 0 .. r-3 times their strides. */
+  const startOf = (k: number, cnt: Int32Array): number => {
+    let src = 0;
     for (let d = r - 3; d >= 0; d--) {
-      cnt[d]++;
-      src += st[d];
-      if (cnt[d] < sz[d]) return src;
-      src -= cnt[d] * st[d];
-      cnt[d] = 0;
+      cnt[d] = k % sz[d];
+      k = Math.floor(k / sz[d]);
+      src += cnt[d] * st[d];
     }
     return src;
   };
-  // Two monomorphic copies: a contiguous innermost run or a strided one.
-  if (s1 === 1) {
-    return {
-      run: ([x], out) => {
-        cnt.fill(0);
-        let src = 0;
-        for (let o = 0; o < n; o += block) {
-          for (let i = 0, a = src, d = o; i < n2; i++, a += s2, d += n1) {
-            for (let j = 0; j < n1; j++) out[d + j] = x[a + j];
-          }
-          src = step(src);
+  // Blocks [k0, k1) with the odometer over axes 0 .. r-3 (each thread its own counters).
+  const copy = (x: Float32Array, out: Float32Array, k0: number, k1: number, cnt: Int32Array) => {
+    let src = startOf(k0, cnt);
+    for (let o = k0 * block; o < k1 * block; o += block) {
+      if (s1 === 1) {
+        for (let i = 0, a = src, d = o; i < n2; i++, a += s2, d += n1) {
+          for (let j = 0; j < n1; j++) out[d + j] = x[a + j];
         }
-      },
-    };
-  }
-  return {
-    run: ([x], out) => {
-      cnt.fill(0);
-      let src = 0;
-      for (let o = 0; o < n; o += block) {
+      } else {
         for (let i = 0, a = src, d = o; i < n2; i++, a += s2, d += n1) {
           for (let j = 0, b = a; j < n1; j++, b += s1) out[d + j] = x[b];
         }
-        src = step(src);
       }
-    },
+      for (let d = r - 3; d >= 0; d--) {
+        cnt[d]++;
+        src += st[d];
+        if (cnt[d] < sz[d]) break;
+        src -= cnt[d] * st[d];
+        cnt[d] = 0;
+      }
+    }
+  };
+  const counters = new Int32Array(r);
+  // Copies, so parts on different threads give run's bits whatever the split.
+  return {
+    run: ([x], out) => copy(x, out, 0, blocks, counters),
+    runPart: ([x], out, _s, part, parts) => copy(x, out, ...partOf(blocks, part, parts), counters),
   };
 }
 
