@@ -49,7 +49,8 @@ export const let_ = (to: number, value: Code): Code => [...value, ...set(to)];
  */
 export class V128Locals {
   private count = 0;
-  private readonly consts = new Map<number, number>();
+  /** Constants and their locals. */
+  private readonly consts: [number, number][] = [];
   constructor(private readonly first: number) {}
 
   /** Fresh locals, one per name. */
@@ -62,19 +63,15 @@ export class V128Locals {
 
   /** The f64x2 constant (v, v), read from a local set once by `prologue`. */
   c(v: number): Code {
-    // Keyed by bits, so that -0 and 0 stay apart.
-    const key = new Float64Array([v])[0];
-    let i = [...this.consts.entries()].find(([w]) => Object.is(w, key))?.[1];
-    if (i === undefined) {
-      i = this.first + this.count++;
-      this.consts.set(key, i);
-    }
-    return get(i);
+    // Object.is keeps -0 and 0 apart (a Map's keys would not).
+    let entry = this.consts.find(([w]) => Object.is(w, v));
+    if (!entry) this.consts.push(entry = [v, this.first + this.count++]);
+    return get(entry[1]);
   }
 
   /** Sets every constant's local; runs before the loop. */
   prologue(): Code {
-    return [...this.consts.entries()].flatMap(([v, i]) => [
+    return this.consts.flatMap(([v, i]) => [
       ...simd(12),
       ...new Uint8Array(new Float64Array([v, v]).buffer),
       ...set(i),
