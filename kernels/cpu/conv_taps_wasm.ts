@@ -23,6 +23,7 @@ import {
   I32,
   i32c,
   i32load,
+  i32store,
   iadd,
   ilt,
   imul,
@@ -107,25 +108,15 @@ const COL2IM = func("col2im", TAPS, TAP_LOCALS, (x) =>
     ]),
   ]));
 
-const ADD_TAPS = [
-  "T",
-  "ohw",
-  "kk",
-  "O",
-  "hw",
-  "src",
-  "dst",
-  "N",
-  "m",
-  "dummy",
-  "bias",
-] as const;
+// deno-fmt-ignore
+const ADD_TAPS = ["T", "ohw", "kk", "O", "hw", "src", "dst", "N", "m", "dummy", "bias"] as const;
 
 /**
  * addTaps(T, ohw, kk, O, hw, src, dst, N, m, dummy, bias): dst [m, O, ohw] = bias[o] + the sum
  * over taps t, in order, of src[(t*O + o)*N + j*hw + T[t*ohw + q]] (padding taps skipped): the
  * forward conv's per-tap products added, shifted.
  */
+// Local c counts the output channels o here.
 const ADD_TAPS_FN = func("addTaps", ADD_TAPS, TAP_LOCALS, (x) =>
   forRange(x.j, i32c(0), v(x.m), [
     ...forRange(x.c, i32c(0), v(x.O), [
@@ -161,13 +152,13 @@ const TO_CHUNK = func("toChunk", MOVE, MOVE_LOCALS, (x) => [
     ...forRange(x.r, i32c(0), v(x.R), [
       ...let_(x.s, at(v(x.src), imul(mad(v(x.j), v(x.R), v(x.r)), v(x.plane)))),
       ...let_(x.d, at(v(x.dst), mad(v(x.r), v(x.N), imul(v(x.j), v(x.plane))))),
-      ...forRange(x.q, i32c(0), v(x.plane), [
-        ...at(v(x.d), v(x.q)),
-        ...i32load(at(v(x.s), v(x.q))),
-        0x36,
-        2,
-        0, // i32.store: the bits as they are
-      ]),
+      // i32 loads and stores: the bits as they are.
+      ...forRange(
+        x.q,
+        i32c(0),
+        v(x.plane),
+        i32store(at(v(x.d), v(x.q)), i32load(at(v(x.s), v(x.q)))),
+      ),
     ]),
   ]),
 ]);
