@@ -271,223 +271,226 @@ async function runClaimed(
 
   const t0 = performance.now();
   const ds = await prepareData(cfg, log);
-  const { backend, session: s, model } = await createSession(cfg, o.backend ?? cfg.backend);
-  log(
-    `model: ${model.name}, ${
-      s.paramCount.toLocaleString("en-US")
-    } trained parameters, image ${geo.size}x${geo.size}, batch ${geo.batch}`,
-  );
-  if (init) {
-    await initSession(s, init, paths.dir, log, cfg.model.init_prefix ?? null).catch((e) => {
-      s.destroy();
-      ds.close();
-      throw e;
-    });
-  }
-  const encoder = lazyTextEncoder(cfg, model.options, log);
-  let text: Awaited<ReturnType<typeof textFeaturesFor>>;
-  let plan: SemiPlan | undefined;
-  try {
-    text = await textFeaturesFor(cfg, s, encoder.open, ds, log);
-    plan = cfg.train.labeled_fraction < 1
-      ? await semiPlan(cfg, ds, paths.dir, { train: text.train, encoder: encoder.open }, log)
-      : undefined;
-  } finally {
-    await encoder.close();
-  }
-  const data = {
-    train: samples(ds.splits.train, text.train),
-    val: samples(ds.splits.val, text.val),
-    test: samples(ds.splits.test, text.test),
-  };
-  log(
-    `data: ${ds.kind} at ${ds.root}: ${data.train.n}/${data.val.n}/${data.test.n} ` +
-      `train/val/test (fingerprint ${ds.fingerprint.slice(0, 12)}); setup ${
-        ((performance.now() - t0) / 1000).toFixed(1)
-      } s`,
-  );
-  const recipe = cfg.train;
-  const dataId = ds.identity;
-  const id: CheckpointIdentity = {
-    hash: exp.hash,
-    data: dataId,
-    backend: backend.name,
-    adapter: backend.device,
-  };
-  // A resumed run's checkpoint is checked (trainer state, data set, finite tensors) before
-  // anything in the folder is rewritten.
-  let state = initialState();
-  let resumed: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
-  if (mode === "resume") {
-    resumed = await loadCheckpoint(paths.last, s.leafShapes(false));
-    state = parseTrainerState(
-      resumed.metadata,
-      paths.last,
-      exp.hash,
-      recipe,
-      plan ?? supervisedPlan(data.train.n),
-    );
-    checkDataIdentity(paths.last, resumed.metadata.get("data_identity"), dataId, ds.root);
-    const moved = backendChange(resumed.metadata, backend.name, backend.device);
-    if (moved) log(moved);
-  }
-  await writeAtomic(
-    paths.env,
-    JSON.stringify(
-      {
-        deno: Deno.version,
-        os: Deno.build.os,
-        arch: Deno.build.arch,
-        backend: backend.name,
-        backend_why: backend.why,
-        adapter: backend.device,
-        git_commit: await gitCommit(),
-        config_hash: exp.fullHash,
-        dataset: { kind: ds.kind, root: ds.root, fingerprint: ds.fingerprint, identity: dataId },
-        ...(resumed
-          ? {
-            resumed_from: {
-              backend: resumed.metadata.get("backend") ?? null,
-              adapter: resumed.metadata.get("adapter") ?? null,
-              step: state.steps,
-            },
-          }
-          : {}),
-        started: new Date().toISOString(),
-      },
-      null,
-      2,
-    ) + "\n",
-  );
-
-  let records: EpochRecord[] = [];
-  if (resumed) {
-    s.loadState(resumed.values, state.steps);
-    // The log keeps what the checkpoint covers: epochs before the one in progress.
-    records = (await readMetrics(paths.metrics)).filter((m) =>
-      m.kind === "epoch" && (m.epoch as number) < state.epoch
-    ) as unknown as EpochRecord[];
-    log(`resume: epoch ${state.epoch}, step ${state.stepInEpoch} (${state.steps} steps done)`);
-  }
-  await writeMetrics(paths.metrics, records);
-
-  let stop = false;
-  // The time limit counts from the process start (performance.now()'s origin) and is checked
-  // at epoch ends only, so every stop leaves a whole epoch behind.
-  const limit = o.timeLimit !== undefined ? o.timeLimit : parseDuration(cfg.train.time_limit);
-  let timeUp = false;
-  const onSignal = () => {
-    if (stop) Deno.exit(130);
-    stop = true;
-    log("\nstopping: writing a checkpoint after this step (again to quit at once)");
-  };
-  const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
-  for (const sig of signals) Deno.addSignalListener(sig, onSignal);
-  // SIGUSR1 is Slurm's warning before a job's time limit (sbatch --signal, passed on by the
-  // sweep's job script, lib/sweep/slurm_script.ts): stop as the time limit does, at the next
-  // epoch end (exit 75), so the requeued job continues from a whole epoch.
-  let warned = false;
-  const onWarning = () => {
-    warned = true;
-    log("\nSIGUSR1: stopping at the end of this epoch (checkpoint, exit 75)");
-  };
-  const usr1 = o.signals !== false && Deno.build.os !== "windows";
-  if (usr1) Deno.addSignalListener("SIGUSR1", onWarning);
-
-  const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * geo.size ** 2);
-  const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
-  const progress = new Progress(undefined, o.progress === false ? false : undefined);
-  progress.start(state.steps);
-  // The last finite checkpoint, for the message of a run that diverges after it.
-  let saved = resumed ? { epoch: state.epoch, step: state.stepInEpoch } : null;
-  const at = (st: TrainerState) => where(st.epoch, st.stepInEpoch);
-  const saveLast = async (st: TrainerState) => {
-    await saveFinite(paths.last, await s.state(false), lastMeta(st, id), at(st));
-    saved = { epoch: st.epoch, step: st.stepInEpoch };
-  };
-  try {
-    state = await train(
-      s,
-      data,
-      recipe,
-      {
-        seed: cfg.seed,
-        geometry: geo,
-        augment: cfg.data.augment,
-        augmentDraws: cfg.data.augment_draws,
-        plan,
-      },
-      state,
-      {
-        onStep: (p) => {
-          if (o.progress === false) return;
-          progress.update({
-            ...p,
-            epochs: recipe.epochs,
-            done: (p.epoch - 1) * steps + p.step,
-            total: recipe.epochs * steps,
-          });
-        },
-        onEpoch: async (r: EpochRecord) => {
-          if (warned || (limit !== null && performance.now() / 1000 >= limit)) timeUp = true;
-          records.push(r);
-          await appendMetric(paths.metrics, r);
-          const v = r.val_dice === null
-            ? ""
-            : `  val dice ${r.val_dice.toFixed(4)} iou ${r.val_iou!.toFixed(4)}${
-              r.best ? " (best)" : ""
-            }`;
-          progress.line(
-            `epoch ${r.epoch}/${recipe.epochs}  loss ${r.loss.toFixed(4)}  lr ${
-              r.lr.toExponential(2)
-            }${v}  ${(r.steps / r.seconds).toFixed(2)} it/s  ${r.seconds.toFixed(1)} s`,
-          );
-        },
-        checkpoint: saveLast,
-        saveBest: async (st) =>
-          await saveFinite(paths.best, await s.state(true), bestMeta(st, id), at(st)),
-        ...pseudo,
-        interrupted: () =>
-          stop || timeUp || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
-      },
-    );
-  } catch (e) {
-    if (!(e instanceof DivergedError)) throw e;
-    s.destroy();
+  const created = await createSession(cfg, o.backend ?? cfg.backend).catch((e) => {
     ds.close();
-    const kept = saved
-      ? `${paths.last} keeps the last finite state (${where(saved.epoch, saved.step)})`
-      : `nothing was saved (no checkpoint before it)`;
-    throw new DivergedError(`${e.message}; ${kept}; try a lower train.lr (now ${recipe.lr})`);
-  } finally {
-    for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
-    if (usr1) Deno.removeSignalListener("SIGUSR1", onWarning);
-  }
-  const timeLimited = timeUp && !stop;
-  if (!state.done) {
-    log(
-      timeLimited
-        ? `${
-          warned ? "SIGUSR1 (time limit warning)" : `time limit ${formatDuration(limit!)}`
-        } reached after epoch ${state.epoch - 1} of ` +
-          `${recipe.epochs} (${(performance.now() / 1000).toFixed(1)} s since the process ` +
-          `started): checkpoint written, resume with --resume`
-        : `interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`,
-    );
-    s.destroy();
-    ds.close();
-    return { dir: paths.dir, summary: null, interrupted: true, timeLimited };
-  }
-  if (state.stoppedEarly) log(`early stop: ${recipe.patience} epochs without a better val Dice`);
-
-  const summary = await evaluateRun(cfg, exp.hash, paths, s, data, ds, records, state, dataId, {
-    backend: backend.name,
-    adapter: backend.device,
-    log,
+    throw e;
   });
-  s.destroy();
-  ds.close();
-  return { dir: paths.dir, summary, interrupted: false };
+  const { backend, session: s, model } = created;
+  // Whatever ends the run (an error in a resumed state, a diverged loss, the time limit), the
+  // session's helper threads stop and the data cache closes: a process that runs experiments one
+  // after another (a sweep worker, the fuzz driver) would otherwise keep every failed run's
+  // threads and buffers.
+  try {
+    log(
+      `model: ${model.name}, ${
+        s.paramCount.toLocaleString("en-US")
+      } trained parameters, image ${geo.size}x${geo.size}, batch ${geo.batch}`,
+    );
+    if (init) {
+      await initSession(s, init, paths.dir, log, cfg.model.init_prefix ?? null);
+    }
+    const encoder = lazyTextEncoder(cfg, model.options, log);
+    let text: Awaited<ReturnType<typeof textFeaturesFor>>;
+    let plan: SemiPlan | undefined;
+    try {
+      text = await textFeaturesFor(cfg, s, encoder.open, ds, log);
+      plan = cfg.train.labeled_fraction < 1
+        ? await semiPlan(cfg, ds, paths.dir, { train: text.train, encoder: encoder.open }, log)
+        : undefined;
+    } finally {
+      await encoder.close();
+    }
+    const data = {
+      train: samples(ds.splits.train, text.train),
+      val: samples(ds.splits.val, text.val),
+      test: samples(ds.splits.test, text.test),
+    };
+    log(
+      `data: ${ds.kind} at ${ds.root}: ${data.train.n}/${data.val.n}/${data.test.n} ` +
+        `train/val/test (fingerprint ${ds.fingerprint.slice(0, 12)}); setup ${
+          ((performance.now() - t0) / 1000).toFixed(1)
+        } s`,
+    );
+    const recipe = cfg.train;
+    const dataId = ds.identity;
+    const id: CheckpointIdentity = {
+      hash: exp.hash,
+      data: dataId,
+      backend: backend.name,
+      adapter: backend.device,
+    };
+    // A resumed run's checkpoint is checked (trainer state, data set, finite tensors) before
+    // anything in the folder is rewritten.
+    let state = initialState();
+    let resumed: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
+    if (mode === "resume") {
+      resumed = await loadCheckpoint(paths.last, s.leafShapes(false));
+      state = parseTrainerState(
+        resumed.metadata,
+        paths.last,
+        exp.hash,
+        recipe,
+        plan ?? supervisedPlan(data.train.n),
+      );
+      checkDataIdentity(paths.last, resumed.metadata.get("data_identity"), dataId, ds.root);
+      const moved = backendChange(resumed.metadata, backend.name, backend.device);
+      if (moved) log(moved);
+    }
+    await writeAtomic(
+      paths.env,
+      JSON.stringify(
+        {
+          deno: Deno.version,
+          os: Deno.build.os,
+          arch: Deno.build.arch,
+          backend: backend.name,
+          backend_why: backend.why,
+          adapter: backend.device,
+          git_commit: await gitCommit(),
+          config_hash: exp.fullHash,
+          dataset: { kind: ds.kind, root: ds.root, fingerprint: ds.fingerprint, identity: dataId },
+          ...(resumed
+            ? {
+              resumed_from: {
+                backend: resumed.metadata.get("backend") ?? null,
+                adapter: resumed.metadata.get("adapter") ?? null,
+                step: state.steps,
+              },
+            }
+            : {}),
+          started: new Date().toISOString(),
+        },
+        null,
+        2,
+      ) + "\n",
+    );
+
+    let records: EpochRecord[] = [];
+    if (resumed) {
+      s.loadState(resumed.values, state.steps);
+      // The log keeps what the checkpoint covers: epochs before the one in progress.
+      records = (await readMetrics(paths.metrics)).filter((m) =>
+        m.kind === "epoch" && (m.epoch as number) < state.epoch
+      ) as unknown as EpochRecord[];
+      log(`resume: epoch ${state.epoch}, step ${state.stepInEpoch} (${state.steps} steps done)`);
+    }
+    await writeMetrics(paths.metrics, records);
+
+    let stop = false;
+    // The time limit counts from the process start (performance.now()'s origin) and is checked
+    // at epoch ends only, so every stop leaves a whole epoch behind.
+    const limit = o.timeLimit !== undefined ? o.timeLimit : parseDuration(cfg.train.time_limit);
+    let timeUp = false;
+    const onSignal = () => {
+      if (stop) Deno.exit(130);
+      stop = true;
+      log("\nstopping: writing a checkpoint after this step (again to quit at once)");
+    };
+    const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
+    for (const sig of signals) Deno.addSignalListener(sig, onSignal);
+    // SIGUSR1 is Slurm's warning before a job's time limit (sbatch --signal, passed on by the
+    // sweep's job script, lib/sweep/slurm_script.ts): stop as the time limit does, at the next
+    // epoch end (exit 75), so the requeued job continues from a whole epoch.
+    let warned = false;
+    const onWarning = () => {
+      warned = true;
+      log("\nSIGUSR1: stopping at the end of this epoch (checkpoint, exit 75)");
+    };
+    const usr1 = o.signals !== false && Deno.build.os !== "windows";
+    if (usr1) Deno.addSignalListener("SIGUSR1", onWarning);
+
+    const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * geo.size ** 2);
+    const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
+    const progress = new Progress(undefined, o.progress === false ? false : undefined);
+    progress.start(state.steps);
+    // The last finite checkpoint, for the message of a run that diverges after it.
+    let saved = resumed ? { epoch: state.epoch, step: state.stepInEpoch } : null;
+    const at = (st: TrainerState) => where(st.epoch, st.stepInEpoch);
+    const saveLast = async (st: TrainerState) => {
+      await saveFinite(paths.last, await s.state(false), lastMeta(st, id), at(st));
+      saved = { epoch: st.epoch, step: st.stepInEpoch };
+    };
+    try {
+      state = await train(
+        s,
+        data,
+        recipe,
+        {
+          seed: cfg.seed,
+          geometry: geo,
+          augment: cfg.data.augment,
+          augmentDraws: cfg.data.augment_draws,
+          plan,
+        },
+        state,
+        {
+          onStep: (p) => {
+            if (o.progress === false) return;
+            progress.update({
+              ...p,
+              epochs: recipe.epochs,
+              done: (p.epoch - 1) * steps + p.step,
+              total: recipe.epochs * steps,
+            });
+          },
+          onEpoch: async (r: EpochRecord) => {
+            if (warned || (limit !== null && performance.now() / 1000 >= limit)) timeUp = true;
+            records.push(r);
+            await appendMetric(paths.metrics, r);
+            const v = r.val_dice === null
+              ? ""
+              : `  val dice ${r.val_dice.toFixed(4)} iou ${r.val_iou!.toFixed(4)}${
+                r.best ? " (best)" : ""
+              }`;
+            progress.line(
+              `epoch ${r.epoch}/${recipe.epochs}  loss ${r.loss.toFixed(4)}  lr ${
+                r.lr.toExponential(2)
+              }${v}  ${(r.steps / r.seconds).toFixed(2)} it/s  ${r.seconds.toFixed(1)} s`,
+            );
+          },
+          checkpoint: saveLast,
+          saveBest: async (st) =>
+            await saveFinite(paths.best, await s.state(true), bestMeta(st, id), at(st)),
+          ...pseudo,
+          interrupted: () =>
+            stop || timeUp || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof DivergedError)) throw e;
+      const kept = saved
+        ? `${paths.last} keeps the last finite state (${where(saved.epoch, saved.step)})`
+        : `nothing was saved (no checkpoint before it)`;
+      throw new DivergedError(`${e.message}; ${kept}; try a lower train.lr (now ${recipe.lr})`);
+    } finally {
+      for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
+      if (usr1) Deno.removeSignalListener("SIGUSR1", onWarning);
+    }
+    const timeLimited = timeUp && !stop;
+    if (!state.done) {
+      log(
+        timeLimited
+          ? `${
+            warned ? "SIGUSR1 (time limit warning)" : `time limit ${formatDuration(limit!)}`
+          } reached after epoch ${state.epoch - 1} of ` +
+            `${recipe.epochs} (${(performance.now() / 1000).toFixed(1)} s since the process ` +
+            `started): checkpoint written, resume with --resume`
+          : `interrupted at epoch ${state.epoch}, step ${state.stepInEpoch}: resume with --resume`,
+      );
+      return { dir: paths.dir, summary: null, interrupted: true, timeLimited };
+    }
+    if (state.stoppedEarly) log(`early stop: ${recipe.patience} epochs without a better val Dice`);
+
+    const summary = await evaluateRun(cfg, exp.hash, paths, s, data, ds, records, state, dataId, {
+      backend: backend.name,
+      adapter: backend.device,
+      log,
+    });
+    return { dir: paths.dir, summary, interrupted: false };
+  } finally {
+    s.destroy();
+    ds.close();
+  }
 }
 
 /** Test metrics with the best checkpoint, predictions, summary.json and report.md. */

@@ -103,6 +103,9 @@ export function threadCount(): number {
 
 /** The helper threads of one CPU runtime. */
 export class CpuThreads {
+  /** Helper threads started and not yet stopped, in this process (tests check that runs stop theirs). */
+  static live = 0;
+
   /** Steps run in parts so far (for tests and profiles). */
   splits = 0;
 
@@ -162,6 +165,7 @@ export class CpuThreads {
     } catch {
       // Without --allow-ffi the TypeScript GEMM runs; it cannot be reached here either.
     }
+    CpuThreads.live += helpers.length;
     return new CpuThreads(helpers, gemms);
   }
 
@@ -274,6 +278,7 @@ export class CpuThreads {
   /** Stops the helpers. */
   destroy(): void {
     for (const h of this.helpers) h.worker.terminate();
+    CpuThreads.live -= this.helpers.length;
     this.helpers.length = 0;
   }
 }
