@@ -418,8 +418,11 @@ export function bases() {
   };
 }
 
-/** A tiny experiment for the trainer-state cases (U-Net 4-8 at 32, two epochs). */
-function tinyExperiment(cache: string): string {
+/**
+ * A tiny experiment for the trainer-state cases (U-Net 4-8 at 32, two epochs); also
+ * tests/runner_cleanup_test.ts's.
+ */
+export function tinyExperiment(cache: string): string {
   return [
     "name: fuzz-state",
     "seed: 5",

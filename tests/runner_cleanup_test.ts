@@ -12,24 +12,14 @@ import { CpuThreads } from "../lib/backends/cpu/threads.ts";
 import { decodeSafetensors, encodeSafetensors } from "../lib/io/safetensors.ts";
 import { assert } from "./assert.ts";
 import { withTmp } from "./process.ts";
+import { tinyExperiment } from "./fuzz_driver.ts";
 
 Deno.test("runner: every way a run ends stops its CPU helper threads", async () => {
   const prev = Deno.env.get("LVIT_CPU_THREADS");
   Deno.env.set("LVIT_CPU_THREADS", "2");
   try {
     await withTmp("lvit-cleanup-", async (dir) => {
-      const text = [
-        "name: cleanup",
-        "seed: 5",
-        "backend: cpu",
-        `data: { dataset: synth, synth: { train: 4, val: 2, test: 2 }, cache_dir: ${
-          join(dir, "c")
-        } }`,
-        "model: { name: unet-small, widths: [4, 8], image_size: 32 }",
-        "train: { epochs: 2, batch: 2, lr: 0.01 }",
-        "eval: { overlays: 1, save_predictions: false }",
-        "",
-      ].join("\n");
+      const text = tinyExperiment(join(dir, "c"));
       const exp = resolveExperimentText(join(dir, "e.yaml"), text);
       const before = CpuThreads.live;
       // The most helpers seen while a run logs: the test means something only if runs start some.
