@@ -1,8 +1,8 @@
 /**
  * A run that ends in an error after its session exists still stops the session's helper threads
  * (and closes its data): a process that runs experiments one after another, as the fuzz driver
- * and sweep workers do, used to keep every failed run's threads and their buffers, ~16 MiB per
- * tiny run, until it was killed at 2 GiB. Checked in-process with CpuThreads.live: an interrupted
+ * does, used to keep every failed run's threads and their buffers, ~16 MiB per tiny run, until it
+ * was killed at 2 GiB. Checked in-process with CpuThreads.live: an interrupted
  * run, a resume refused for a damaged trainer state, and a finished resume each leave none.
  */
 import { join } from "node:path";
