@@ -278,8 +278,8 @@ async function runClaimed(
   const { backend, session: s, model } = created;
   // Whatever ends the run (an error in a resumed state, a diverged loss, the time limit), the
   // session's helper threads stop and the data cache closes: a process that runs experiments one
-  // after another (the fuzz driver, a script importing the runner) would otherwise keep every failed run's
-  // threads and buffers.
+  // after another (the fuzz driver, a script importing the runner) would otherwise keep every
+  // failed run's threads and buffers.
   try {
     log(
       `model: ${model.name}, ${
