@@ -12,6 +12,10 @@
  */
 import {
   assemble,
+  f32load,
+  f32store,
+  f64load,
+  f64store,
   forRange,
   get,
   I32,
@@ -20,7 +24,6 @@ import {
   imul,
   ishl,
   simd,
-  uleb,
   type WasmFunc,
 } from "../../lib/wasm/assemble.ts";
 import { POW2 } from "./exp.ts";
@@ -52,22 +55,6 @@ const END = OUT_OFF + 4 * (SOFTMAX_CHUNK + SLACK);
 const PAGES = Math.ceil(END / 65536);
 
 const F64 = 0x7c;
-const f64load = (addr: Code, offset: number): Code => [...addr, 0x2b, 3, ...uleb(offset)];
-const f32load = (addr: Code, offset: number): Code => [...addr, 0x2a, 2, ...uleb(offset)];
-const f64store = (addr: Code, offset: number, v: Code): Code => [
-  ...addr,
-  ...v,
-  0x39,
-  3,
-  ...uleb(offset),
-];
-const f32store = (addr: Code, offset: number, v: Code): Code => [
-  ...addr,
-  ...v,
-  0x38,
-  2,
-  ...uleb(offset),
-];
 const promote = (a: Code): Code => [...a, 0xbb];
 const demote = (a: Code): Code => [...a, 0xb6];
 const fbin = (op: number) => (a: Code, b: Code): Code => [...a, ...b, op];
@@ -110,7 +97,7 @@ function softmax(): WasmFunc {
         let_(MXV, pmax(v(MXV), [...promote(f32load(byte4(v(J)), X_OFF)), ...simd(20)])),
       ),
       ...let_(MX, [...v(MXV), ...simd(33), 0]), // f64x2.extract_lane 0
-      ...row(f64store(byte8(v(J)), A_OFF, fsub(promote(f32load(byte4(v(J)), X_OFF)), v(MX)))),
+      ...row(f64store(byte8(v(J)), fsub(promote(f32load(byte4(v(J)), X_OFF)), v(MX)), A_OFF)),
     ]),
     // e = exp(a) for the whole chunk, stored as f64 and as f32 (the output before scaling).
     ...let_(N, imul(v(R), v(LEN))),
@@ -123,8 +110,8 @@ function softmax(): WasmFunc {
       ...row(
         f32store(
           byte4(v(J)),
-          OUT_OFF,
           demote(fmul(promote(f32load(byte4(v(J)), OUT_OFF)), v(INV))),
+          OUT_OFF,
         ),
       ),
     ]),

@@ -90,11 +90,34 @@ type Code = number[];
 const i32bin = (op: number) => (a: Code, b: Code): Code => [...a, ...b, op];
 export const iadd = i32bin(0x6a), imul = i32bin(0x6c), ishl = i32bin(0x74);
 export const ilt = i32bin(0x48), ige = i32bin(0x4e); // signed
-/** f32.load / i32.load / f32.store / i32.store at a byte address (alignment 4, offset 0). */
-export const f32load = (addr: Code): Code => [...addr, 0x2a, 2, 0];
-export const i32load = (addr: Code): Code => [...addr, 0x28, 2, 0];
-export const f32store = (addr: Code, v: Code): Code => [...addr, ...v, 0x38, 2, 0];
-export const i32store = (addr: Code, v: Code): Code => [...addr, ...v, 0x36, 2, 0];
+/**
+ * Loads and stores at a byte address plus a constant `offset` (the memarg's), natural alignment:
+ * f32/i32 (4 bytes) and f64 (8).
+ */
+export const f32load = (addr: Code, offset = 0): Code => [...addr, 0x2a, 2, ...uleb(offset)];
+export const i32load = (addr: Code, offset = 0): Code => [...addr, 0x28, 2, ...uleb(offset)];
+export const f64load = (addr: Code, offset = 0): Code => [...addr, 0x2b, 3, ...uleb(offset)];
+export const f32store = (addr: Code, v: Code, offset = 0): Code => [
+  ...addr,
+  ...v,
+  0x38,
+  2,
+  ...uleb(offset),
+];
+export const i32store = (addr: Code, v: Code, offset = 0): Code => [
+  ...addr,
+  ...v,
+  0x36,
+  2,
+  ...uleb(offset),
+];
+export const f64store = (addr: Code, v: Code, offset = 0): Code => [
+  ...addr,
+  ...v,
+  0x39,
+  3,
+  ...uleb(offset),
+];
 export const f32add = (a: Code, b: Code): Code => [...a, ...b, 0x92];
 /** `cond ? a : b` without a branch (both evaluated). */
 export const select = (a: Code, b: Code, cond: Code): Code => [...a, ...b, ...cond, 0x1b];
