@@ -69,37 +69,17 @@ const noMacs: MacsOf = () => Promise.resolve(7e9);
 Deno.test("table: runs grouped by experiment/variant, mean ± sd, reference rows first", async () => {
   await withTmp("lvit-table-", async (root) => {
     const cfg = "name: x\n";
-    await runFolder(
-      join(root, "a", "default", "h1"),
-      cfg,
-      summary({
-        experiment: "a",
-        variant: "default",
-        seed: 1,
-        dice: 0.7,
-        iou: 0.5,
-        pooled: [0.72, 0.52],
-        hours: 1,
-      }),
-    );
-    await runFolder(
-      join(root, "a", "default", "h2"),
-      cfg,
-      summary({
-        experiment: "a",
-        variant: "default",
-        seed: 2,
-        dice: 0.8,
-        iou: 0.6,
-        pooled: [0.78, 0.58],
-        hours: 3,
-      }),
-    );
-    await runFolder(
-      join(root, "b", "x", "h3"),
-      cfg,
-      summary({ experiment: "b", variant: "x", seed: 1, dice: 0.6, iou: 0.45 }),
-    );
+    // [folder, experiment, variant, seed, dice, iou, pooled, hours]
+    const finished: [string, string, string, number, number, number, [number, number]?, number?][] =
+      [
+        ["a/default/h1", "a", "default", 1, 0.7, 0.5, [0.72, 0.52], 1],
+        ["a/default/h2", "a", "default", 2, 0.8, 0.6, [0.78, 0.58], 3],
+        ["b/x/h3", "b", "x", 1, 0.6, 0.45],
+      ];
+    for (const [f, experiment, variant, seed, dice, iou, pooled, hours] of finished) {
+      const s = summary({ experiment, variant, seed, dice, iou, pooled, hours });
+      await runFolder(join(root, ...f.split("/")), cfg, s);
+    }
     await runFolder(join(root, "c", "default", "h4"), cfg); // unfinished: left out
     const runs = await finishedRuns([root]);
     assertEquals(runs.length, 3);
