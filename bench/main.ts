@@ -1,7 +1,7 @@
 /**
  * `deno task bench [--json FILE] [--quick] [--no-peers] [--backend webgpu|cpu] [--runs N]
- * [--only SUBSTRING] [--profile] [--profile-nodes N] [--rounds R] [--paired N]
- * [--model NAME,...]`: training steps
+ * [--only SUBSTRING] [--profile] [--profile-nodes N] [--profile-skip FAMILY,...] [--rounds R]
+ * [--paired N] [--model NAME,...]`: training steps
  * on our backends and, in the same run, the peers (PyTorch CPU; TF.js and jax-js, each on webgpu and wasm) on the
  * same networks, printed as one table with ratios to our fastest figure. Timings are medians of per-step wall times after warm-up; each
  * step waits for the device so peers and we are timed alike. Rows carry achieved GFLOP/s (conv
@@ -12,7 +12,8 @@
  * webgpu only on a hardware adapter) and `lvit-t-forward-224x224-b1` (eval mode). `--only` keeps
  * the rows whose name contains SUBSTRING (or one of a comma-separated list); `--profile` prints,
  * for each of our CPU rows, the time per op family (bench/profile.ts), and `--profile-nodes N`
- * also the N slowest nodes with their shapes. `--model NAME,...` times
+ * also the N slowest nodes with their shapes (`--profile-skip conv,matmul` leaves those families
+ * out of that list). `--model NAME,...` times
  * any registry models' steps instead (see there; with --only, beside the rows it keeps).
  */
 import { type Backend, selectBackend } from "../lib/backends/select.ts";
@@ -84,6 +85,8 @@ const peers = !args.includes("--no-peers");
 /** `--profile-nodes N`: with the family profile, a table of the N slowest nodes (implies --profile). */
 const PROFILE_NODES = Math.max(0, Math.floor(Number(flag("profile-nodes") ?? 0)) || 0);
 const profile = args.includes("--profile") || PROFILE_NODES > 0;
+/** `--profile-skip FAMILY,...`: op families (bench/profile.ts) left out of the slowest-nodes list. */
+const PROFILE_SKIP = flag("profile-skip")?.split(",").filter((f) => f) ?? [];
 const only = flag("only")?.split(",");
 const models = (flag("model") ?? "").split(",").filter((n) => n !== "");
 /** Whether --only (comma-separated substrings; absent: every row) keeps a row. */
@@ -177,7 +180,9 @@ async function trainStep(
     const nodes = profileNodes(s.train as unknown as Profilable);
     profiles.push(profileTable(`profile ${b.name} (cpu)`, profileFamilies(nodes)));
     if (PROFILE_NODES > 0) {
-      profiles.push(slowestNodesTable(`nodes ${b.name} (cpu)`, nodes, PROFILE_NODES));
+      profiles.push(
+        slowestNodesTable(`nodes ${b.name} (cpu)`, nodes, PROFILE_NODES, PROFILE_SKIP),
+      );
     }
   }
   s.destroy();

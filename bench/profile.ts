@@ -122,19 +122,27 @@ export function profileFamilies(nodes: NodeTime[]): FamilyTime[] {
 }
 
 /**
- * A Markdown table of the `top` slowest nodes: op, median ms, share of the summed time, GFLOP/s
- * where counted, output and input shapes, attributes.
+ * A Markdown table of the `top` slowest nodes: op, median ms, share of the summed time (of all
+ * nodes), GFLOP/s where counted, output and input shapes, attributes. Nodes of the families in
+ * `skip` are left out of the list (`--profile-skip conv,matmul` finds what else is slow).
  */
-export function slowestNodesTable(title: string, nodes: NodeTime[], top: number): string {
+export function slowestNodesTable(
+  title: string,
+  nodes: NodeTime[],
+  top: number,
+  skip: readonly string[] = [],
+): string {
   const total = nodes.reduce((s, n) => s + n.ms, 0);
   const shape = (t: Tensor) => t.shape.join("x");
+  const listed = nodes.filter((n) => !skip.includes(familyOf(n.op)));
+  const without = skip.length ? ` (${skip.join(", ")} left out)` : "";
   const lines = [
-    `${title}: the ${top} slowest of ${nodes.length} nodes`,
+    `${title}: the ${top} slowest of ${listed.length} nodes${without}`,
     "",
     "| op | ms | share | GFLOP/s | output | inputs | attributes |",
     "|---|---:|---:|---:|---|---|---|",
   ];
-  for (const n of [...nodes].sort((a, b) => b.ms - a.ms).slice(0, top)) {
+  for (const n of [...listed].sort((a, b) => b.ms - a.ms).slice(0, top)) {
     const f = flopsOf(n), t = n.tensor;
     lines.push(
       `| ${n.op} | ${n.ms.toFixed(1)} | ${(100 * n.ms / total).toFixed(1)}% | ${

@@ -46,4 +46,9 @@ Deno.test("bench profile: node medians, family sums and the slowest-nodes table"
   const top2 = slowestNodesTable("nodes", nodes, 2).split("\n");
   assertEquals(top2[5].startsWith("| matmul | 2.0 | 40.0% | 0 | 4x16 | 4x8, 8x16 |"), true);
   assertEquals(profileTable("p", fams).split("\n")[0], "p: 5 ms summed over nodes");
+  // Skipping a family lists the others, with shares of the whole.
+  const noAct = slowestNodesTable("nodes", nodes, 2, ["activation"]).split("\n");
+  assertEquals(noAct[0], "nodes: the 2 slowest of 1 nodes (activation left out)");
+  assertEquals(noAct.length, 5);
+  assertEquals(noAct[4].startsWith("| matmul | 2.0 | 40.0% |"), true);
 });
