@@ -10,11 +10,15 @@ import { countModel } from "../lib/models/count.ts";
 import { experimentModel } from "../lib/run/experiment.ts";
 import {
   finishedRuns,
+  latexText,
   type MacsOf,
   MAX_SUMMARY_BYTES,
   readReference,
   referenceMacsOf,
   resultRows,
+  RESULTS_CSV_COLUMNS,
+  resultsCsv,
+  resultsLatex,
   resultsMarkdown,
 } from "../lib/run/results_table.ts";
 import { main } from "../lib/cli/table.ts";
@@ -112,6 +116,26 @@ Deno.test("table: runs grouped by experiment/variant, mean ± sd, reference rows
     assert(line("Model A").includes("0.00 / 7.00"), line("Model A")); // params (M) / GMACs
     assert(line("b/x").includes("| 60.00 / 45.00 | — / — |"), line("b/x"));
     assert(md.includes("Reference: the paper"), md);
+
+    const csv = resultsCsv(rows).trimEnd().split("\n");
+    assertEquals(csv[0].split(","), [...RESULTS_CSV_COLUMNS]);
+    assertEquals(csv.length, 4);
+    const aCsv = Object.fromEntries(RESULTS_CSV_COLUMNS.map((c, i) => [c, csv[2].split(",")[i]]));
+    assertEquals(aCsv.test_dice_mean, "75.0000");
+    assertEquals(aCsv.test_dice_sd, "7.0711");
+    assertEquals(aCsv.seeds, "1 2");
+    assertEquals(aCsv.reference_dice, "76.50");
+    assertEquals(csv[1], "Z,z/default,,,,,,,,,,,90.00,80.00,,,,,,,,");
+
+    const tex = resultsLatex(rows).split("\n");
+    assertEquals(tex[0], "\\begin{tabular}{lrrrrrr}");
+    assert(
+      tex.includes(
+        "Model A & $75.00 \\pm 7.07$ & $55.00 \\pm 7.07$ & 76.50 & 60.00 & 0.00 & 7.00 \\\\",
+      ),
+      tex.join("\n"),
+    );
+    assert(tex.includes("b/x & $60.00$ & $45.00$ & -- & -- & 0.00 & 7.00 \\\\"), tex.join("\n"));
   });
 });
 
@@ -192,6 +216,12 @@ Deno.test("table: the command prints Markdown, or the rows as JSON", async () =>
     assertEquals(rows[0].run, "a/v");
     assertEquals(rows[0].seeds, [3]);
     await expectRejection("an unknown option", InputError, () => main(["--bogus"]), "usage");
+    await expectRejection("two formats", InputError, () => main(["--csv", "--latex"]), "one");
+    out.length = 0;
+    assertEquals(await main([root, "--latex"], (s) => out.push(s)), 0);
+    // No reference columns without --reference; no MACs from a config that does not load.
+    assert(out[0].includes("\na/v & $81.23$ & $70.00$ & 0.00 & -- \\\\\n"), out[0]);
+    assert(out[0].startsWith("\\begin{tabular}") && out[0].endsWith("\\end{tabular}"), out[0]);
   });
 });
 
@@ -216,4 +246,13 @@ Deno.test("table: README's MoNuSeg table is the command's output on results/monu
   for (let i = 0; i < Math.max(want.length, got.length); i++) {
     assertEquals(got[i], want[i]);
   }
+});
+
+Deno.test("table: LaTeX text escapes its special characters and sets code in \\texttt", () => {
+  assertEquals(
+    latexText("a_b & 50% #1 $x {y} ~^\\"),
+    "a\\_b \\& 50\\% \\#1 \\$x \\{y\\} " +
+      "\\textasciitilde{}\\textasciicircum{}\\textbackslash{}",
+  );
+  assertEquals(latexText("U-Net (`unet_x.yaml`)"), "U-Net (\\texttt{unet\\_x.yaml})");
 });

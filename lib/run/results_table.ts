@@ -318,3 +318,126 @@ export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference
   if (hasRef && reference?.source) notes.push(`Reference: ${reference.source}`);
   return `${lines.join("\n")}\n\n${notes.join("\n\n")}\n`;
 }
+
+/** The CSV columns, in order: figures in %, empty where there is none. */
+export const RESULTS_CSV_COLUMNS = [
+  "name",
+  "run",
+  "runs",
+  "seeds",
+  "test_dice_mean",
+  "test_dice_sd",
+  "test_iou_mean",
+  "test_iou_sd",
+  "pooled_dice_mean",
+  "pooled_dice_sd",
+  "pooled_iou_mean",
+  "pooled_iou_sd",
+  "reference_dice",
+  "reference_iou",
+  "dice_diff",
+  "best_epochs",
+  "epochs",
+  "train_hours_mean",
+  "train_hours_sd",
+  "ran_on",
+  "params",
+  "macs_reference",
+] as const;
+
+const csvCell = (s: string) => /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+
+/** The rows as CSV (RESULTS_CSV_COLUMNS), for spreadsheets and plotting scripts. */
+export function resultsCsv(rows: readonly ResultRow[]): string {
+  const num = (x: number | null | undefined, d: number) =>
+    x === null || x === undefined ? "" : fixed(x, d);
+  const scaled = (x: number | null, scale: number) => x === null ? null : scale * x;
+  const stat = (s: Stat, scale: number) => [
+    num(scaled(s.mean, scale), 4),
+    num(scaled(s.sd, scale), 4),
+  ];
+  const lines = [RESULTS_CSV_COLUMNS.join(",")];
+  for (const r of rows) {
+    lines.push(
+      [
+        r.name,
+        r.run,
+        r.folders.join(" "),
+        r.seeds.join(" "),
+        ...stat(r.testDice, 100),
+        ...stat(r.testIou, 100),
+        ...stat(r.pooledDice, 100),
+        ...stat(r.pooledIou, 100),
+        num(r.reference?.dice, 2),
+        num(r.reference?.iou, 2),
+        num(r.diceDiff, 4),
+        r.bestEpochs.map((b) => b ?? "").join(" "),
+        r.epochs.join(" "),
+        ...stat(r.trainHours, 1),
+        r.ranOn.join("; "),
+        r.params.join(" "),
+        r.macs.map((m) => m ?? "").join(" "),
+      ].map(csvCell).join(","),
+    );
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Text for LaTeX: its special characters escaped, `code` spans as \texttt. */
+export function latexText(s: string): string {
+  const esc = (t: string) =>
+    t.replace(
+      /[\\{}&%$#_^~]/g,
+      (c) =>
+        c === "\\"
+          ? "\\textbackslash{}"
+          : c === "^"
+          ? "\\textasciicircum{}"
+          : c === "~"
+          ? "\\textasciitilde{}"
+          : `\\${c}`,
+    );
+  return s.split("`").map((part, i) => i % 2 ? `\\texttt{${esc(part)}}` : esc(part)).join("");
+}
+
+/**
+ * A LaTeX (booktabs) table in the layout of the papers' tables: per-image Dice and IoU (mean ±
+ * sd where several runs), the reference's figures when given, parameters and GMACs.
+ */
+export function resultsLatex(rows: readonly ResultRow[]): string {
+  const hasRef = rows.some((r) => r.reference);
+  const pm = (s: Stat) =>
+    s.mean === null
+      ? "--"
+      : s.n < 2 || s.sd === null
+      ? `$${fixed(100 * s.mean, 2)}$`
+      : `$${fixed(100 * s.mean, 2)} \\pm ${fixed(100 * s.sd, 2)}$`;
+  const ref = (x: number | null | undefined) => x === null || x === undefined ? "--" : fixed(x, 2);
+  const head = [
+    "Model",
+    "Dice (\\%)",
+    "IoU (\\%)",
+    ...(hasRef ? ["Ref.\\ Dice (\\%)", "Ref.\\ IoU (\\%)"] : []),
+    "Params (M)",
+    "GMACs",
+  ];
+  const lines = [
+    `\\begin{tabular}{l${"r".repeat(head.length - 1)}}`,
+    "\\toprule",
+    `${head.join(" & ")} \\\\`,
+    "\\midrule",
+  ];
+  for (const r of rows) {
+    const cells = [
+      latexText(r.name),
+      pm(r.testDice),
+      pm(r.testIou),
+      ...(hasRef ? [ref(r.reference?.dice), ref(r.reference?.iou)] : []),
+      r.params.length ? r.params.map((p) => fixed(p / 1e6, 2)).join("/") : "--",
+      r.macs.length ? r.macs.map((m) => m === null ? "--" : fixed(m / 1e9, 2)).join("/") : "--",
+    ];
+    lines.push(`${cells.join(" & ")} \\\\`);
+  }
+  lines.push("\\bottomrule", "\\end{tabular}");
+  return lines.join("\n") + "\n";
+}
