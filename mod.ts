@@ -145,6 +145,18 @@ export {
   statusOf,
 } from "./lib/run/status.ts";
 export {
+  type FinishedRun,
+  finishedRuns,
+  readReference,
+  readRunSummary,
+  type Reference,
+  type ResultRow,
+  resultRows,
+  resultsCsv,
+  resultsLatex,
+  resultsMarkdown,
+} from "./lib/run/results_table.ts";
+export {
   LOCK_FILE,
   lockHeld,
   readRunState,
