@@ -47,8 +47,19 @@ const SummaryFields = z.object({
   train_seconds: finite.refine((x) => x >= 0, { error: "must not be negative" }),
 });
 
-/** What the table needs of one finished run. */
-export type RunSummary = z.infer<typeof SummaryFields>;
+/** What the table needs of one finished run: these fields of summary.json (design.md 5). */
+export interface RunSummary {
+  experiment: string;
+  variant: string;
+  seed: number;
+  backend: string;
+  adapter: string;
+  params: number;
+  epochs: number;
+  best_epoch: number | null;
+  test: { dice: number; iou: number; pooled?: { dice: number; iou: number } };
+  train_seconds: number;
+}
 
 /** One finished run. */
 export interface FinishedRun {
@@ -67,8 +78,11 @@ const ReferenceFile = z.strictObject({
   })).max(1000),
 });
 
-/** A reference file (see the module comment). */
-export type Reference = z.infer<typeof ReferenceFile>;
+/** A reference file (see the module comment): published figures in %. */
+export interface Reference {
+  source?: string;
+  rows: { run: string; name?: string; dice?: number; iou?: number }[];
+}
 
 /** A reference file is a few kilobytes. */
 export const MAX_REFERENCE_BYTES = 2 ** 20;
