@@ -92,11 +92,12 @@ Deno.test("table: runs grouped by experiment/variant, mean ± sd, reference rows
       rows: [
         { run: "z/default", name: "Z", dice: 90, iou: 80 },
         { run: "a/default", name: "Model A", dice: 76.5, iou: 60 },
+        { run: "y/default", name: "Line\nbreak | pipe" },
       ],
     };
     const rows = await resultRows(runs, [root], reference, noMacs);
-    assertEquals(rows.map((r) => r.name), ["Z", "Model A", "b/x"]);
-    const [z, a, b] = rows;
+    assertEquals(rows.map((r) => r.name), ["Z", "Model A", "Line\nbreak | pipe", "b/x"]);
+    const [z, a, , b] = rows;
     assertEquals(z.folders, []);
     assertEquals(a.folders, [join("a", "default", "h1"), join("a", "default", "h2")]);
     assertEquals(a.seeds, [1, 2]);
@@ -116,11 +117,14 @@ Deno.test("table: runs grouped by experiment/variant, mean ± sd, reference rows
     assert(line("Model A").includes("0.00 / 7.00"), line("Model A")); // params (M) / GMACs
     assert(line("b/x").includes("| 60.00 / 45.00 | — / — |"), line("b/x"));
     assert(md.includes("Reference: the paper"), md);
+    assert(line("Line break \\| pipe").includes("| not run |"), md); // one row, one line
 
     const csv = resultsCsv(rows).trimEnd().split("\n");
     assertEquals(csv[0].split(","), [...RESULTS_CSV_COLUMNS]);
-    assertEquals(csv.length, 4);
+    assertEquals(csv.length, 6); // a header and four rows, one of them quoted over two lines
     const aCsv = Object.fromEntries(RESULTS_CSV_COLUMNS.map((c, i) => [c, csv[2].split(",")[i]]));
+    assertEquals(csv[3], '"Line');
+    assert(csv[4].startsWith('break | pipe",y/default,'), csv[4]);
     assertEquals(aCsv.test_dice_mean, "75.0000");
     assertEquals(aCsv.test_dice_sd, "7.0711");
     assertEquals(aCsv.seeds, "1 2");

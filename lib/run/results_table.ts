@@ -321,7 +321,11 @@ export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference
         }`
         : "—",
     ];
-    lines.push(`| ${cells.map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`);
+    lines.push(
+      `| ${
+        cells.map((c) => c.replaceAll("|", "\\|").replace(/\s*[\r\n]+\s*/g, " ")).join(" | ")
+      } |`,
+    );
   }
   const notes = [
     "Per-image: each test image's score averaged (the reference's metric); pooled: one score " +
