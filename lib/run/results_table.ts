@@ -191,9 +191,13 @@ export interface ResultRow {
   trainHours: Stat;
   /** Where the runs ran, e.g. `cpu, 1 thread` (distinct values). */
   ranOn: string[];
-  /** Distinct parameter counts and reference MACs per image (null: could not be counted). */
+  /** Distinct parameter counts. */
   params: number[];
-  macs: (number | null)[];
+  /**
+   * Reference MACs per image, counted from the first run's config (the runs of one experiment
+   * and variant share their model); null without runs or where the config no longer loads.
+   */
+  macs: number | null;
 }
 
 /** `cpu, 1 thread` / `webgpu` from a summary's backend and adapter. */
@@ -236,9 +240,6 @@ export async function resultRows(
     const pooled = s.map((x) => x.test.pooled).filter((p) => p !== undefined);
     const testDice = meanSd(s.map((x) => x.test.dice));
     const refDice = ref?.dice ?? null;
-    const macs: (number | null)[] = [];
-    // One count per distinct config would be enough; runs of one group share the model.
-    if (rs.length) macs.push(await macsOf(rs[0].dir));
     rows.push({
       name: ref?.name ?? key,
       run: key,
@@ -257,7 +258,7 @@ export async function resultRows(
       trainHours: meanSd(s.map((x) => x.train_seconds / 3600)),
       ranOn: distinct(s.map(ranOn)),
       params: distinct(s.map((x) => x.params)),
-      macs,
+      macs: rs.length ? await macsOf(rs[0].dir) : null,
     });
   }
   return rows;
@@ -317,7 +318,7 @@ export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference
         : "—",
       n
         ? `${r.params.map((p) => fixed(p / 1e6, 2)).join("/")} / ${
-          r.macs.map((m) => m === null ? NA : fixed(m / 1e9, 2)).join("/")
+          r.macs === null ? NA : fixed(r.macs / 1e9, 2)
         }`
         : "—",
     ];
@@ -394,7 +395,7 @@ export function resultsCsv(rows: readonly ResultRow[]): string {
         ...stat(r.trainHours, 1),
         r.ranOn.join("; "),
         r.params.join(" "),
-        r.macs.map((m) => m ?? "").join(" "),
+        r.macs === null ? "" : String(r.macs),
       ].map(csvCell).join(","),
     );
   }
@@ -452,7 +453,7 @@ export function resultsLatex(rows: readonly ResultRow[]): string {
       pm(r.testIou),
       ...(hasRef ? [ref(r.reference?.dice), ref(r.reference?.iou)] : []),
       r.params.length ? r.params.map((p) => fixed(p / 1e6, 2)).join("/") : "--",
-      r.macs.length ? r.macs.map((m) => m === null ? "--" : fixed(m / 1e9, 2)).join("/") : "--",
+      r.macs === null ? "--" : fixed(r.macs / 1e9, 2),
     ];
     lines.push(`${cells.join(" & ")} \\\\`);
   }
