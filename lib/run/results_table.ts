@@ -22,6 +22,7 @@ import { countModel } from "../models/count.ts";
 import { fixed, meanSd, type Stat } from "../sweep/aggregate.ts";
 import { experimentModel, geometryOf } from "./experiment.ts";
 import { findRunFolders } from "./status.ts";
+import type { Summary } from "./runner.ts";
 
 /** summary.json is about a kilobyte; anything near this bound is not one. */
 export const MAX_SUMMARY_BYTES = 2 ** 20;
@@ -47,19 +48,24 @@ const SummaryFields = z.object({
   train_seconds: finite.refine((x) => x >= 0, { error: "must not be negative" }),
 });
 
-/** What the table needs of one finished run: these fields of summary.json (design.md 5). */
-export interface RunSummary {
-  experiment: string;
-  variant: string;
-  seed: number;
-  backend: string;
-  adapter: string;
-  params: number;
-  epochs: number;
-  best_epoch: number | null;
-  test: { dice: number; iou: number; pooled?: { dice: number; iou: number } };
-  train_seconds: number;
-}
+/**
+ * What the table needs of one finished run: these fields of summary.json (design.md 5); `pooled`
+ * may be absent (runs that predate it).
+ */
+export type RunSummary =
+  & Pick<
+    Summary,
+    | "experiment"
+    | "variant"
+    | "seed"
+    | "backend"
+    | "adapter"
+    | "params"
+    | "epochs"
+    | "best_epoch"
+    | "train_seconds"
+  >
+  & { test: Pick<Summary["test"], "dice" | "iou"> & Partial<Pick<Summary["test"], "pooled">> };
 
 /** One finished run. */
 export interface FinishedRun {
