@@ -19,7 +19,7 @@ import { InputError } from "../config/errors.ts";
 import { loadExperiment } from "../config/load.ts";
 import { BoundedReadError, readTextBounded } from "../io/bounded.ts";
 import { countModel } from "../models/count.ts";
-import { fixed, meanSd, type Stat } from "../sweep/aggregate.ts";
+import { csvCell, fixed, meanSd, signed, type Stat } from "../sweep/aggregate.ts";
 import { experimentModel, geometryOf } from "./experiment.ts";
 import { findRunFolders } from "./status.ts";
 import type { Summary } from "./runner.ts";
@@ -280,11 +280,6 @@ function pct(s: Stat): string {
     : `${fixed(100 * s.mean, 2)} ± ${fixed(100 * s.sd, 2)}`;
 }
 
-const signed = (x: number) => {
-  const t = fixed(x, 2);
-  return t.startsWith("-") ? t : `+${t}`;
-};
-
 /** The Markdown table, with a line on how to read it. */
 export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference | null): string {
   const hasRef = rows.some((r) => r.reference);
@@ -313,7 +308,7 @@ export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference
               r.reference.iou === null ? NA : fixed(r.reference.iou, 2)
             }`
             : "—",
-          r.diceDiff === null ? "—" : signed(r.diceDiff),
+          r.diceDiff === null ? "—" : signed(r.diceDiff, 2),
         ]
         : []),
       n ? r.bestEpochs.map((b, i) => `${b ?? NA} / ${r.epochs[i]}`).join(", ") : "—",
@@ -369,8 +364,6 @@ export const RESULTS_CSV_COLUMNS = [
   "params",
   "macs_reference",
 ] as const;
-
-const csvCell = (s: string) => /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 
 /** The rows as CSV (RESULTS_CSV_COLUMNS), for spreadsheets and plotting scripts. */
 export function resultsCsv(rows: readonly ResultRow[]): string {

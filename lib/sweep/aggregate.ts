@@ -122,7 +122,8 @@ export function fixed(x: number, d: number): string {
   return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
 }
 
-const signed = (x: number, d: number) => {
+/** `x` with `d` decimals and a sign: `+0.47`, `-0.87`. */
+export const signed = (x: number, d: number): string => {
   const s = fixed(x, d);
   return s.startsWith("-") ? s : `+${s}`;
 };
@@ -148,7 +149,8 @@ const paramsText = (p: number[], grouped: boolean) => {
 
 const mdCell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 
-function csvCell(s: string): string {
+/** A CSV cell, quoted where it holds a quote, comma or line break. */
+export function csvCell(s: string): string {
   return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 
