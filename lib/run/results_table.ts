@@ -19,7 +19,7 @@ import { InputError } from "../config/errors.ts";
 import { loadExperiment } from "../config/load.ts";
 import { BoundedReadError, readTextBounded } from "../io/bounded.ts";
 import { countModel } from "../models/count.ts";
-import { csvCell, fixed, meanSd, signed, type Stat } from "../sweep/aggregate.ts";
+import { csvCell, fixed, mdCell, meanSd, signed, type Stat } from "../sweep/aggregate.ts";
 import { experimentModel, geometryOf } from "./experiment.ts";
 import { findRunFolders } from "./status.ts";
 import type { Summary } from "./runner.ts";
@@ -324,9 +324,7 @@ export function resultsMarkdown(rows: readonly ResultRow[], reference: Reference
         : "—",
     ];
     lines.push(
-      `| ${
-        cells.map((c) => c.replaceAll("|", "\\|").replace(/\s*[\r\n]+\s*/g, " ")).join(" | ")
-      } |`,
+      `| ${cells.map(mdCell).join(" | ")} |`,
     );
   }
   const notes = [

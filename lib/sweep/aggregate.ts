@@ -147,7 +147,8 @@ const paramsText = (p: number[], grouped: boolean) => {
   return p.length === 0 ? NA : p.length === 1 ? f(p[0]) : `${f(p[0])}-${f(p[p.length - 1])}`;
 };
 
-const mdCell = (s: string) => s.replaceAll("|", "\\|").replaceAll("\n", " ");
+/** A Markdown table cell: pipes escaped, line breaks as spaces. */
+export const mdCell = (s: string): string => s.replaceAll("|", "\\|").replaceAll("\n", " ");
 
 /** A CSV cell, quoted where it holds a quote, comma or line break. */
 export function csvCell(s: string): string {
