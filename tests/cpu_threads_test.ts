@@ -18,7 +18,7 @@ import { buildModel, type ModelFn } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { sgemmArgs } from "../lib/backends/cpu/blas.ts";
+import { blasInfo, sgemmArgs } from "../lib/backends/cpu/blas.ts";
 import { sgemmTs } from "../lib/backends/cpu/gemm_ts.ts";
 import { type GemmArgs, gemmSlice } from "../lib/backends/cpu/gemm_split.ts";
 
@@ -319,7 +319,10 @@ for (const c of THREAD_CASES) {
     // kernels give blocks the whole call's bits, else the same training up to rounding: an Adam
     // step of lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ
     // by 6e-3.
-    const exact = blockError(sgemmArgs) === 0;
+    // OpenBLAS 0.3.21's SkylakeX kernels pass the block probe, yet 1 and 2 threads then train to
+    // other bits (first conv weight by 6e-5 after 3 steps, measured on a Xeon in session 13; the
+    // GEMM shape that differs is not isolated), so they get the rounding check.
+    const exact = blockError(sgemmArgs) === 0 && blasInfo().kernels !== "SkylakeX";
     for (const [name, v] of results[0]) {
       const w = results[2].get(name)!;
       if (exact) sameBits(w, v, `${name}, 1 thread`);
