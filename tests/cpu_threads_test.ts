@@ -18,9 +18,9 @@ import { buildModel, type ModelFn } from "../lib/models/registry.ts";
 import { TEXT_INPUT } from "../lib/models/lvit.ts";
 import { blobSet } from "../lib/data/blobs.ts";
 import { assert, assertEquals } from "./assert.ts";
-import { blasInfo, sgemmArgs } from "../lib/backends/cpu/blas.ts";
+import { sgemmArgs } from "../lib/backends/cpu/blas.ts";
 import { sgemmTs } from "../lib/backends/cpu/gemm_ts.ts";
-import { type GemmArgs, gemmSlice } from "../lib/backends/cpu/gemm_split.ts";
+import { type GemmArgs, gemmParts, gemmSlice } from "../lib/backends/cpu/gemm_split.ts";
 
 let seed = 1;
 /** Deterministic values in [-2, 2), some exactly 0 (relu/max edges). */
@@ -248,6 +248,41 @@ Deno.test("cpu threads: a GEMM computed in blocks equals the whole call", () => 
   assert(err < 1e-3, `blocks differ from the whole call by ${err}`);
 });
 
+Deno.test("cpu threads: GEMM blocks tile C on multiples of 64, none small enough for a small-matrix kernel", () => {
+  // OpenBLAS's SkylakeX kernels sum GEMMs of at most 100^3 multiply-adds in another order than
+  // larger ones (gemm_split.ts), so no block may be that small unless the whole call is.
+  let split = 0;
+  for (const M of [1, 63, 64, 128, 129, 200, 257, 1000, 3136]) {
+    for (const N of [1, 4, 64, 65, 300, 768]) {
+      for (const K of [1, 9, 64, 576, 2304]) {
+        for (const threads of [1, 2, 3, 4, 7, 16]) {
+          const parts = gemmParts(M, N, K, threads);
+          assert(parts >= 1 && parts <= threads, `${M}x${N}x${K} on ${threads}: ${parts} parts`);
+          if (parts > 1) split++;
+          const C = new Float32Array(M * N);
+          const g = { transA: false, transB: false, M, N, K, alpha: 1, beta: 0, C, ldc: N };
+          const whole: GemmArgs = { ...g, A: C, lda: K, B: C, ldb: N };
+          let covered = 0;
+          for (let p = 0; p < parts; p++) {
+            const b = gemmSlice(whole, p, parts);
+            // Where the block starts: its first row (rows split) or column (columns split).
+            const at = M >= N ? b.C.byteOffset / 4 / N : b.C.byteOffset / 4;
+            assert(parts === 1 || b.M * b.N * K > 100 ** 3, `${M}x${N}x${K}: block ${p} too small`);
+            assert(at === covered, `${M}x${N}x${K}: block ${p} starts at ${at}, not ${covered}`);
+            assert(at % 64 === 0, `${M}x${N}x${K}: block ${p} starts at ${at}`);
+            covered += M >= N ? b.M : b.N;
+          }
+          assertEquals(covered, M >= N ? M : N);
+        }
+      }
+    }
+  }
+  assert(split > 100, `some GEMMs were split: ${split}`);
+  // The shape that split across the SkylakeX threshold in LViT-T's backward runs whole.
+  assertEquals(gemmParts(128, 4, 2304, 2), 1);
+  assertEquals(gemmParts(256, 4, 2304, 2), 2);
+});
+
 /** A CPU backend whose runtimes have `threads` threads in all. */
 async function cpuWith(threads: number): Promise<Backend> {
   const b = await selectBackend("cpu", true);
@@ -319,10 +354,7 @@ for (const c of THREAD_CASES) {
     // kernels give blocks the whole call's bits, else the same training up to rounding: an Adam
     // step of lr 1e-3 moves a weight by at most ~1e-3, so 3 steps that went opposite ways differ
     // by 6e-3.
-    // OpenBLAS 0.3.21's SkylakeX kernels pass the block probe, yet 1 and 2 threads then train to
-    // other bits (first conv weight by 6e-5 after 3 steps, measured on a Xeon in session 13; the
-    // GEMM shape that differs is not isolated), so they get the rounding check.
-    const exact = blockError(sgemmArgs) === 0 && blasInfo().kernels !== "SkylakeX";
+    const exact = blockError(sgemmArgs) === 0;
     for (const [name, v] of results[0]) {
       const w = results[2].get(name)!;
       if (exact) sameBits(w, v, `${name}, 1 thread`);

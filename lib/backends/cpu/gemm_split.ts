@@ -1,10 +1,10 @@
 /**
  * One GEMM on several threads (threads.ts): each thread computes a block of C's rows (when
  * M >= N) or of its columns, over the whole depth K with a single-threaded BLAS. The depth is
- * never split, and block edges fall on multiples of 64, which every BLAS kernel's register tile
- * divides, so each element of C is the same sum in the same order as in the unsplit call:
- * results do not depend on the number of threads (tests/cpu_threads_test.ts checks it on the
- * BLAS in use).
+ * never split, block edges fall on multiples of 64, which every BLAS kernel's register tile
+ * divides, and no block is small enough for a BLAS's small-matrix path, so each element of C is
+ * the same sum in the same order as in the unsplit call: results do not depend on the number of
+ * threads (tests/cpu_threads_test.ts checks it on the BLAS in use).
  */
 
 /** The arguments of one row-major sgemm call (blas.ts). */
@@ -39,13 +39,30 @@ export interface GemmArgs {
 
 /** Block edges fall on multiples of this. */
 const ALIGN = 64;
-/** GEMMs under this many FLOPs (a few microseconds) run on one thread. */
-const MIN_FLOPS = 1 << 21;
+/**
+ * Every block has more than this many multiply-adds (M N K). OpenBLAS 0.3.21's SkylakeX kernels
+ * take a GEMM of at most 100^3 to a small-matrix kernel that sums in another order than the
+ * blocked one, so a call just above that size split into blocks at or under it changed the last
+ * bits (M 128, N 4, K 2304 in LViT-T's backward: 1.9e-6). Smaller blocks (tens of
+ * microseconds of work) gain little from another thread anyway.
+ */
+const MIN_BLOCK_MNK = 100 ** 3;
 
-/** Into how many blocks (1: none) a GEMM is split on `threads` threads. */
+/**
+ * Into how many blocks (1: none) a GEMM is split on `threads` threads: as many as there are
+ * threads while each block (gemmSlice) keeps at least ALIGN rows or columns and more than
+ * MIN_BLOCK_MNK multiply-adds.
+ */
 export function gemmParts(M: number, N: number, K: number, threads: number): number {
-  if (threads <= 1 || 2 * M * N * K < MIN_FLOPS) return 1;
-  return Math.max(1, Math.min(threads, Math.floor(Math.max(M, N) / ALIGN)));
+  const side = M >= N ? M : N, other = M >= N ? N : M;
+  for (let parts = Math.min(threads, Math.floor(side / ALIGN)); parts > 1; parts--) {
+    let smallest = side;
+    for (let p = 0; p < parts; p++) {
+      smallest = Math.min(smallest, edge(side, p + 1, parts) - edge(side, p, parts));
+    }
+    if (smallest * other * K > MIN_BLOCK_MNK) return parts;
+  }
+  return 1;
 }
 
 /** Start of block `part` of `parts` along a side of `n`, on a multiple of ALIGN. */

@@ -89,9 +89,9 @@ function envThreads(): number | undefined {
  * Threads to use: LVIT_CPU_THREADS (at most one per core), else one per core; one where no helper
  * can start (this module loaded from an http(s) URL: helpers are `node:worker_threads` Workers,
  * which take file: URLs only). Every kernel's parts compute the same sums in the same order
- * whichever thread runs them, and so do GEMM blocks with OpenBLAS's AVX-512 kernels and the
- * TypeScript GEMM; its Haswell kernels round a split GEMM differently from a whole one
- * (tests/cpu_threads_test.ts), so there the count is part of what a result depends on.
+ * whichever thread runs them, and so do GEMM blocks (gemm_split.ts) with OpenBLAS's AVX-512
+ * kernels and the TypeScript GEMM; its Haswell kernels round a split GEMM differently from a
+ * whole one (tests/cpu_threads_test.ts), so there the count is part of what a result depends on.
  */
 export function threadCount(): number {
   if (WORKER_URL.protocol !== "file:") return 1;
