@@ -1,7 +1,7 @@
 /**
  * Reading many leaves back at once (`Runtime.readMany`, used by checkpoints): the values and
  * their order equal leaf-by-leaf reads, on both backends, including staging chunks smaller than
- * a leaf and leaves of one value.
+ * a leaf and leaves of one value; `viewMany` gives the same values (without copies on the CPU).
  */
 import { gpu, noGpu } from "./harness.ts";
 import { WebGPURuntime } from "../lib/backends/webgpu/executor.ts";
@@ -39,6 +39,15 @@ async function check(target: Target) {
     assertEquals(small.map((v) => Array.from(v)), one.map((v) => Array.from(v)));
   }
   assertEquals(await rt.readMany([]), []);
+  // viewMany: the same values in the same order; on the CPU the leaves themselves, so a later
+  // run shows through a view (the runner writes a checkpoint before training goes on).
+  const views = await rt.viewMany(rev);
+  assertEquals(views.map((v) => Array.from(v)), many.map((v) => Array.from(v)));
+  if (rt instanceof CpuRuntime) {
+    rt.write("a", new Float32Array([-3]));
+    assertEquals(views[names.length - 1][0], -3);
+    assertEquals(many[names.length - 1][0], 0.25);
+  }
   exe.destroy();
   rt.destroy();
 }

@@ -1,7 +1,8 @@
 /** safetensors and checkpoints: round trips, the format's details, and hostile files. */
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../lib/io/safetensors.ts";
-import { CheckpointError, matchStateDict } from "../lib/io/checkpoint.ts";
+import { CheckpointError, matchStateDict, saveCheckpoint } from "../lib/io/checkpoint.ts";
 import { assertClose } from "./harness.ts";
+import { assertEquals } from "./assert.ts";
 
 const enc = new TextEncoder();
 
@@ -174,5 +175,41 @@ Deno.test("checkpoints: module. prefixes and thop buffers, missing/unexpected ke
     throw new Error("a wrong shape loaded");
   } catch (e) {
     if (!(e instanceof CheckpointError) || !e.message.includes("shape [2, 1] in the file")) throw e;
+  }
+});
+
+Deno.test("checkpoints: saveCheckpoint streams exactly encodeSafetensors' bytes", async () => {
+  // A tensor over the writer's 8 MiB staging buffer (it spans three stagings), one in a
+  // SharedArrayBuffer (the CPU backend's leaves with helper threads), many small ones that
+  // coalesce, an int64 counter, and an odd length, so staging boundaries fall mid-tensor.
+  const big = Float32Array.from({ length: 5_000_003 }, (_, i) => Math.sin(i) * 1e3);
+  const shared = new Float32Array(new SharedArrayBuffer(4 * 1000));
+  shared.forEach((_, i) => shared[i] = i / 7);
+  const t = new Map<string, { shape: number[]; data: Float32Array; dtype?: "F32" | "I64" }>([
+    ["big", { shape: [5_000_003], data: big }],
+    ["shared", { shape: [10, 100], data: shared }],
+    ["bn.num_batches_tracked", { shape: [], data: new Float32Array([41]), dtype: "I64" }],
+  ]);
+  for (let k = 0; k < 300; k++) {
+    t.set(`small.${k}`, { shape: [k % 5 + 1], data: new Float32Array(k % 5 + 1).fill(k) });
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/c.safetensors`;
+    await saveCheckpoint(file, t, { epoch: "3" });
+    const got = await Deno.readFile(file);
+    const want = encodeSafetensors(t, { epoch: "3" });
+    if (got.length !== want.length) throw new Error(`${got.length} bytes, want ${want.length}`);
+    const at = got.findIndex((b, i) => b !== want[i]);
+    if (at !== -1) throw new Error(`byte ${at} differs`);
+    const back = decodeSafetensors(got).tensors;
+    if (back.get("big")!.data[4_999_999] !== big[4_999_999]) throw new Error("big: wrong value");
+    if (back.get("shared")!.data[999] !== shared[999]) throw new Error("shared: wrong value");
+    if (back.get("bn.num_batches_tracked")!.dtype !== "I64") throw new Error("counter dtype");
+    assertEquals((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name), [
+      "c.safetensors",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

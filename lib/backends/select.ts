@@ -48,6 +48,12 @@ export interface Runtime {
   read(name: string): Promise<Float32Array>;
   /** Several leaves at once: one sync for all of them, values in the order asked. */
   readMany(names: readonly string[]): Promise<Float32Array[]>;
+  /**
+   * Several leaves' current values without a copy where the backend keeps them in host memory
+   * (cpu: the leaves themselves, valid only until the next run or write); webgpu reads them
+   * back as `readMany`. For a checkpoint written before training goes on.
+   */
+  viewMany(names: readonly string[]): Promise<Float32Array[]>;
   /** Whether a loaded program has created a leaf of this name. */
   hasLeaf(name: string): boolean;
   /** Resolves when submitted work is done (timing). */

@@ -8,7 +8,7 @@
  */
 import { writeAtomic } from "./atomic.ts";
 import { BoundedReadError, readFileBounded } from "./bounded.ts";
-import { encodeSafetensors, type OutTensor } from "./safetensors.ts";
+import { type OutTensor, safetensorsParts } from "./safetensors.ts";
 import { decodeCheckpoint } from "./pth.ts";
 
 /** What `loadCheckpoint` tolerates; by default any mismatch with the model fails. */
@@ -130,13 +130,17 @@ export function matchStateDict(
   return { values, missing, unexpected, ignored, metadata };
 }
 
-/** Writes a checkpoint atomically: a temporary file in the same folder, then a rename. */
+/**
+ * Writes a checkpoint atomically: a temporary file in the same folder, then a rename. The
+ * tensors stream to the file (no copy of the whole checkpoint in memory), so they must not
+ * change until the returned promise settles.
+ */
 export async function saveCheckpoint(
   path: string,
   tensors: Map<string, OutTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeAtomic(path, encodeSafetensors(tensors, metadata));
+  await writeAtomic(path, safetensorsParts(tensors, metadata));
 }
 
 /**

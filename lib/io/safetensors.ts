@@ -83,12 +83,33 @@ export interface RawOutTensor {
 
 /**
  * Serialises tensors (in the given order) with optional string metadata: f32 values, or raw
- * bytes of any dtype the format has ({@link RawOutTensor}).
+ * bytes of any dtype the format has ({@link RawOutTensor}). The bytes of
+ * {@link safetensorsParts}, in one buffer.
  */
 export function encodeSafetensors(
   tensors: ReadonlyMap<string, OutTensor | RawOutTensor>,
   metadata: Record<string, string> = {},
 ): Uint8Array {
+  const parts = [...safetensorsParts(tensors, metadata)];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The file of {@link encodeSafetensors} as consecutive pieces: the length and header first
+ * (validated before anything is yielded), then each tensor's data. An f32 tensor is a view of
+ * its own values on a little-endian host, so a large checkpoint streams to disk without a copy
+ * of the whole file in memory; the tensors must not change until the pieces are consumed.
+ */
+export function safetensorsParts(
+  tensors: ReadonlyMap<string, OutTensor | RawOutTensor>,
+  metadata: Record<string, string> = {},
+): Iterable<Uint8Array> {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = { ...metadata };
   let offset = 0;
@@ -121,31 +142,27 @@ export function encodeSafetensors(
   // Pad the header with spaces so the data starts 8-byte aligned, as the reference writer does.
   json += " ".repeat((8 - ((8 + new TextEncoder().encode(json).length) % 8)) % 8);
   const hb = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + hb.length + offset);
-  const dv = new DataView(out.buffer);
-  dv.setBigUint64(0, BigInt(hb.length), true);
-  out.set(hb, 8);
-  let at = 8 + hb.length;
-  for (const t of tensors.values()) {
-    if ("bytes" in t) {
-      out.set(t.bytes, at);
-      at += t.bytes.length;
-      continue;
+  const head = new Uint8Array(8 + hb.length);
+  new DataView(head.buffer).setBigUint64(0, BigInt(hb.length), true);
+  head.set(hb, 8);
+  return [head, ...[...tensors.values()].map(dataBytes)];
+}
+
+/** One tensor's data as little-endian bytes: a view where the host's layout is the file's. */
+function dataBytes(t: OutTensor | RawOutTensor): Uint8Array {
+  if ("bytes" in t) return t.bytes;
+  if (t.dtype === "I64") {
+    const out = new Uint8Array(8 * t.data.length);
+    const dv = new DataView(out.buffer);
+    for (let i = 0; i < t.data.length; i++) {
+      dv.setBigInt64(8 * i, BigInt(Math.round(t.data[i])), true);
     }
-    if (t.dtype === "I64") {
-      for (let i = 0; i < t.data.length; i++) {
-        dv.setBigInt64(at + 8 * i, BigInt(Math.round(t.data[i])), true);
-      }
-      at += 8 * t.data.length;
-      continue;
-    }
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    if (isLittleEndian()) out.set(bytes, at);
-    else {
-      for (let i = 0; i < t.data.length; i++) dv.setFloat32(at + 4 * i, t.data[i], true);
-    }
-    at += t.data.byteLength;
+    return out;
   }
+  if (isLittleEndian()) return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const out = new Uint8Array(t.data.byteLength);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < t.data.length; i++) dv.setFloat32(4 * i, t.data[i], true);
   return out;
 }
 

@@ -407,7 +407,7 @@ async function runClaimed(
     let saved = resumed ? { epoch: state.epoch, step: state.stepInEpoch } : null;
     const at = (st: TrainerState) => where(st.epoch, st.stepInEpoch);
     const saveLast = async (st: TrainerState) => {
-      await saveFinite(paths.last, await s.state(false), lastMeta(st, id), at(st));
+      await saveFinite(paths.last, await s.state(false, true), lastMeta(st, id), at(st));
       saved = { epoch: st.epoch, step: st.stepInEpoch };
     };
     try {
@@ -450,7 +450,7 @@ async function runClaimed(
           },
           checkpoint: saveLast,
           saveBest: async (st) =>
-            await saveFinite(paths.best, await s.state(true), bestMeta(st, id), at(st)),
+            await saveFinite(paths.best, await s.state(true, true), bestMeta(st, id), at(st)),
           ...pseudo,
           interrupted: () =>
             stop || timeUp || (o.stopAfterSteps !== undefined && s.t >= o.stopAfterSteps),

@@ -274,13 +274,14 @@ export class Session {
    * Every leaf of the training graph by name, in registration order: the model's state_dict
    * (with `num_batches_tracked` as int64 scalars, as PyTorch writes them) and, unless
    * `modelOnly`, the trainer's Adam moments and accumulators. Leaves no program uses keep their
-   * initial (or loaded) values.
+   * initial (or loaded) values. With `view`, the CPU backend hands out its leaves themselves
+   * (no copy), valid only until the next step: for a checkpoint written before training goes on.
    */
-  async state(modelOnly = false): Promise<Map<string, OutTensor>> {
+  async state(modelOnly = false, view = false): Promise<Map<string, OutTensor>> {
     const out = new Map<string, OutTensor>();
     const wanted = this.leafInfo.filter((l) => !modelOnly || isModelState(l.name));
     const onDevice = wanted.filter((l) => this.rt.hasLeaf(l.name)).map((l) => l.name);
-    const read = await this.rt.readMany(onDevice);
+    const read = await (view ? this.rt.viewMany(onDevice) : this.rt.readMany(onDevice));
     const values = new Map(onDevice.map((n, i) => [n, read[i]]));
     for (const l of wanted) {
       const data = values.get(l.name) ?? this.offDevice.get(l.name);

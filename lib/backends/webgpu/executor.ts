@@ -61,6 +61,11 @@ export class WebGPURuntime {
     return this.readBuffer(l.buffer, l.floats);
   }
 
+  /** Leaves live on the device: a readback, as `readMany`. */
+  viewMany(names: readonly string[]): Promise<Float32Array[]> {
+    return this.readMany(names);
+  }
+
   /**
    * Reads many leaves back with one submit and one wait: every leaf is copied into staging
    * buffers of at most `chunkBytes` each (a larger leaf gets its own), which are then mapped
