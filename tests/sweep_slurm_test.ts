@@ -3,7 +3,7 @@
  * by bash with stand-in commands (arguments, requeue, exit codes), the state rules, a bad sweep
  * file refused before sbatch is called, and, against a real Slurm (.ci/slurm-up.sh starts a
  * single-node one): a 2x2 sweep whose tables equal the local executor's, tasks cut by their
- * time limit and requeued, Slurm's SIGUSR1 warning, `--status` while queued, running and after,
+ * time limit and requeued, Slurm's SIGUSR2 warning, `--status` while queued, running and after,
  * and a `--dry-run` script that `sbatch --test-only` accepts.
  *
  * Without sbatch (or with no controller answering) the Slurm tests are skipped with a message;
@@ -313,7 +313,7 @@ Deno.test("the job script runs point k with its exact arguments and requeues onl
       options: { time: { text: "10", seconds: 600 } },
     });
     assert(script.includes("#SBATCH --array=1-2\n"), script);
-    assert(script.includes("#SBATCH --signal=B:USR1@60\n"), script);
+    assert(script.includes("#SBATCH --signal=B:USR2@60\n"), script);
     assert(script.includes(`export DENO_DIR=${join(dir, "deno-dir")}\n`), script);
     await Deno.writeTextFile(join(dir, "job.sh"), script);
     const run = async (id: number, rc: number, extra: Record<string, string> = {}) => {
@@ -406,8 +406,8 @@ Deno.test("a sweep file with an error fails before anything is submitted (exit 2
   });
 });
 
-Deno.test("SIGUSR1 (Slurm's warning) stops a run at its next epoch end: exit 75, --resume finishes", async () => {
-  await withTmp("lvit-usr1-", async (dir) => {
+Deno.test("SIGUSR2 (Slurm's warning) stops a run at its next epoch end without opening an inspector: exit 75, --resume finishes", async () => {
+  await withTmp("lvit-usr2-", async (dir) => {
     await Deno.writeTextFile(join(dir, "e.yaml"), baseYaml(dir, 40));
     const hash = resolveExperimentText("e.yaml", baseYaml(dir, 40)).hash;
     const runDir = join(dir, "runs/tiny/default", hash);
@@ -425,12 +425,14 @@ Deno.test("SIGUSR1 (Slurm's warning) stops a run at its next epoch end: exit 75,
       assert(Date.now() < end, "no epoch within 90 s");
       await new Promise((r) => setTimeout(r, 50));
     }
-    child.kill("SIGUSR1");
+    child.kill("SIGUSR2");
     const r = await output;
     const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
     is(r.code, 75, text);
-    const m = /SIGUSR1 \(time limit warning\) reached after epoch (\d+) of 40/.exec(text);
+    const m = /SIGUSR2 \(time limit warning\) reached after epoch (\d+) of 40/.exec(text);
     assert(m, text);
+    // Deno >= 2.9.2 opens an unauthenticated V8 inspector on SIGUSR1; the warning must not.
+    assert(!/Debugger listening/.test(text), text);
     const state = JSON.parse(await Deno.readTextFile(join(runDir, "state.json")));
     assertEquals([state.state, state.reason], ["paused", "time_limit"]);
     const epochs = async () =>
@@ -595,7 +597,7 @@ slurmTest(
 );
 
 slurmTest(
-  "Slurm's SIGUSR1 warning stops the run at an epoch end; the task requeues and finishes",
+  "Slurm's SIGUSR2 warning stops the run at an epoch end; the task requeues and finishes",
   async () => {
     await withTmp("lvit-slurm-usr1-", async (dir) => {
       await writeSweep(dir, 40, "  seed: [3]\n");
@@ -604,13 +606,13 @@ slurmTest(
       const [job] = await jobsOf(dir);
       const [p] = await status(dir);
       const metrics = join(dir, p.dir, "metrics.jsonl");
-      // Wait for the first epoch, then warn the way --signal=B:USR1@N does: the batch shell only.
+      // Wait for the first epoch, then warn the way --signal=B:USR2@N does: the batch shell only.
       const end = Date.now() + 90_000;
       while (!(await Deno.readTextFile(metrics).catch(() => "")).includes('"kind":"epoch"')) {
         assert(Date.now() < end, "no epoch within 90 s");
         await new Promise((r) => setTimeout(r, 100));
       }
-      const sig = await sh("scancel", ["--batch", "--signal=USR1", `${job}_1`]);
+      const sig = await sh("scancel", ["--batch", "--signal=USR2", `${job}_1`]);
       is(sig.code, 0, sig.stderr);
       const during = await status(dir);
       assert(["running", "paused"].includes(during[0].state), JSON.stringify(during));
@@ -619,7 +621,7 @@ slurmTest(
       const tasks = await tasksOf(dir, 1);
       assertEquals(tasks.map((t) => [t[2], t[4]]), [["0", "75"], ["1", "0"]]);
       const log = await Deno.readTextFile(join(dir, "runs/sw/logs/default-seed3.log"));
-      assert(/SIGUSR1 \(time limit warning\) reached after epoch \d+ of 40/.test(log), log);
+      assert(/SIGUSR2 \(time limit warning\) reached after epoch \d+ of 40/.test(log), log);
       // Every epoch logged once, in order, across both tasks.
       const epochs = (await Deno.readTextFile(metrics)).trim().split("\n").map((l) => JSON.parse(l))
         .filter((m) => m.kind === "epoch").map((m) => m.epoch);

@@ -3,7 +3,7 @@
  * [--backend auto|webgpu|cpu] [--time-limit DURATION]`: trains, selects, tests and reports one
  * experiment into its run folder (design.md 5). Exit codes: 0 success, 2 bad input, 1 internal,
  * 130 interrupted by SIGINT/SIGTERM and 75 stopped by the time limit (`--time-limit`, else
- * `train.time_limit`) or by SIGUSR1 (Slurm's warning before a job's limit) at an epoch end; a
+ * `train.time_limit`) or by SIGUSR2 (Slurm's warning before a job's limit) at an epoch end; a
  * checkpoint was written in both cases and the command that continues the run is printed.
  */
 import { loadExperiment } from "../config/load.ts";

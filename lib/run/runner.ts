@@ -154,6 +154,12 @@ export interface RunResult {
 }
 
 /**
+ * The signal that asks a run to stop at its next epoch end (Slurm's warning, `--signal=B:USR2@N`
+ * in the sweep's job script).
+ */
+export const WARNING_SIGNAL: Deno.Signal = "SIGUSR2";
+
+/**
  * Saves a checkpoint unless a tensor is not finite: training that produced NaN or infinite
  * weights is a DivergedError (exit 1), and the file on disk keeps its last finite version.
  */
@@ -388,16 +394,18 @@ async function runClaimed(
     };
     const signals: Deno.Signal[] = o.signals === false ? [] : ["SIGINT", "SIGTERM"];
     for (const sig of signals) Deno.addSignalListener(sig, onSignal);
-    // SIGUSR1 is Slurm's warning before a job's time limit (sbatch --signal, passed on by the
+    // SIGUSR2 is Slurm's warning before a job's time limit (sbatch --signal, passed on by the
     // sweep's job script, lib/sweep/slurm_script.ts): stop as the time limit does, at the next
-    // epoch end (exit 75), so the requeued job continues from a whole epoch.
+    // epoch end (exit 75), so the requeued job continues from a whole epoch. Not SIGUSR1: since
+    // Deno 2.9.2 that signal also opens the V8 inspector on 127.0.0.1:9229, with no
+    // authentication, to anyone on the node (measured: "Debugger listening on ws://...").
     let warned = false;
     const onWarning = () => {
       warned = true;
-      log("\nSIGUSR1: stopping at the end of this epoch (checkpoint, exit 75)");
+      log(`\n${WARNING_SIGNAL}: stopping at the end of this epoch (checkpoint, exit 75)`);
     };
-    const usr1 = o.signals !== false && Deno.build.os !== "windows";
-    if (usr1) Deno.addSignalListener("SIGUSR1", onWarning);
+    const usr2 = o.signals !== false && Deno.build.os !== "windows";
+    if (usr2) Deno.addSignalListener(WARNING_SIGNAL, onWarning);
 
     const pseudo = pseudoFiles(paths.dir, (plan?.unlabeled.length ?? 0) * geo.size ** 2);
     const steps = epochBatches(plan ?? supervisedPlan(data.train.n), recipe, cfg.seed, 1).length;
@@ -464,14 +472,16 @@ async function runClaimed(
       throw new DivergedError(`${e.message}; ${kept}; try a lower train.lr (now ${recipe.lr})`);
     } finally {
       for (const sig of signals) Deno.removeSignalListener(sig, onSignal);
-      if (usr1) Deno.removeSignalListener("SIGUSR1", onWarning);
+      if (usr2) Deno.removeSignalListener(WARNING_SIGNAL, onWarning);
     }
     const timeLimited = timeUp && !stop;
     if (!state.done) {
       log(
         timeLimited
           ? `${
-            warned ? "SIGUSR1 (time limit warning)" : `time limit ${formatDuration(limit!)}`
+            warned
+              ? `${WARNING_SIGNAL} (time limit warning)`
+              : `time limit ${formatDuration(limit!)}`
           } reached after epoch ${state.epoch - 1} of ` +
             `${recipe.epochs} (${(performance.now() / 1000).toFixed(1)} s since the process ` +
             `started): checkpoint written, resume with --resume`

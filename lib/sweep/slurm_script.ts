@@ -5,7 +5,7 @@
  *
  * Timing. A job of `--time T` gets three chances to stop at a checkpoint instead of being
  * killed: the run's own `--time-limit L` (default T - 2N: stop at the first epoch end after L),
- * Slurm's warning SIGUSR1 N seconds before T (`--signal=B:USR1@N`, N = T/10 within 60-600 s and
+ * Slurm's warning SIGUSR2 N seconds before T (`--signal=B:USR2@N`, N = T/10 within 60-600 s and
  * at most T/4; the script passes it to the run, which stops at its next epoch end), and at T
  * Slurm's SIGTERM (the run checkpoints after its current step). The first two exit 75 and the
  * task requeues itself (`scontrol requeue`), continuing with `--resume`; after SIGTERM (the hard
@@ -174,7 +174,8 @@ export function sbatchScript(s: ScriptInput): string {
     sb(`--output=${sbatchValue("the sweep folder", `${s.slurmDir}/logs/%A_%a.out`)}`),
     sb("--open-mode=append"),
     sb("--requeue"),
-    sb(`--signal=B:USR1@${lead}`),
+    // USR2, not USR1: Deno >= 2.9.2 opens its V8 inspector on SIGUSR1 (lib/run/runner.ts).
+    sb(`--signal=B:USR2@${lead}`),
     ...(o.time ? [sb(`--time=${sbatchValue("--time", o.time.text)}`)] : []),
     ...(o.partition ? [sb(`--partition=${sbatchValue("--partition", o.partition)}`)] : []),
     ...(o.cpusPerTask ? [sb(`--cpus-per-task=${o.cpusPerTask}`)] : []),
@@ -226,16 +227,16 @@ export function sbatchScript(s: ScriptInput): string {
     'echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) sweep $SWEEP, point $id: slurm job $job' +
     " (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname): $DENO run -A --unstable-webgpu" +
     ' $RUN ${args[*]}" >> "$log"',
-    "# The run starts with SIGUSR1 ignored (its default action would kill a run that has not",
+    "# The run starts with SIGUSR2 ignored (its default action would kill a run that has not",
     "# installed its handler yet); the handler it installs before training replaces that.",
-    "trap '' USR1",
+    "trap '' USR2",
     '"$DENO" run -A --unstable-webgpu "$RUN" "${args[@]}" >> "$log" 2>&1 &',
     "child=$!",
     "# Slurm's warning (--signal=B:...) reaches this shell only: pass it on. SIGTERM (the hard",
     "# limit, scancel) reaches the run from Slurm itself; a second one from here would make it",
     "# quit without its checkpoint, so this shell only waits for it.",
     "term=0",
-    "trap 'kill -USR1 \"$child\" 2>/dev/null' USR1",
+    "trap 'kill -USR2 \"$child\" 2>/dev/null' USR2",
     "trap 'term=1' TERM",
     "while :; do",
     '  wait "$child"; rc=$?',
