@@ -71,9 +71,13 @@ export class CpuRuntime {
 
   /** A copy of a leaf's value. */
   read(name: string): Promise<Float32Array> {
+    return Promise.resolve(this.leaf(name).slice());
+  }
+
+  private leaf(name: string): Float32Array {
     const l = this.leaves.get(name);
     if (!l) throw new Error(`no tensor named '${name}'`);
-    return Promise.resolve(l.slice());
+    return l;
   }
 
   /** Copies of several leaves' values, in the order asked. */
@@ -86,11 +90,7 @@ export class CpuRuntime {
    * LViT-LW's 687 MB training state cost seconds of page faults per epoch).
    */
   viewMany(names: readonly string[]): Promise<Float32Array[]> {
-    return Promise.resolve(names.map((n) => {
-      const l = this.leaves.get(n);
-      if (!l) throw new Error(`no tensor named '${n}'`);
-      return l;
-    }));
+    return Promise.resolve(names.map((n) => this.leaf(n)));
   }
 
   /**
